@@ -1,0 +1,1 @@
+"""ncd-processor: native change detection event processor."""
