@@ -1,0 +1,45 @@
+"""The pure change-detection core: no I/O, no clock, no logging, no Kafka.
+
+It imports only :mod:`processor.models`, :mod:`processor.errors` and the standard
+library. Entry points: :func:`decide_event` (one account against its stored state, for the
+streaming worker) and :func:`diff_snapshots` (two whole snapshots, for ``diff``).
+"""
+
+from processor.core.catalog import EntitlementCatalog
+from processor.core.detect import (
+    AccountChanges,
+    build_event,
+    decide_event,
+    detect_changes,
+    event_id,
+)
+from processor.core.identity import event_account, event_identity, system_identity_id
+from processor.core.match import DuplicateAccountError, Matching, check_unique, match_accounts
+from processor.core.policy import Kind, SourcePolicy
+from processor.core.provisioning import applies_to, apply_provisioning, is_completed
+from processor.core.snapshot import SnapshotDiff, apply_own_changes, deletes_allowed, diff_snapshots
+
+__all__ = [
+    "AccountChanges",
+    "DuplicateAccountError",
+    "EntitlementCatalog",
+    "Kind",
+    "Matching",
+    "SnapshotDiff",
+    "SourcePolicy",
+    "applies_to",
+    "apply_own_changes",
+    "apply_provisioning",
+    "build_event",
+    "check_unique",
+    "decide_event",
+    "deletes_allowed",
+    "detect_changes",
+    "diff_snapshots",
+    "event_account",
+    "event_id",
+    "event_identity",
+    "is_completed",
+    "match_accounts",
+    "system_identity_id",
+]

@@ -1,0 +1,318 @@
+"""The composition root: the ``ncd-processor`` command line.
+
+Only this module knows the concrete classes (Kafka clients, LMDB stores, files); it wires
+them into the pure core and the runner. Subcommands:
+
+- ``run``: the streaming worker (Kafka in, events out).
+- ``publish``: send a source, a catalog and a snapshot file to Kafka as one aggregation.
+- ``diff``: compare two snapshot files offline (CONTRACTS.md section 4).
+- ``schemas``: regenerate the published JSON Schemas.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any, TextIO
+
+from processor import codec
+from processor.config import Settings, load_settings
+from processor.core import (
+    DuplicateAccountError,
+    EntitlementCatalog,
+    diff_snapshots,
+)
+from processor.errors import FileInputError, ProcessorError
+from processor.files import read_document, read_lines
+from processor.models import Account, CatalogEntry, ProvisioningRecord, SourceDescriptor
+
+EXIT_OK = 0
+EXIT_BAD_INPUT = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="ncd-processor",
+        description="Native change detection: diff account snapshots into NCD events.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    diff = sub.add_parser(
+        "diff",
+        help="diff two snapshot files and print the events (JSON Lines)",
+        description=(
+            "Write one event per line to standard output, sorted by account nativeIdentity "
+            "then eventType. Exit 0, also when there are no events; exit 2 with FILE:LINE: "
+            "reason on bad input, writing no events."
+        ),
+    )
+    diff.add_argument("--source", required=True, type=Path, metavar="SOURCE.json")
+    diff.add_argument("previous", type=Path, metavar="PREVIOUS.jsonl")
+    diff.add_argument("current", type=Path, metavar="CURRENT.jsonl")
+    diff.add_argument("--entitlements", type=Path, metavar="CATALOG.jsonl")
+    diff.add_argument("--provisioning", type=Path, metavar="PROVISIONING.jsonl")
+    diff.set_defaults(handler=_cmd_diff)
+
+    run = sub.add_parser(
+        "run",
+        help="run the streaming worker",
+        description=(
+            "Consume ncd.aggregations, keep every account's last state, publish NCD events. "
+            "Every setting below can also be given as the environment variable shown, or in "
+            "a file named by NCD_ENV_FILE; flags win over the environment."
+        ),
+    )
+    _add_setting_flags(run)
+    run.set_defaults(handler=_cmd_run)
+
+    publish = sub.add_parser(
+        "publish",
+        help="publish a source descriptor, a catalog and a snapshot as one aggregation",
+    )
+    publish.add_argument("--source", required=True, type=Path, metavar="SOURCE.json")
+    publish.add_argument("snapshot", type=Path, nargs="?", metavar="SNAPSHOT.jsonl")
+    publish.add_argument("--entitlements", type=Path, metavar="CATALOG.jsonl")
+    publish.add_argument("--provisioning", type=Path, metavar="PROVISIONING.jsonl")
+    publish.add_argument("--mode", choices=["FULL", "DELTA"], default="FULL")
+    publish.add_argument(
+        "--status", choices=["COMPLETED", "FAILED", "TERMINATED"], default="COMPLETED"
+    )
+    publish.add_argument("--aggregation-id")
+    publish.add_argument("--started-at", help="RFC 3339 instant; default: now")
+    _add_setting_flags(publish, only=_PUBLISH_SETTINGS)
+    publish.set_defaults(handler=_cmd_publish)
+
+    schemas = sub.add_parser("schemas", help="regenerate the JSON Schemas into a directory")
+    schemas.add_argument("directory", type=Path, nargs="?", default=Path("schemas"))
+    schemas.set_defaults(handler=_cmd_schemas)
+    return parser
+
+
+_PUBLISH_SETTINGS = frozenset(
+    {
+        "bootstrap_servers",
+        "partitions",
+        "topic_sources",
+        "topic_entitlements",
+        "topic_aggregations",
+        "topic_provisioning",
+        "security_protocol",
+        "sasl_mechanism",
+        "sasl_username",
+        "sasl_password",
+        "ssl_cafile",
+        "ssl_certfile",
+        "ssl_keyfile",
+        "log_level",
+        "log_format",
+    }
+)
+
+
+def _add_setting_flags(parser: argparse.ArgumentParser, only: frozenset[str] | None = None) -> None:
+    """One ``--flag`` per setting, documented with its environment variable and default."""
+    group = parser.add_argument_group("settings (flag / environment variable)")
+    for name, info in Settings.model_fields.items():
+        if only is not None and name not in only:
+            continue
+        default = (
+            "(secret)" if name == "sasl_password" else info.get_default(call_default_factory=True)
+        )
+        text = (
+            info.description or name.replace("_", " ")
+        ) + f" [env NCD_{name.upper()}; default {default}]"
+        group.add_argument(
+            "--" + name.replace("_", "-"), dest=f"setting_{name}", help=text, metavar="VALUE"
+        )
+
+
+def _settings_from(args: argparse.Namespace) -> Settings:
+    overrides = {
+        key[len("setting_") :]: value
+        for key, value in vars(args).items()
+        if key.startswith("setting_") and value is not None
+    }
+    return load_settings(**overrides)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``ncd-processor`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except FileInputError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except ProcessorError as exc:
+        print(f"ncd-processor: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return code
+
+
+def _cmd_diff(args: argparse.Namespace) -> int:
+    out = run_diff(
+        source_path=args.source,
+        previous_path=args.previous,
+        current_path=args.current,
+        catalog_path=args.entitlements,
+        provisioning_path=args.provisioning,
+    )
+    _write_all(sys.stdout, out)
+    return EXIT_OK
+
+
+def run_diff(
+    *,
+    source_path: Path,
+    previous_path: Path,
+    current_path: Path,
+    catalog_path: Path | None = None,
+    provisioning_path: Path | None = None,
+) -> bytes:
+    """Read the inputs, diff them, and return the events as JSON Lines bytes.
+
+    Everything is read and checked before anything is written, so bad input yields
+    an error and no events.
+    """
+    source = read_document(source_path, SourceDescriptor, "source descriptor")
+    previous = read_lines(previous_path, Account, "account record")
+    current = read_lines(current_path, Account, "account record")
+    catalog = EntitlementCatalog(
+        []
+        if catalog_path is None
+        else [x.record for x in read_lines(catalog_path, CatalogEntry, "catalog entry")]
+    )
+    provisioning = (
+        []
+        if provisioning_path is None
+        else [
+            x.record
+            for x in read_lines(provisioning_path, ProvisioningRecord, "provisioning record")
+        ]
+    )
+    try:
+        result = diff_snapshots(
+            source,
+            [x.record for x in previous],
+            [x.record for x in current],
+            catalog,
+            provisioning,
+        )
+    except DuplicateAccountError as exc:
+        located = previous if exc.side == "previous" else current
+        path = previous_path if exc.side == "previous" else current_path
+        raise FileInputError(str(path), located[exc.index].line, exc.reason) from exc
+    return b"".join(codec.dumps(event.model_dump(mode="json")) + b"\n" for event in result.events)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from processor.kafka import KafkaTransport
+    from processor.observability.logging import configure_logging
+    from processor.runner import Runner
+    from processor.state import LmdbStoreFactory
+
+    settings = _settings_from(args)
+    configure_logging(settings.log_level, settings.log_format)
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    runner = Runner(
+        settings,
+        KafkaTransport(settings.client()),
+        LmdbStoreFactory(settings.state_dir, settings.topic_aggregations),
+    )
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    runner.run(stop)
+    return EXIT_OK
+
+
+def _cmd_publish(args: argparse.Namespace) -> int:
+    from processor.kafka import KafkaTransport
+    from processor.models import AggregationMode, AggregationStatus
+    from processor.publisher import Publisher, Topics
+
+    settings = _settings_from(args)
+    source = read_document(args.source, SourceDescriptor, "source descriptor")
+    catalog = (
+        []
+        if args.entitlements is None
+        else [x.record for x in read_lines(args.entitlements, CatalogEntry, "catalog entry")]
+    )
+    provisioning = (
+        []
+        if args.provisioning is None
+        else [
+            x.record
+            for x in read_lines(args.provisioning, ProvisioningRecord, "provisioning record")
+        ]
+    )
+    accounts = (
+        []
+        if args.snapshot is None
+        else [x.record for x in read_lines(args.snapshot, Account, "account record")]
+    )
+    transport = KafkaTransport(settings.client())
+    if settings.create_topics:
+        admin = transport.admin()
+        try:
+            admin.ensure_topics(settings.topic_specs())
+        finally:
+            admin.close()
+    producer = transport.producer()
+    topics = Topics(
+        settings.topic_sources,
+        settings.topic_entitlements,
+        settings.topic_aggregations,
+        settings.topic_provisioning,
+    )
+    try:
+        publisher = Publisher(producer, settings.partitions, topics)
+        publisher.publish_source(source)
+        summary: dict[str, Any] = {"source": source.id}
+        if catalog:
+            summary["catalog_entries"] = publisher.publish_catalog(source.id, catalog)
+        if provisioning:
+            summary["provisioning_records"] = publisher.publish_provisioning(provisioning)
+        if args.snapshot is not None:
+            summary["aggregation_id"] = publisher.publish_aggregation(
+                source.id,
+                accounts,
+                mode=AggregationMode(args.mode),
+                status=AggregationStatus(args.status),
+                aggregation_id=args.aggregation_id,
+                started_at=args.started_at,
+            )
+            summary["accounts"] = len(accounts)
+    finally:
+        producer.close()
+    print(codec.dumps(summary).decode())
+    return EXIT_OK
+
+
+def _cmd_schemas(args: argparse.Namespace) -> int:
+    from processor.schemas import write
+
+    for path in write(args.directory):
+        print(path)
+    return EXIT_OK
+
+
+def _write_all(stream: TextIO, data: bytes) -> None:
+    stream.flush()
+    stream.buffer.write(data)
+    stream.buffer.flush()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,64 @@
+"""JSON encoding and decoding, and value-free validation messages.
+
+orjson is the codec (docs/decisions.md: it decodes 3 KB account records 2-3x faster than
+the standard library). Error reasons built here never contain input values: account
+attributes are personal data and reasons end up in logs, on stderr and in dead-letter
+headers.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import orjson
+from pydantic import BaseModel, ValidationError
+
+from processor.errors import InputError
+
+M = TypeVar("M", bound=BaseModel)
+
+#: Reasons are cut to this length so that a dead-letter header stays small.
+MAX_REASON_CHARS = 300
+
+
+def loads(data: bytes | str) -> Any:
+    """Decode JSON, raising :class:`InputError` with a value-free reason."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise InputError(
+            f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from exc
+
+
+def dumps(obj: Any) -> bytes:
+    """Encode JSON compactly; keys keep their insertion order (models dump in field order)."""
+    return orjson.dumps(obj)
+
+
+def dumps_canonical(obj: Any) -> bytes:
+    """Encode JSON with sorted keys: the same value always gives the same bytes."""
+    return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+
+
+def describe_validation_error(exc: ValidationError, what: str) -> str:
+    """One line naming the first failing field(s) and why, without any input value."""
+    parts = []
+    for err in exc.errors(include_input=False, include_url=False)[:3]:
+        loc = ".".join(str(p) for p in err["loc"]) or "(root)"
+        parts.append(f"{loc}: {err['msg']}")
+    more = exc.error_count() - len(parts)
+    suffix = f" (+{more} more)" if more > 0 else ""
+    return _cut(f"not a valid {what}: " + "; ".join(parts) + suffix)
+
+
+def validate(model: type[M], obj: Any, what: str) -> M:
+    """Validate a decoded JSON value against ``model``; :class:`InputError` on failure."""
+    try:
+        return model.model_validate(obj)
+    except ValidationError as exc:
+        raise InputError(describe_validation_error(exc, what)) from exc
+
+
+def _cut(reason: str) -> str:
+    return reason if len(reason) <= MAX_REASON_CHARS else reason[: MAX_REASON_CHARS - 3] + "..."

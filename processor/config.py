@@ -1,0 +1,161 @@
+"""Settings of the streaming worker and the publisher (pydantic-settings).
+
+Every setting comes from an ``NCD_``-prefixed environment variable (``NCD_STATE_DIR``,
+``NCD_TOPIC_EVENTS``...), from an optional ``.env``-style file named by ``NCD_ENV_FILE``,
+or from a command-line flag, in rising order of precedence. Everything is validated
+before anything connects; a bad setting is a :class:`~processor.errors.ConfigError`
+naming it. The SASL password is a ``SecretStr``: masked whenever settings are printed.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from processor.errors import ConfigError
+from processor.transport import ClientSettings, TopicSpec
+
+
+class Guarantee(StrEnum):
+    EXACTLY_ONCE = "exactly_once"
+    AT_LEAST_ONCE = "at_least_once"
+
+
+class Settings(BaseSettings):
+    """Every setting of ``ncd-processor run`` and ``publish``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="NCD_", extra="ignore", frozen=True, validate_default=True
+    )
+
+    bootstrap_servers: str = Field(
+        "localhost:9092", description="Kafka bootstrap servers, host:port[,host:port]"
+    )
+    state_dir: Path = Field(Path("state"), description="directory of the local state stores")
+    group_id: str = Field("ncd-processor", description="consumer group of the workers")
+    instance_id: str = Field(
+        default_factory=socket.gethostname,
+        description="this worker's stable name; its transactional id is GROUP_ID-INSTANCE_ID",
+    )
+    guarantee: Guarantee = Field(
+        Guarantee.EXACTLY_ONCE, description="exactly_once (transactions) or at_least_once"
+    )
+    partitions: int = Field(6, ge=1, description="partitions of topics the worker creates")
+    replication_factor: int = Field(
+        -1, description="replication of created topics; -1 = broker default"
+    )
+    create_topics: bool = Field(True, description="create missing topics at start-up")
+
+    topic_sources: str = "ncd.sources"
+    topic_entitlements: str = "ncd.entitlements"
+    topic_aggregations: str = "ncd.aggregations"
+    topic_provisioning: str = "ncd.provisioning"
+    topic_events: str = "ncd.events"
+    topic_remediations: str = "ncd.remediations"
+    topic_dlq: str = "ncd.dlq"
+    topic_changelog: str = Field(
+        "ncd.state-changelog", description="compacted changelog of the state stores"
+    )
+
+    max_batch_records: int = Field(
+        500, ge=1, description="records per poll, and so per transaction"
+    )
+    # Short enough that a stop request or a config change is noticed quickly, long
+    # enough that an idle worker does not spin.
+    poll_timeout_s: float = Field(0.5, gt=0, description="longest wait for records in one poll")
+    session_timeout_ms: int = Field(45_000, ge=1000)
+    heartbeat_interval_ms: int = Field(3_000, ge=100)
+    max_poll_interval_ms: int = Field(300_000, ge=1000)
+    transaction_timeout_ms: int = Field(60_000, ge=1000)
+    # Backoff after a retriable broker failure: doubles from the first to the cap.
+    retry_backoff_first_s: float = Field(0.5, gt=0)
+    retry_backoff_max_s: float = Field(30.0, gt=0)
+
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "json", "console"] = Field(
+        "auto", description="auto: console on a terminal, JSON otherwise"
+    )
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _servers(cls, value: str) -> str:
+        for server in value.split(","):
+            host, sep, port = server.strip().rpartition(":")
+            if not sep or not host or not port.isdigit():
+                raise ValueError("must be host:port[,host:port...]")
+        return value
+
+    @property
+    def transactional_id(self) -> str | None:
+        """The producer's transactional id in exactly-once mode, else ``None``."""
+        if self.guarantee != Guarantee.EXACTLY_ONCE:
+            return None
+        return f"{self.group_id}-{self.instance_id}"
+
+    def client(self) -> ClientSettings:
+        """The broker connection settings for the transport adapters."""
+        return ClientSettings(
+            bootstrap_servers=self.bootstrap_servers,
+            client_id=f"ncd-processor-{self.instance_id}",
+            security_protocol=self.security_protocol,
+            sasl_mechanism=self.sasl_mechanism,
+            sasl_username=self.sasl_username,
+            sasl_password=None
+            if self.sasl_password is None
+            else self.sasl_password.get_secret_value(),
+            ssl_cafile=None if self.ssl_cafile is None else str(self.ssl_cafile),
+            ssl_certfile=None if self.ssl_certfile is None else str(self.ssl_certfile),
+            ssl_keyfile=None if self.ssl_keyfile is None else str(self.ssl_keyfile),
+            session_timeout_ms=self.session_timeout_ms,
+            heartbeat_interval_ms=self.heartbeat_interval_ms,
+            max_poll_interval_ms=self.max_poll_interval_ms,
+            transactional_id=self.transactional_id,
+            transaction_timeout_ms=self.transaction_timeout_ms,
+        )
+
+    def topic_specs(self) -> list[TopicSpec]:
+        """Every topic the worker reads or writes, as it would create them."""
+        n, rf = self.partitions, self.replication_factor
+        return [
+            TopicSpec(self.topic_sources, 1, compacted=True, replication_factor=rf),
+            TopicSpec(self.topic_entitlements, 1, compacted=True, replication_factor=rf),
+            TopicSpec(self.topic_aggregations, n, replication_factor=rf),
+            TopicSpec(self.topic_provisioning, n, replication_factor=rf),
+            TopicSpec(self.topic_events, n, replication_factor=rf),
+            TopicSpec(self.topic_remediations, n, replication_factor=rf),
+            TopicSpec(self.topic_dlq, n, replication_factor=rf),
+            TopicSpec(self.topic_changelog, n, compacted=True, replication_factor=rf),
+        ]
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment (and ``NCD_ENV_FILE``), then ``overrides``.
+
+    ``overrides`` whose value is ``None`` are ignored (flags that were not given).
+    """
+    given = {k: v for k, v in overrides.items() if v is not None}
+    env_file = os.environ.get("NCD_ENV_FILE")
+    if env_file and not Path(env_file).is_file():
+        raise ConfigError(f"NCD_ENV_FILE: no such file: {env_file}")
+    try:
+        return Settings(_env_file=env_file, **given)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_input=False, include_url=False):
+            name = "NCD_" + "_".join(str(p) for p in err["loc"]).upper()
+            problems.append(f"{name}: {err['msg']}")
+        raise ConfigError("invalid settings: " + "; ".join(problems)) from exc

@@ -1,0 +1,186 @@
+"""Change detection for one account (R3-R9, R11, R12) and the event it gives."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, cast
+
+from processor.core.catalog import EntitlementCatalog
+from processor.core.identity import event_account, event_identity
+from processor.core.policy import Kind, SourcePolicy
+from processor.core.values import as_text, single_key, value_set
+from processor.models import (
+    Account,
+    AccountEvent,
+    AttributeValue,
+    ChangeType,
+    EntitlementChange,
+    MultiValueChange,
+    Operation,
+    SingleValueChange,
+    event_class,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AccountChanges:
+    """The monitored changes of one account, each list sorted by attribute name (R12)."""
+
+    single: tuple[SingleValueChange, ...] = ()
+    multi: tuple[MultiValueChange, ...] = ()
+    entitlements: tuple[EntitlementChange, ...] = ()
+
+    @property
+    def change_types(self) -> list[ChangeType]:
+        """R11: ATTRIBUTES_CHANGED, ENTITLEMENTS_ADDED, ENTITLEMENTS_REMOVED, in that order."""
+        types: list[ChangeType] = []
+        if self.single or self.multi:
+            types.append(ChangeType.ATTRIBUTES_CHANGED)
+        if any(change.added for change in self.entitlements):
+            types.append(ChangeType.ENTITLEMENTS_ADDED)
+        if any(change.removed for change in self.entitlements):
+            types.append(ChangeType.ENTITLEMENTS_REMOVED)
+        return types
+
+    @property
+    def is_empty(self) -> bool:
+        """Whether no monitored attribute changed."""
+        return not (self.single or self.multi or self.entitlements)
+
+
+_NO_CHANGES = AccountChanges()
+_NO_ATTRIBUTES: Mapping[str, AttributeValue] = {}
+
+
+def detect_changes(
+    policy: SourcePolicy,
+    previous: Mapping[str, AttributeValue] | None,
+    current: Mapping[str, AttributeValue] | None,
+    catalog: EntitlementCatalog,
+) -> AccountChanges:
+    """The changes of monitored attributes between two attribute maps.
+
+    ``previous=None`` is the creation view (every value is new), ``current=None`` the
+    deletion view. Raw-equal values are skipped before normalising (they normalise equal).
+    """
+    before = _NO_ATTRIBUTES if previous is None else previous
+    after = _NO_ATTRIBUTES if current is None else current
+    if before == after:
+        return _NO_CHANGES
+    single: list[SingleValueChange] = []
+    multi: list[MultiValueChange] = []
+    entitlements: list[EntitlementChange] = []
+    for name in sorted(before.keys() | after.keys()):
+        old = before.get(name)
+        new = after.get(name)
+        if old == new:
+            continue
+        kind = policy.kind(name, old, new)
+        if not policy.monitored(name, kind):
+            continue
+        normalise = policy.normaliser(name)
+        if kind is Kind.SINGLE:
+            if single_key(old, normalise) != single_key(new, normalise):
+                single.append(
+                    SingleValueChange.model_construct(name=name, oldValue=old, newValue=new)
+                )
+            continue
+        old_set = value_set(old, normalise)
+        new_set = value_set(new, normalise)
+        added = [new_set[key] for key in (new_set.keys() - old_set.keys())]
+        removed = [old_set[key] for key in sorted(old_set.keys() - new_set.keys())]
+        if not added and not removed:
+            continue
+        if kind is Kind.MULTI:
+            multi.append(
+                MultiValueChange.model_construct(
+                    name=name, addedValues=added, removedValues=removed
+                )
+            )
+        else:
+            folded = policy.case_insensitive
+            entitlements.append(
+                EntitlementChange.model_construct(
+                    attributeName=name,
+                    added=[catalog.ref(name, as_text(v), case_insensitive=folded) for v in added],
+                    removed=[
+                        catalog.ref(name, as_text(v), case_insensitive=folded) for v in removed
+                    ],
+                )
+            )
+    if not (single or multi or entitlements):
+        return _NO_CHANGES
+    return AccountChanges(tuple(single), tuple(multi), tuple(entitlements))
+
+
+def decide_event(
+    policy: SourcePolicy,
+    previous: Account | None,
+    current: Account | None,
+    catalog: EntitlementCatalog,
+    *,
+    context: str = "",
+) -> AccountEvent | None:
+    """The event of one account (R7-R9, R14), or ``None`` when nothing is to be reported.
+
+    ``previous=None`` is a creation, ``current=None`` a deletion, both given an update.
+    ``context`` (e.g. the aggregation id) goes into the deterministic event id.
+    """
+    if current is not None:
+        subject = current
+        operation = Operation.ACCOUNT_UPDATED if previous is not None else Operation.ACCOUNT_CREATED
+    elif previous is not None:
+        subject = previous
+        operation = Operation.ACCOUNT_DELETED
+    else:
+        return None
+    if not policy.operation_monitored(operation):
+        return None
+    changes = detect_changes(
+        policy,
+        None if previous is None else previous.attributes,
+        None if current is None else current.attributes,
+        catalog,
+    )
+    if changes.is_empty:
+        return None
+    return build_event(policy, operation, subject, changes, context=context)
+
+
+def build_event(
+    policy: SourcePolicy,
+    operation: Operation,
+    account: Account,
+    changes: AccountChanges,
+    *,
+    context: str = "",
+) -> AccountEvent:
+    """An event from its parts, with its deterministic id."""
+    body: dict[str, Any] = {
+        "eventType": operation,
+        "accountChangeTypes": changes.change_types,
+        "identity": event_identity(policy, account),
+        "source": policy.event_source,
+        "account": event_account(policy, account),
+        "singleValueAttributeChanges": list(changes.single),
+        "multiValueAttributeChanges": list(changes.multi),
+        "entitlementChanges": list(changes.entitlements),
+    }
+    cls = event_class(operation)
+    draft = cls.model_construct(**body, id="")
+    event = cls.model_construct(**body, id=event_id(draft.model_dump(mode="json"), context))
+    return cast(AccountEvent, event)  # event_class(operation) is one of AccountEvent's members
+
+
+def event_id(body: Mapping[str, Any], context: str) -> str:
+    """A UUID from sha256 over the canonical JSON of the body (without ``id``) and a context."""
+    canonical = {key: value for key, value in body.items() if key != "id"}
+    payload = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    digest = hashlib.sha256(
+        payload.encode("ascii") + b"\x00" + context.encode("utf-8", "surrogatepass")
+    )
+    return str(uuid.UUID(bytes=digest.digest()[:16], version=5))

@@ -1,0 +1,98 @@
+"""Matching accounts across two snapshots (R1)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from processor.core.policy import SourcePolicy
+from processor.errors import InputError
+from processor.models import Account
+
+
+class DuplicateAccountError(InputError):
+    """Two accounts of one snapshot share a uuid or a (normalised) nativeIdentity.
+
+    ``side`` is ``"previous"`` or ``"current"``; ``index`` is the 0-based position of the
+    second occurrence in that sequence, ``first_index`` of the first.
+    """
+
+    def __init__(self, reason: str, *, side: str, index: int, first_index: int) -> None:
+        super().__init__(reason)
+        self.side = side
+        self.index = index
+        self.first_index = first_index
+
+
+@dataclass(frozen=True, slots=True)
+class Matching:
+    """Accounts paired across snapshots, and those only on one side."""
+
+    pairs: list[tuple[Account, Account]] = field(default_factory=list)
+    created: list[Account] = field(default_factory=list)
+    deleted: list[Account] = field(default_factory=list)
+
+
+def check_unique(policy: SourcePolicy, accounts: Sequence[Account], side: str) -> None:
+    """Raise :class:`DuplicateAccountError` on a repeated uuid or nativeIdentity."""
+    _check(accounts, side, "uuid", lambda account: account.uuid or None)
+    _check(accounts, side, "nativeIdentity", lambda a: policy.identity_key(a.nativeIdentity))
+
+
+def _check(
+    accounts: Sequence[Account], side: str, what: str, key: Callable[[Account], str | None]
+) -> None:
+    seen: dict[str, int] = {}
+    for index, account in enumerate(accounts):
+        value = key(account)
+        if value is None:
+            continue
+        first = seen.setdefault(value, index)
+        if first != index:
+            raise DuplicateAccountError(
+                f"duplicate {what} in the {side} snapshot (first at record {first + 1})",
+                side=side,
+                index=index,
+                first_index=first,
+            )
+
+
+def match_accounts(
+    policy: SourcePolicy, previous: Sequence[Account], current: Sequence[Account]
+) -> Matching:
+    """R1: pair by uuid when both sides have one, else by nativeIdentity among the unpaired.
+
+    A previous and a current account with different uuids are never paired. The result
+    does not depend on input order: every list is sorted by nativeIdentity.
+    """
+    check_unique(policy, previous, "previous")
+    check_unique(policy, current, "current")
+    by_uuid = {account.uuid: index for index, account in enumerate(previous) if account.uuid}
+    by_key = {policy.identity_key(account.nativeIdentity): i for i, account in enumerate(previous)}
+    used = [False] * len(previous)
+    pairs: list[tuple[Account, Account]] = []
+    unpaired: list[Account] = []
+    for account in current:
+        index = by_uuid.get(account.uuid) if account.uuid else None
+        if index is None:
+            unpaired.append(account)
+        else:
+            used[index] = True
+            pairs.append((previous[index], account))
+    created: list[Account] = []
+    for account in unpaired:
+        index = by_key.get(policy.identity_key(account.nativeIdentity))
+        if index is None or used[index] or (account.uuid and previous[index].uuid):
+            created.append(account)
+        else:
+            used[index] = True
+            pairs.append((previous[index], account))
+    deleted = [account for index, account in enumerate(previous) if not used[index]]
+    pairs.sort(key=lambda pair: pair[1].nativeIdentity)
+    created.sort(key=_native_identity)
+    deleted.sort(key=_native_identity)
+    return Matching(pairs, created, deleted)
+
+
+def _native_identity(account: Account) -> str:
+    return account.nativeIdentity

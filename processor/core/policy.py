@@ -1,0 +1,140 @@
+"""A source descriptor compiled once into cheap per-attribute lookups (R2, R4, R6)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from processor.core.values import Normaliser, make_normaliser
+from processor.models import (
+    AttributeType,
+    AttributeValue,
+    EventGovernanceGroup,
+    EventSource,
+    EventSourceOwner,
+    Operation,
+    SourceDescriptor,
+)
+
+
+class Kind(StrEnum):
+    """How an attribute's values are compared and reported (R2)."""
+
+    SINGLE = "single"
+    MULTI = "multi"
+    ENTITLEMENT = "entitlement"
+
+
+@dataclass(frozen=True, slots=True)
+class _SchemaEntry:
+    kind: Kind
+    is_multi: bool
+    normalise: Normaliser
+
+
+class SourcePolicy:
+    """The rules of one source: attribute kinds, monitoring, normalisers, identity keys."""
+
+    __slots__ = (
+        "_all_entitlements",
+        "_all_others",
+        "_default_normalise",
+        "_enabled",
+        "_operations",
+        "_schema",
+        "_selected_entitlements",
+        "_selected_others",
+        "case_insensitive",
+        "event_source",
+        "source",
+    )
+
+    def __init__(self, source: SourceDescriptor) -> None:
+        self.source = source
+        self.case_insensitive = source.caseInsensitive
+        config = source.nativeChangeDetectionConfig
+        self._enabled = config.enabled
+        self._operations = frozenset(config.operations)
+        self._all_entitlements = config.allEntitlements
+        self._all_others = config.allNonEntitlementAttributes
+        self._selected_entitlements = frozenset(config.selectedEntitlements)
+        self._selected_others = frozenset(config.selectedNonEntitlementAttributes)
+        normalisers = {
+            attribute_type: make_normaliser(attribute_type, self.case_insensitive)
+            for attribute_type in AttributeType
+        }
+        self._default_normalise = normalisers[AttributeType.STRING]
+        self._schema: dict[str, _SchemaEntry] = {}
+        for attribute in source.accountSchema.attributes:
+            if attribute.isEntitlement:
+                kind = Kind.ENTITLEMENT
+            elif attribute.isMulti:
+                kind = Kind.MULTI
+            else:
+                kind = Kind.SINGLE
+            self._schema[attribute.name] = _SchemaEntry(
+                kind, attribute.isMulti, normalisers[attribute.type]
+            )
+        self.event_source = _event_source(source)
+
+    @classmethod
+    def from_source(cls, source: SourceDescriptor) -> SourcePolicy:
+        """Compile a source descriptor."""
+        return cls(source)
+
+    def kind(self, name: str, previous: AttributeValue, current: AttributeValue) -> Kind:
+        """R2: the schema's kind; outside the schema, multi if either side holds a list."""
+        entry = self._schema.get(name)
+        if entry is not None:
+            return entry.kind
+        if isinstance(previous, list) or isinstance(current, list):
+            return Kind.MULTI
+        return Kind.SINGLE
+
+    def monitored(self, name: str, kind: Kind) -> bool:
+        """R6: whether changes of this attribute are reported."""
+        if not self._enabled:
+            return False
+        if kind is Kind.ENTITLEMENT:
+            return self._all_entitlements or name in self._selected_entitlements
+        return self._all_others or name in self._selected_others
+
+    def operation_monitored(self, op: Operation) -> bool:
+        """R6/R7-R9: whether NCD is enabled and this operation is monitored."""
+        return self._enabled and op in self._operations
+
+    def identity_key(self, native_identity: str) -> str:
+        """The key nativeIdentities are matched by (R1): folded when caseInsensitive."""
+        return native_identity.casefold() if self.case_insensitive else native_identity
+
+    def normaliser(self, name: str) -> Normaliser:
+        """The R4 key function of an attribute (STRING outside the schema)."""
+        entry = self._schema.get(name)
+        return self._default_normalise if entry is None else entry.normalise
+
+    def multi_valued(self, name: str, current: AttributeValue, value: AttributeValue) -> bool:
+        """Whether a provisioning change treats the attribute as a list (R15).
+
+        Multi-valued attributes are; entitlements and attributes outside the schema are
+        when the account's value or the change's value is a list.
+        """
+        entry = self._schema.get(name)
+        if entry is not None and (entry.is_multi or entry.kind is Kind.SINGLE):
+            return entry.is_multi
+        return isinstance(current, list) or isinstance(value, list)
+
+
+def _event_source(source: SourceDescriptor) -> EventSource:
+    owner = source.owner
+    group = source.governanceGroup
+    return EventSource.model_construct(
+        id=source.id,
+        name=source.name,
+        alias=source.alias,
+        owner=None
+        if owner is None
+        else EventSourceOwner.model_construct(id=owner.id, name=owner.name, email=owner.email),
+        governanceGroup=None
+        if group is None
+        else EventGovernanceGroup.model_construct(id=group.id, name=group.name),
+    )

@@ -1,0 +1,77 @@
+"""Reading contract records from local files, with ``FILE:LINE: reason`` errors.
+
+A snapshot, catalog or provisioning file is JSON Lines (blank lines are skipped); a source
+descriptor is one JSON document. Every failure is a :class:`FileInputError` naming the
+file and the 1-based line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Generic, TypeVar
+
+from pydantic import BaseModel
+
+from processor import codec
+from processor.errors import FileInputError, InputError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True, slots=True)
+class Located(Generic[M]):
+    """A record and the line it came from."""
+
+    line: int
+    record: M
+
+
+def read_document(path: Path, model: type[M], what: str) -> M:
+    """Read a file holding one JSON document."""
+    data = _read_bytes(path)
+    try:
+        obj = codec.loads(data)
+    except InputError as exc:
+        line = _json_error_line(exc)
+        raise FileInputError(str(path), line, exc.reason) from exc
+    try:
+        return codec.validate(model, obj, what)
+    except InputError as exc:
+        raise FileInputError(str(path), 1, exc.reason) from exc
+
+
+def iter_lines(path: Path, model: type[M], what: str) -> Iterator[Located[M]]:
+    """Yield each non-blank line of a JSON Lines file as a validated record."""
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise FileInputError(str(path), 1, f"cannot read file: {exc.strerror}") from exc
+    with handle:
+        for number, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                continue
+            try:
+                record = codec.validate(model, codec.loads(raw), what)
+            except InputError as exc:
+                raise FileInputError(str(path), number, exc.reason) from exc
+            yield Located(number, record)
+
+
+def read_lines(path: Path, model: type[M], what: str) -> list[Located[M]]:
+    """All records of a JSON Lines file (see :func:`iter_lines`)."""
+    return list(iter_lines(path, model, what))
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise FileInputError(str(path), 1, f"cannot read file: {exc.strerror}") from exc
+
+
+def _json_error_line(exc: InputError) -> int:
+    cause = exc.__cause__
+    lineno = getattr(cause, "lineno", None)
+    return lineno if isinstance(lineno, int) and lineno > 0 else 1

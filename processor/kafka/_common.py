@@ -1,0 +1,95 @@
+"""Shared pieces of the kafka-python adapters: client options, error mapping, records."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata, TopicPartition
+
+from processor.errors import TransportError
+from processor.transport import TP, ClientSettings, InRecord
+
+
+def common_options(settings: ClientSettings) -> dict[str, Any]:
+    """kafka-python options shared by consumers, producers and the admin client."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap_servers.split(","),
+        "client_id": settings.client_id,
+        "security_protocol": settings.security_protocol,
+        "request_timeout_ms": settings.request_timeout_ms,
+    }
+    if settings.sasl_mechanism is not None:
+        options["sasl_mechanism"] = settings.sasl_mechanism
+        options["sasl_plain_username"] = settings.sasl_username
+        options["sasl_plain_password"] = settings.sasl_password
+    for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+        value = getattr(settings, name)
+        if value is not None:
+            options[name] = value
+    return options
+
+
+def consumer_options(settings: ClientSettings) -> dict[str, Any]:
+    """Options of every consumer: read_committed, manual commits, start at the beginning."""
+    return {
+        **common_options(settings),
+        "isolation_level": "read_committed",
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+    }
+
+
+@contextmanager
+def mapped_errors(operation: str) -> Iterator[None]:
+    """Turn kafka-python's exceptions into ``TransportError``, keeping the cause.
+
+    ``KafkaError.retriable`` decides retriability; socket-level ``OSError`` counts as
+    retriable (the broker may come back). The message names the operation and the
+    error class only: kafka-python messages can quote whole requests.
+    """
+    try:
+        yield
+    except KafkaError as exc:
+        name = type(exc).__name__
+        raise TransportError(f"{operation} failed: {name}", retriable=exc.retriable) from exc
+    except OSError as exc:
+        name = type(exc).__name__
+        raise TransportError(f"{operation} failed: {name}", retriable=True) from exc
+
+
+def to_tp(tp: TopicPartition) -> TP:
+    """Our partition value from kafka-python's."""
+    return TP(tp.topic, tp.partition)
+
+
+def to_kafka_tp(tp: TP) -> TopicPartition:
+    """kafka-python's partition value from ours."""
+    return TopicPartition(tp.topic, tp.partition)
+
+
+def to_offsets(offsets: Mapping[TP, int]) -> dict[TopicPartition, OffsetAndMetadata]:
+    """Offsets to commit, in kafka-python's shape (no metadata, unknown leader epoch)."""
+    return {to_kafka_tp(tp): OffsetAndMetadata(offset, "", -1) for tp, offset in offsets.items()}
+
+
+def to_in_records(batches: Mapping[TopicPartition, list[Any]]) -> list[InRecord]:
+    """Flatten a ``poll`` result; records of one partition stay in offset order."""
+    records: list[InRecord] = []
+    for batch in batches.values():
+        for rec in batch:
+            headers = tuple((name, bytes(value or b"")) for name, value in rec.headers or ())
+            records.append(
+                InRecord(
+                    topic=rec.topic,
+                    partition=rec.partition,
+                    offset=rec.offset,
+                    key=rec.key,
+                    value=rec.value,
+                    headers=headers,
+                    timestamp_ms=rec.timestamp,
+                )
+            )
+    return records

@@ -1,0 +1,165 @@
+"""``GroupConsumer`` on kafka-python: a consumer-group member with manual commits.
+
+Rebalance callbacks. kafka-python 3.0 runs rebalance listeners on its own IO thread,
+where a call to a blocking API of the same consumer raises ``RuntimeError`` and a slow
+callback stalls the heartbeats. So the IO-thread listener here only queues the events,
+and :meth:`KafkaGroupConsumer.poll` hands them to the ``RebalanceListener`` on the
+caller's thread, in order, before it returns. Consequences for the listener:
+
+* ``on_revoked`` arrives after the group has already moved the partitions on: the
+  listener must drop (abort) uncommitted work of those partitions, not commit it.
+  Committing before each ``poll`` keeps that work small.
+* ``on_assigned`` may ``seek``: records fetched in the same ``poll`` for partitions
+  assigned during it are discarded and their positions rewound to the first of them,
+  so nothing is skipped and the listener's seek wins.
+* Lost partitions (the member was evicted) are reported as revoked.
+"""
+
+from __future__ import annotations
+
+import queue
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Literal
+
+from kafka import KafkaConsumer
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.coordinator.assignors.range import RangePartitionAssignor
+from kafka.structs import TopicPartition
+
+from processor.kafka._common import (
+    consumer_options,
+    mapped_errors,
+    to_in_records,
+    to_kafka_tp,
+    to_offsets,
+    to_tp,
+)
+from processor.transport import TP, ClientSettings, InRecord, RebalanceListener
+
+_Event = tuple[Literal["assigned", "revoked"], list[TP]]
+
+
+class _QueueingListener(ConsumerRebalanceListener):  # type: ignore[misc]  # untyped base
+    """Runs on kafka-python's IO thread: only records what happened."""
+
+    def __init__(self, events: queue.SimpleQueue[_Event]) -> None:
+        self._events = events
+
+    def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        if revoked:
+            self._events.put(("revoked", sorted(to_tp(tp) for tp in revoked)))
+
+    def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        self._events.put(("assigned", sorted(to_tp(tp) for tp in assigned)))
+
+    def on_partitions_lost(self, lost: Iterable[TopicPartition]) -> None:
+        self.on_partitions_revoked(lost)
+
+
+class KafkaGroupConsumer:
+    """A subscribed member of ``group_id``: read_committed, manual commits, range assignor."""
+
+    def __init__(
+        self,
+        settings: ClientSettings,
+        topics: Sequence[str],
+        group_id: str,
+        listener: RebalanceListener,
+    ) -> None:
+        self._group_id = group_id
+        self._listener = listener
+        self._events: queue.SimpleQueue[_Event] = queue.SimpleQueue()
+        # Partitions the listener sought during the current delivery of events.
+        self._sought: set[TP] = set()
+        options: dict[str, Any] = {
+            **consumer_options(settings),
+            "group_id": group_id,
+            "partition_assignment_strategy": (RangePartitionAssignor,),
+            "session_timeout_ms": settings.session_timeout_ms,
+            "heartbeat_interval_ms": settings.heartbeat_interval_ms,
+            "max_poll_interval_ms": settings.max_poll_interval_ms,
+        }
+        with mapped_errors("consumer start"):
+            self._consumer = KafkaConsumer(**options)
+            self._consumer.subscribe(list(topics), listener=_QueueingListener(self._events))
+
+    def poll(self, timeout_s: float, max_records: int) -> list[InRecord]:
+        """Fetch up to ``max_records`` records; deliver rebalance events first."""
+        with mapped_errors("poll"):
+            batches = self._consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
+        records = to_in_records(batches)
+        newly_assigned = self._deliver_events()
+        if not newly_assigned:
+            return records
+        kept: list[InRecord] = []
+        rewind: dict[TP, int] = {}
+        for record in records:
+            if record.tp in newly_assigned:
+                rewind.setdefault(record.tp, record.offset)
+            else:
+                kept.append(record)
+        for tp, offset in rewind.items():
+            if tp in self.assignment() and tp not in self._sought:
+                self.seek(tp, offset)
+        return kept
+
+    def _deliver_events(self) -> set[TP]:
+        """Hand queued rebalance events to the listener; return the partitions assigned."""
+        assigned: set[TP] = set()
+        self._sought.clear()
+        while True:
+            try:
+                kind, tps = self._events.get_nowait()
+            except queue.Empty:
+                return assigned
+            if kind == "revoked":
+                assigned.difference_update(tps)
+                self._listener.on_revoked(tps)
+            else:
+                assigned.update(tps)
+                self._listener.on_assigned(tps)
+
+    def assignment(self) -> set[TP]:
+        """Partitions this member holds now."""
+        return {to_tp(tp) for tp in self._consumer.assignment()}
+
+    def seek(self, tp: TP, offset: int) -> None:
+        """Read ``tp`` from ``offset`` on the next poll."""
+        with mapped_errors("seek"):
+            self._consumer.seek(to_kafka_tp(tp), offset)
+        self._sought.add(tp)
+
+    def position(self, tp: TP) -> int:
+        """Offset of the next record to be returned from ``tp``."""
+        with mapped_errors("position"):
+            return int(self._consumer.position(to_kafka_tp(tp)))
+
+    def committed(self, tp: TP) -> int | None:
+        """The group's committed offset of ``tp``, asked from the broker."""
+        with mapped_errors("committed"):
+            offset = self._consumer.committed(to_kafka_tp(tp))
+        return None if offset is None else int(offset)
+
+    def commit(self, offsets: Mapping[TP, int]) -> None:
+        """Commit ``offsets`` for the group, synchronously."""
+        if not offsets:
+            return
+        with mapped_errors("commit offsets"):
+            self._consumer.commit(offsets=to_offsets(offsets))
+
+    def pause(self, tps: Iterable[TP]) -> None:
+        """Stop fetching from ``tps`` (the member keeps them)."""
+        self._consumer.pause(*(to_kafka_tp(tp) for tp in tps))
+
+    def resume(self, tps: Iterable[TP]) -> None:
+        """Fetch from ``tps`` again."""
+        self._consumer.resume(*(to_kafka_tp(tp) for tp in tps))
+
+    def group_id(self) -> str:
+        """The consumer group this member belongs to."""
+        return self._group_id
+
+    def close(self) -> None:
+        """Leave the group and release the connections (no commit)."""
+        with mapped_errors("consumer close"):
+            self._consumer.close(autocommit=False)

@@ -1,0 +1,41 @@
+"""``KafkaTransport``: makes the kafka-python clients from one ``ClientSettings``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+from processor.kafka.admin import KafkaAdmin
+from processor.kafka.consumer import KafkaGroupConsumer
+from processor.kafka.reader import KafkaPartitionReader
+from processor.kafka.sink import KafkaProducer, KafkaTransactionalSink
+from processor.transport import ClientSettings, RebalanceListener
+
+
+class KafkaTransport:
+    """The ``Transport`` of a real Kafka-protocol cluster."""
+
+    def __init__(self, settings: ClientSettings) -> None:
+        self.settings = settings
+
+    def group_consumer(
+        self, topics: Sequence[str], group_id: str, listener: RebalanceListener
+    ) -> KafkaGroupConsumer:
+        """A member of ``group_id`` subscribed to ``topics``."""
+        return KafkaGroupConsumer(self.settings, topics, group_id, listener)
+
+    def sink(self, transactional_id: str | None) -> KafkaTransactionalSink:
+        """A transactional sink when ``transactional_id`` is set, else a plain one."""
+        return KafkaTransactionalSink(replace(self.settings, transactional_id=transactional_id))
+
+    def partition_reader(self) -> KafkaPartitionReader:
+        """A group-less reader."""
+        return KafkaPartitionReader(self.settings)
+
+    def admin(self) -> KafkaAdmin:
+        """A topic administration client."""
+        return KafkaAdmin(self.settings)
+
+    def producer(self) -> KafkaProducer:
+        """A plain producer."""
+        return KafkaProducer(self.settings)

@@ -1,0 +1,439 @@
+"""The streaming worker's loop: poll, decode, decide, produce, commit.
+
+One batch is one unit of work and, in exactly-once mode, one Kafka transaction. The order
+of a batch, and why:
+
+1. ``sink.begin()``.
+2. Decide every record against a read-your-writes overlay of its partition's store; send
+   its events and dead letters to the sink.
+3. Send every state write of the batch to the changelog partition of the same number.
+4. ``sink.commit(offsets)``: flushes, adds the input offsets to the transaction, commits.
+   Events, dead letters, changelog and offsets become visible together, or not at all.
+5. Only then apply the overlay to the local store with the changelog offset reached.
+   State is never persisted ahead of the output it implies (the KIP-557 lesson): if the
+   worker dies between 4 and 5, the restore on start replays the changelog from the
+   store's checkpoint and the store catches up; if it dies before 4, nothing happened.
+
+In at-least-once mode step 4 is a flush followed by a commit of the offsets on the
+consumer; a crash in between re-emits events with the same deterministic ids.
+
+A retriable broker failure aborts the batch, rewinds the consumer to the batch's first
+offsets, and retries after a capped exponential backoff. Anything else ends the loop with
+the exception (the orchestrator restarts the worker). This is the one place that catches
+every exception.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+from processor import codec
+from processor.config import Guarantee, Settings
+from processor.errors import InputError, StateCorruptError, TransportError
+from processor.models import AccountEvent
+from processor.state.overlay import BatchOverlay
+from processor.state.store import StateStore, StoreFactory
+from processor.transport import (
+    TP,
+    GroupConsumer,
+    InRecord,
+    OutRecord,
+    PartitionReader,
+    TransactionalSink,
+    Transport,
+)
+from processor.worker.partition import Outcome, PartitionProcessor, Verdict
+from processor.worker.registry import SourceRegistry
+
+log = structlog.get_logger("processor.runner")
+
+#: Records read per poll while restoring a changelog or reading the config topics.
+RESTORE_BATCH = 5_000
+#: How long one poll of a restore or catch-up may wait for data that end offsets promise.
+CATCH_UP_POLL_S = 1.0
+#: A catch-up that makes no progress for this long fails (the broker is gone or stuck).
+CATCH_UP_STALL_S = 60.0
+
+CE_SPECVERSION = b"1.0"
+UNKNOWN_SOURCE = "unknown source"
+
+
+@dataclass
+class Stats:
+    """Counters since start; the metrics endpoint and the tests read them."""
+
+    verdicts: Counter[str] = field(default_factory=Counter)
+    events: Counter[str] = field(default_factory=Counter)
+    deletes_suppressed: int = 0
+    delete_guard_trips: int = 0
+    batches: int = 0
+    aborted_batches: int = 0
+    restored_records: int = 0
+
+
+def ce_type(event_type: str) -> str:
+    """The CloudEvents type of an event type (``ACCOUNT_UPDATED`` -> ``...account.updated``)."""
+    return "dev.ncd-processor." + event_type.lower().replace("_", ".", 1)
+
+
+def event_key(event: AccountEvent) -> bytes:
+    """The record key of an event: ``sourceId/<uuid or nativeIdentity>``, like its input."""
+    account = event.account
+    return f"{event.source.id}/{account.uuid or account.nativeIdentity}".encode()
+
+
+def event_record(topic: str, event: AccountEvent, timestamp_ms: int) -> OutRecord:
+    """An event as an output record with CloudEvents binary-mode headers."""
+    when = datetime.fromtimestamp(timestamp_ms / 1000, tz=UTC).isoformat().replace("+00:00", "Z")
+    headers = (
+        ("ce_specversion", CE_SPECVERSION),
+        ("ce_id", event.id.encode()),
+        ("ce_source", f"/sources/{event.source.id}".encode()),
+        ("ce_type", ce_type(event.eventType).encode()),
+        ("ce_time", when.encode()),
+        ("content-type", b"application/json"),
+    )
+    return OutRecord(topic, event_key(event), codec.dumps(event.model_dump(mode="json")), headers)
+
+
+def dead_letter(topic: str, record: InRecord, reason: str) -> OutRecord:
+    """The input record, unchanged, with headers naming the error and where it came from."""
+    headers = (
+        ("ncd_error", reason.encode()),
+        ("ncd_original_topic", record.topic.encode()),
+        ("ncd_original_partition", str(record.partition).encode()),
+        ("ncd_original_offset", str(record.offset).encode()),
+    )
+    return OutRecord(topic, record.key, record.value, headers)
+
+
+class ConfigFollower:
+    """Reads ``ncd.sources`` and ``ncd.entitlements`` in full, then follows them."""
+
+    def __init__(self, reader: PartitionReader, settings: Settings, registry: SourceRegistry):
+        self._reader = reader
+        self._registry = registry
+        self._sources = settings.topic_sources
+        self._entitlements = settings.topic_entitlements
+        tps = reader.partitions_for(self._sources) + reader.partitions_for(self._entitlements)
+        self._tps = tps
+        reader.assign(dict.fromkeys(tps))
+        self.rejected = 0
+
+    def follow(self, timeout_s: float = 0.0) -> int:
+        """Apply whatever arrived; returns the number of records applied."""
+        records = self._reader.poll(timeout_s, RESTORE_BATCH)
+        for record in records:
+            self._apply(record)
+        return len(records)
+
+    def catch_up(self) -> None:
+        """Read both topics up to their current end offsets."""
+        ends = self._reader.end_offsets(self._tps)
+        deadline = time.monotonic() + CATCH_UP_STALL_S
+        while any(self._reader.position(tp) < end for tp, end in ends.items()):
+            if self.follow(CATCH_UP_POLL_S):
+                deadline = time.monotonic() + CATCH_UP_STALL_S
+            elif time.monotonic() > deadline:
+                raise TransportError("config topics stopped advancing", retriable=True)
+
+    def _apply(self, record: InRecord) -> None:
+        try:
+            if record.topic == self._sources:
+                self._registry.apply_source(record.key, record.value)
+            else:
+                self._registry.apply_entitlement(record.key, record.value)
+        except InputError as exc:
+            self.rejected += 1
+            log.warning(
+                "config_record_rejected",
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                reason=exc.reason,
+            )
+
+    def close(self) -> None:
+        self._reader.close()
+
+
+@dataclass
+class _Partition:
+    store: StateStore
+    processor: PartitionProcessor
+
+
+class Runner:
+    """The worker: owns the clients, the stores of its assigned partitions, the loop."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        transport: Transport,
+        stores: StoreFactory,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.settings = settings
+        self.stats = Stats()
+        self._transport = transport
+        self._stores = stores
+        self._sleep = sleep
+        self._registry = SourceRegistry()
+        self._partitions: dict[int, _Partition] = {}
+        self._exactly_once = settings.guarantee == Guarantee.EXACTLY_ONCE
+        self._restorer: PartitionReader | None = None
+        self.ready = threading.Event()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def run(self, stop: threading.Event) -> None:
+        """Run until ``stop`` is set; the batch in progress is committed or aborted first."""
+        s = self.settings
+        if s.create_topics:
+            admin = self._transport.admin()
+            try:
+                admin.ensure_topics(s.topic_specs())
+            finally:
+                admin.close()
+        follower = ConfigFollower(self._transport.partition_reader(), s, self._registry)
+        follower.catch_up()
+        log.info("config_loaded", sources=len(self._registry), rejected=follower.rejected)
+        self._restorer = self._transport.partition_reader()
+        sink = self._transport.sink(s.transactional_id)
+        consumer = self._transport.group_consumer([s.topic_aggregations], s.group_id, self)
+        backoff = s.retry_backoff_first_s
+        try:
+            while not stop.is_set():
+                follower.follow()
+                try:
+                    records = consumer.poll(s.poll_timeout_s, s.max_batch_records)
+                    self.ready.set()
+                    if records:
+                        self._batch(records, sink, consumer, follower)
+                    backoff = s.retry_backoff_first_s
+                except TransportError as exc:
+                    if not exc.retriable:
+                        raise
+                    log.warning("batch_retried", error=str(exc), backoff_s=backoff)
+                    self._sleep(backoff)
+                    backoff = min(backoff * 2, s.retry_backoff_max_s)
+        finally:
+            self.ready.clear()
+            consumer.close()
+            sink.close()
+            follower.close()
+            self._restorer.close()
+            for partition in list(self._partitions):
+                self._close_partition(partition)
+            log.info("worker_stopped", **self.summary())
+
+    def summary(self) -> dict[str, Any]:
+        """Counters for the shutdown line and for tests."""
+        return {
+            "verdicts": dict(self.stats.verdicts),
+            "events": dict(self.stats.events),
+            "batches": self.stats.batches,
+            "aborted_batches": self.stats.aborted_batches,
+            "delete_guard_trips": self.stats.delete_guard_trips,
+        }
+
+    # ------------------------------------------------------------------ rebalance
+
+    def on_assigned(self, tps: list[TP]) -> None:
+        """Open and restore the store of every newly assigned input partition."""
+        for tp in sorted(tps):
+            if (
+                tp.topic == self.settings.topic_aggregations
+                and tp.partition not in self._partitions
+            ):
+                self._open_partition(tp.partition)
+        log.info("partitions_assigned", partitions=sorted(tp.partition for tp in tps))
+
+    def on_revoked(self, tps: list[TP]) -> None:
+        """Close the stores of partitions taken away (no batch is open during a poll)."""
+        for tp in tps:
+            if tp.topic == self.settings.topic_aggregations:
+                self._close_partition(tp.partition)
+        log.info("partitions_revoked", partitions=sorted(tp.partition for tp in tps))
+
+    def _open_partition(self, partition: int) -> None:
+        try:
+            store = self._stores.open(partition)
+        except StateCorruptError as exc:
+            log.warning("state_store_rebuilt", partition=partition, reason=str(exc))
+            self._stores.destroy(partition)
+            store = self._stores.open(partition)
+        try:
+            self._restore(partition, store)
+        except StateCorruptError as exc:
+            store.close()
+            log.warning("state_store_rebuilt", partition=partition, reason=str(exc))
+            self._stores.destroy(partition)
+            store = self._stores.open(partition)
+            self._restore(partition, store)
+        self._partitions[partition] = _Partition(store, PartitionProcessor(self._registry))
+
+    def _close_partition(self, partition: int) -> None:
+        entry = self._partitions.pop(partition, None)
+        if entry is not None:
+            entry.store.close()
+
+    def _restore(self, partition: int, store: StateStore) -> None:
+        """Apply the changelog from the store's checkpoint to its end offset."""
+        assert self._restorer is not None
+        tp = TP(self.settings.topic_changelog, partition)
+        end = self._restorer.end_offsets([tp])[tp]
+        start = store.checkpoint()
+        if start is not None and start > end:
+            raise StateCorruptError("checkpoint is past the changelog's end (topic recreated?)")
+        if start is not None and start == end:
+            return
+        self._restorer.assign({tp: start})
+        started = time.monotonic()
+        restored = 0
+        deadline = time.monotonic() + CATCH_UP_STALL_S
+        while self._restorer.position(tp) < end:
+            records = self._restorer.poll(CATCH_UP_POLL_S, RESTORE_BATCH)
+            if not records:
+                if time.monotonic() > deadline:
+                    raise TransportError("changelog restore stopped advancing", retriable=True)
+                # Transaction markers take offsets too; position may reach end without data.
+                continue
+            deadline = time.monotonic() + CATCH_UP_STALL_S
+            writes = {r.key: r.value for r in records if r.key is not None}
+            store.apply(writes, self._restorer.position(tp))
+            restored += len(records)
+        if store.checkpoint() != end:
+            store.apply({}, end)
+        self.stats.restored_records += restored
+        log.info(
+            "state_restored",
+            partition=partition,
+            records=restored,
+            from_offset=start,
+            to_offset=end,
+            duration_s=round(time.monotonic() - started, 3),
+        )
+
+    # ------------------------------------------------------------------ batches
+
+    def _batch(
+        self,
+        records: list[InRecord],
+        sink: TransactionalSink,
+        consumer: GroupConsumer,
+        follower: ConfigFollower,
+    ) -> None:
+        started = time.monotonic()
+        s = self.settings
+        by_partition: dict[int, list[InRecord]] = {}
+        for record in records:
+            by_partition.setdefault(record.partition, []).append(record)
+        overlays: dict[int, BatchOverlay] = {}
+        verdicts: Counter[str] = Counter()
+        events: Counter[str] = Counter()
+        guard_trips = 0
+        caught_up = False
+        sink.begin()
+        try:
+            for partition, batch in by_partition.items():
+                entry = self._partitions[partition]
+                overlay = overlays[partition] = BatchOverlay(entry.store)
+                entry.processor.begin_batch()
+                for record in batch:
+                    outcome = entry.processor.process(record.value, overlay)
+                    if outcome.reason == UNKNOWN_SOURCE and not caught_up:
+                        follower.catch_up()  # the descriptor may have just been published
+                        caught_up = True
+                        outcome = entry.processor.process(record.value, overlay)
+                    self._emit(outcome, record, sink)
+                    verdicts[outcome.verdict] += 1
+                    for event in outcome.events:
+                        events[event.eventType] += 1
+                    if outcome.deletes_suppressed:
+                        guard_trips += 1
+                        self._warn_guard(outcome, partition)
+                    if outcome.completed is not None:
+                        log.info(
+                            "aggregation_completed",
+                            source_id=outcome.source_id,
+                            partition=partition,
+                            status=outcome.completed[0],
+                            mode=outcome.completed[1],
+                            deleted_events=len(outcome.events),
+                        )
+                entry.processor.end_batch(overlay, batch[0].offset)
+                for key, value in overlay.writes.items():
+                    sink.send(OutRecord(s.topic_changelog, key, value, partition=partition))
+            offsets = {TP(r.topic, r.partition): r.offset + 1 for r in records}
+            produced = sink.commit(offsets, consumer.group_id())
+            if not self._exactly_once:
+                consumer.commit(offsets)
+        except BaseException:
+            self._abort(sink, consumer, by_partition)
+            raise
+        for partition, overlay in overlays.items():
+            checkpoint = produced.get(TP(s.topic_changelog, partition))
+            self._partitions[partition].store.apply(overlay.writes, checkpoint)
+        self.stats.batches += 1
+        self.stats.verdicts.update(verdicts)
+        self.stats.events.update(events)
+        self.stats.delete_guard_trips += guard_trips
+        log.info(
+            "batch_committed",
+            records=len(records),
+            verdicts=dict(verdicts),
+            events=dict(events),
+            duration_ms=round((time.monotonic() - started) * 1000, 1),
+        )
+
+    def _emit(self, outcome: Outcome, record: InRecord, sink: TransactionalSink) -> None:
+        s = self.settings
+        if outcome.verdict == Verdict.DEAD_LETTERED:
+            reason = outcome.reason or "invalid record"
+            sink.send(dead_letter(s.topic_dlq, record, reason))
+            log.warning(
+                "record_dead_lettered",
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                reason=reason,
+            )
+        for event in outcome.events:
+            sink.send(event_record(s.topic_events, event, record.timestamp_ms))
+
+    def _warn_guard(self, outcome: Outcome, partition: int) -> None:
+        self.stats.deletes_suppressed += outcome.deletes_suppressed
+        log.warning(
+            "delete_guard_tripped",
+            source_id=outcome.source_id,
+            partition=partition,
+            suppressed=outcome.deletes_suppressed,
+        )
+
+    def _abort(
+        self,
+        sink: TransactionalSink,
+        consumer: GroupConsumer,
+        by_partition: dict[int, list[InRecord]],
+    ) -> None:
+        """Abort the transaction and rewind the consumer to the batch's first offsets."""
+        self.stats.aborted_batches += 1
+        try:
+            sink.abort()
+        except TransportError as exc:
+            log.warning("abort_failed", error=str(exc))
+        for batch in by_partition.values():
+            first = batch[0]
+            if first.partition in self._partitions:
+                consumer.seek(TP(first.topic, first.partition), first.offset)
+        log.warning("batch_aborted", records=sum(len(b) for b in by_partition.values()))

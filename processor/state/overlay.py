@@ -1,0 +1,92 @@
+"""A read-your-writes view of a store for one batch.
+
+The runner decides a batch of records against a :class:`BatchOverlay`: each decision sees the
+writes of the decisions before it, nothing reaches the store until the batch's Kafka
+transaction has committed, and then ``store.apply(overlay.writes, checkpoint)`` applies them.
+If the transaction aborts, ``clear()`` discards them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from types import MappingProxyType
+
+from processor.state.store import StateReader, check_key
+
+
+class BatchOverlay:
+    """Pending puts and deletes in front of a :class:`~processor.state.store.StateReader`."""
+
+    def __init__(self, store: StateReader) -> None:
+        self._store = store
+        self._pending: dict[bytes, bytes | None] = {}
+
+    @property
+    def writes(self) -> Mapping[bytes, bytes | None]:
+        """The pending writes (a read-only live view): ``bytes`` to put, ``None`` to delete."""
+        return MappingProxyType(self._pending)
+
+    def __len__(self) -> int:
+        """Return the number of keys with a pending write."""
+        return len(self._pending)
+
+    def put(self, key: bytes, value: bytes) -> None:
+        """Buffer a put of ``value`` under ``key``."""
+        check_key(key)
+        if not isinstance(value, bytes):
+            raise TypeError(f"state value must be bytes, not {type(value).__name__}")
+        self._pending[key] = value
+
+    def delete(self, key: bytes) -> None:
+        """Buffer a delete of ``key`` (whether or not the store has it)."""
+        self._pending[check_key(key)] = None
+
+    def clear(self) -> None:
+        """Discard every pending write."""
+        self._pending.clear()
+
+    def get(self, key: bytes) -> bytes | None:
+        """Return the pending value of ``key`` if any (``None`` if deleted), else the store's."""
+        if check_key(key) in self._pending:
+            return self._pending[key]
+        return self._store.get(key)
+
+    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """Yield the store's entries under ``prefix`` merged with pending writes, sorted."""
+        pending = sorted(
+            ((k, v) for k, v in self._pending.items() if k.startswith(prefix)),
+            key=lambda kv: kv[0],
+        )
+        return _merge(self._store.scan(prefix), pending)
+
+    def count(self, prefix: bytes) -> int:
+        """Return how many keys start with ``prefix`` once pending writes are applied."""
+        n = self._store.count(prefix)
+        for key, value in self._pending.items():
+            if key.startswith(prefix):
+                existed = self._store.get(key) is not None
+                n += (value is not None) - existed
+        return n
+
+
+def _merge(
+    stored: Iterator[tuple[bytes, bytes]], pending: list[tuple[bytes, bytes | None]]
+) -> Iterator[tuple[bytes, bytes]]:
+    """Merge two key-sorted streams; a pending entry replaces (or, if ``None``, hides) a stored."""
+    i = 0
+    for key, value in stored:
+        while i < len(pending) and pending[i][0] < key:
+            new_key, new_value = pending[i]
+            if new_value is not None:
+                yield new_key, new_value
+            i += 1
+        if i < len(pending) and pending[i][0] == key:
+            new_value = pending[i][1]
+            i += 1
+            if new_value is not None:
+                yield key, new_value
+            continue
+        yield key, value
+    for new_key, new_value in pending[i:]:
+        if new_value is not None:
+            yield new_key, new_value

@@ -1,0 +1,226 @@
+"""The message-broker boundary: small protocols and plain values, no Kafka import.
+
+The runner codes against these protocols only. Two families implement them:
+``processor.kafka`` (kafka-python, the only package that imports ``kafka``) and
+``processor.memory_transport`` (an in-memory twin for unit tests).
+
+Offsets follow Kafka: the offset of a partition is the offset of the *next* record
+to read, so "committed offset N" means records ``< N`` are done. Tombstones are
+records with ``value=None``. Every method may raise ``processor.errors.TransportError``
+(``retriable`` says whether retrying can help); nothing else leaks from an adapter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Literal, NamedTuple, Protocol
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+
+class TP(NamedTuple):
+    """A topic partition."""
+
+    topic: str
+    partition: int
+
+
+@dataclass(frozen=True, slots=True)
+class InRecord:
+    """A record read from the broker."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...]
+    timestamp_ms: int
+
+    @property
+    def tp(self) -> TP:
+        """The partition this record came from."""
+        return TP(self.topic, self.partition)
+
+
+@dataclass(frozen=True, slots=True)
+class OutRecord:
+    """A record to write; ``partition=None`` lets the default partitioner pick by key."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()
+    partition: int | None = None
+
+
+_NO_CONFIG: Mapping[str, str] = MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """A topic the worker needs; ``compacted`` sets ``cleanup.policy=compact``.
+
+    ``replication_factor=-1`` takes the broker's default (``default.replication.factor``).
+    """
+
+    name: str
+    partitions: int
+    compacted: bool = False
+    config: Mapping[str, str] = field(default_factory=lambda: _NO_CONFIG)
+    replication_factor: int = -1
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """How to reach the broker; built by config code, turned into client options by adapters.
+
+    Timeouts are in milliseconds as in Kafka's own settings. The SASL password is
+    kept out of ``repr`` so that logging the settings never prints it.
+    """
+
+    bootstrap_servers: str
+    client_id: str = "ncd-processor"
+    security_protocol: SecurityProtocol = "PLAINTEXT"
+    sasl_mechanism: SaslMechanism | None = None
+    sasl_username: str | None = None
+    sasl_password: str | None = field(default=None, repr=False)
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    # Kafka's default session timeout is 45 s; a group join waits up to about half of
+    # it on some brokers (Tansu), so tests lower it to 6 s with a 1 s heartbeat.
+    session_timeout_ms: int = 45_000
+    heartbeat_interval_ms: int = 3_000
+    request_timeout_ms: int = 30_000
+    # Longest gap between two polls before the member is thrown out of the group.
+    max_poll_interval_ms: int = 300_000
+    transactional_id: str | None = None
+    # How long commit/abort/init of a transaction may take before it counts as failed.
+    transaction_timeout_ms: int = 60_000
+
+
+class RebalanceListener(Protocol):
+    """Told when the group hands partitions to this member or takes them away."""
+
+    def on_assigned(self, tps: list[TP]) -> None: ...
+
+    def on_revoked(self, tps: list[TP]) -> None: ...
+
+
+class GroupConsumer(Protocol):
+    """A member of a consumer group: read_committed, manual commits, range assignor.
+
+    Rebalance callbacks run inside :meth:`poll`, on the caller's thread.
+    """
+
+    def poll(self, timeout_s: float, max_records: int) -> list[InRecord]: ...
+
+    def assignment(self) -> set[TP]: ...
+
+    def seek(self, tp: TP, offset: int) -> None: ...
+
+    def position(self, tp: TP) -> int: ...
+
+    def committed(self, tp: TP) -> int | None: ...
+
+    def commit(self, offsets: Mapping[TP, int]) -> None:
+        """Commit offsets of the group directly (at-least-once mode)."""
+        ...
+
+    def pause(self, tps: Iterable[TP]) -> None: ...
+
+    def resume(self, tps: Iterable[TP]) -> None: ...
+
+    def group_id(self) -> str: ...
+
+    def close(self) -> None: ...
+
+
+class TransactionalSink(Protocol):
+    """One producer: transactional in exactly-once mode, plain otherwise."""
+
+    def begin(self) -> None: ...
+
+    def send(self, record: OutRecord) -> None: ...
+
+    def commit(self, offsets: Mapping[TP, int], group_id: str) -> dict[TP, int]:
+        """Flush, add ``offsets`` of ``group_id`` to the transaction, commit.
+
+        Returns, for every partition written since :meth:`begin`, the offset of the
+        last record written plus one. In plain (at-least-once) mode it only flushes
+        and returns the same map; the caller then commits on the consumer.
+        """
+        ...
+
+    def abort(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class PartitionReader(Protocol):
+    """Manual assignment, no group: restores changelogs, reads compacted topics in full."""
+
+    def end_offsets(self, tps: Iterable[TP]) -> dict[TP, int]: ...
+
+    def partitions_for(self, topic: str) -> list[TP]:
+        """Partitions of ``topic`` in order; ``[]`` when the topic does not exist."""
+        ...
+
+    def assign(self, positions: Mapping[TP, int | None]) -> None:
+        """Read exactly these partitions, each from its offset (``None``: the beginning)."""
+        ...
+
+    def poll(self, timeout_s: float, max_records: int) -> list[InRecord]: ...
+
+    def position(self, tp: TP) -> int: ...
+
+    def close(self) -> None: ...
+
+
+class Admin(Protocol):
+    """Topic administration."""
+
+    def ensure_topics(self, specs: Sequence[TopicSpec]) -> None:
+        """Create missing topics (tolerating a concurrent create), check partition counts.
+
+        Raises ``ConfigError`` when an existing topic has another partition count.
+        """
+        ...
+
+    def partition_count(self, topic: str) -> int | None: ...
+
+    def close(self) -> None: ...
+
+
+class Producer(Protocol):
+    """A plain producer (the publisher CLI)."""
+
+    def send(self, record: OutRecord) -> None: ...
+
+    def flush(self) -> None:
+        """Wait until every record sent so far is written; raise if one failed."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class Transport(Protocol):
+    """Makes the clients above; the composition root picks Kafka or memory."""
+
+    def group_consumer(
+        self, topics: Sequence[str], group_id: str, listener: RebalanceListener
+    ) -> GroupConsumer: ...
+
+    def sink(self, transactional_id: str | None) -> TransactionalSink:
+        """A transactional sink when ``transactional_id`` is set, else a plain one."""
+        ...
+
+    def partition_reader(self) -> PartitionReader: ...
+
+    def admin(self) -> Admin: ...
+
+    def producer(self) -> Producer: ...

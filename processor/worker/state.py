@@ -1,0 +1,142 @@
+"""Key layout and value encoding of one partition's state store.
+
+Every key starts with a one-letter namespace and the source id::
+
+    a/<sourceId>/<accountKey>              the account's last state (see StoredAccount)
+    n/<sourceId>/<identityKey>             index: normalised nativeIdentity -> accountKey
+    m/<sourceId>                           the source's aggregation metadata (SourceMeta)
+    s/<sourceId>/<aggregationId>/<offset>  accounts an aggregation saw, one chunk per batch
+    d/<sourceId>/<aggregationId>/<key>     DELTA deletions waiting for the aggregation to complete
+
+``accountKey`` is ``u:<uuid>`` when the account has a uuid, else ``n:<identityKey>``; keys
+longer than :data:`MAX_PART_BYTES` are replaced by a digest so that every store key stays
+under LMDB's 511-byte limit.
+
+A stored account is ``VERSION | asOf (int64 ms) | digest (16 bytes) | account JSON``: the
+fixed header lets the completion of a FULL aggregation read ``asOf`` of every account
+without decoding its JSON, and lets an unchanged account be recognised by its digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+from processor import codec
+
+VERSION = 1
+_HEADER = struct.Struct(">Bq16s")
+#: Longest key part kept verbatim; longer ones are hashed (LMDB keys max out at 511 bytes).
+MAX_PART_BYTES = 200
+#: Completed aggregation ids remembered per source, to recognise their late records as stale.
+DONE_REMEMBERED = 64
+
+
+def _part(text: str) -> str:
+    raw = text.encode("utf-8", "surrogatepass")
+    if len(raw) <= MAX_PART_BYTES:
+        return text
+    return "h:" + hashlib.blake2b(raw, digest_size=20).hexdigest()
+
+
+def account_key(uuid: str | None, identity_key: str) -> str:
+    """The state key of an account: its uuid when it has one, else its nativeIdentity."""
+    return _part(f"u:{uuid}") if uuid else _part(f"n:{identity_key}")
+
+
+def k_account(source_id: str, key: str) -> bytes:
+    return f"a/{source_id}/{key}".encode()
+
+
+def k_accounts(source_id: str) -> bytes:
+    return f"a/{source_id}/".encode()
+
+
+def k_index(source_id: str, identity_key: str) -> bytes:
+    return f"n/{source_id}/{_part(identity_key)}".encode()
+
+
+def k_meta(source_id: str) -> bytes:
+    return f"m/{source_id}".encode()
+
+
+def k_seen(source_id: str, aggregation_id: str, offset: int | None = None) -> bytes:
+    base = f"s/{source_id}/{_part(aggregation_id)}/"
+    return (base if offset is None else f"{base}{offset:020d}").encode()
+
+
+def k_pending_delete(source_id: str, aggregation_id: str, key: str | None = None) -> bytes:
+    base = f"d/{source_id}/{_part(aggregation_id)}/"
+    return (base if key is None else base + key).encode()
+
+
+def digest(account: Any) -> bytes:
+    """A 16-byte digest of an account's canonical JSON (key order does not matter)."""
+    return hashlib.blake2b(codec.dumps_canonical(account), digest_size=16).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAccount:
+    """An account's last state: as of which aggregation start, its digest, its JSON."""
+
+    as_of_ms: int
+    digest: bytes
+    account_json: bytes
+
+    def encode(self) -> bytes:
+        return _HEADER.pack(VERSION, self.as_of_ms, self.digest) + self.account_json
+
+    @staticmethod
+    def decode(value: bytes) -> StoredAccount:
+        version, as_of, dig = _HEADER.unpack_from(value)
+        if version != VERSION:
+            raise ValueError(f"unknown stored account version {version}")
+        return StoredAccount(as_of, dig, value[_HEADER.size :])
+
+    @staticmethod
+    def as_of(value: bytes) -> int:
+        """``asOf`` of an encoded value, without decoding the rest."""
+        return int(_HEADER.unpack_from(value)[1])
+
+
+@dataclass(slots=True)
+class AggregationInfo:
+    started_ms: int
+    mode: str
+
+
+@dataclass(slots=True)
+class SourceMeta:
+    """Per source and partition: baseline set yet, aggregations running, recently completed."""
+
+    baseline: bool = False
+    running: dict[str, AggregationInfo] = field(default_factory=dict)
+    done: dict[str, int] = field(default_factory=dict)
+
+    def encode(self) -> bytes:
+        return codec.dumps(
+            {
+                "v": VERSION,
+                "baseline": self.baseline,
+                "running": {k: [v.started_ms, v.mode] for k, v in self.running.items()},
+                "done": self.done,
+            }
+        )
+
+    @staticmethod
+    def decode(value: bytes) -> SourceMeta:
+        obj = codec.loads(value)
+        return SourceMeta(
+            baseline=bool(obj["baseline"]),
+            running={k: AggregationInfo(int(v[0]), str(v[1])) for k, v in obj["running"].items()},
+            done={str(k): int(v) for k, v in obj["done"].items()},
+        )
+
+    def finish(self, aggregation_id: str, started_ms: int) -> None:
+        """Move an aggregation from running to the remembered completed ones."""
+        self.running.pop(aggregation_id, None)
+        self.done[aggregation_id] = started_ms
+        while len(self.done) > DONE_REMEMBERED:
+            self.done.pop(next(iter(self.done)))

@@ -1,0 +1,65 @@
+"""Contract tests: the published schemas are what the models generate, and examples validate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from pydantic import TypeAdapter
+
+from processor import schemas
+
+ROOT = Path(__file__).resolve().parents[2]
+SCHEMA_DIR = ROOT / "schemas"
+EXAMPLES = sorted((SCHEMA_DIR / "examples").glob("*/*.json"))
+
+
+def _load(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def test_committed_schemas_equal_generated() -> None:
+    """Every committed schema file is byte-identical to what the models generate now."""
+    generated = schemas.generate()
+    committed = {p.name: p.read_text(encoding="utf-8") for p in SCHEMA_DIR.glob("*.schema.json")}
+    assert sorted(committed) == sorted(generated), "run `make schemas` to regenerate"
+    for name, text in generated.items():
+        assert committed[name] == text, f"{name} is stale: run `make schemas`"
+
+
+@pytest.mark.parametrize("stem", sorted(schemas.CONTRACTS))
+def test_schema_is_valid_2020_12(stem: str) -> None:
+    """Each published schema is itself a valid draft 2020-12 schema."""
+    schema = _load(SCHEMA_DIR / f"{stem}.schema.json")
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    jsonschema.Draft202012Validator.check_schema(schema)
+
+
+@pytest.mark.parametrize("stem", sorted(schemas.CONTRACTS))
+def test_every_contract_has_an_example(stem: str) -> None:
+    """Each contract ships at least one example payload."""
+    assert list((SCHEMA_DIR / "examples" / stem).glob("*.json")), stem
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_example_validates(path: Path) -> None:
+    """Each example payload validates against its JSON Schema and its pydantic model."""
+    stem = path.parent.name
+    schema = _load(SCHEMA_DIR / f"{stem}.schema.json")
+    payload = _load(path)
+    jsonschema.Draft202012Validator(schema).validate(payload)
+    target, _ = schemas.CONTRACTS[stem]
+    TypeAdapter(target).validate_python(payload)
+
+
+def test_schema_rejects_an_event_with_unknown_field() -> None:
+    """Output schemas are exact: an event with an unknown field does not validate."""
+    stem = "account-updated-event"
+    example = next((SCHEMA_DIR / "examples" / stem).glob("*.json"))
+    payload = _load(example)
+    payload["unexpected"] = 1
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft202012Validator(_load(SCHEMA_DIR / f"{stem}.schema.json")).validate(payload)
