@@ -91,7 +91,7 @@ def detect_changes(
             continue
         old_set = value_set(old, normalise)
         new_set = value_set(new, normalise)
-        added = [new_set[key] for key in (new_set.keys() - old_set.keys())]
+        added = [new_set[key] for key in sorted(new_set.keys() - old_set.keys())]
         removed = [old_set[key] for key in sorted(old_set.keys() - new_set.keys())]
         if not added and not removed:
             continue

@@ -9,7 +9,7 @@ from processor.kafka.admin import KafkaAdmin
 from processor.kafka.consumer import KafkaGroupConsumer
 from processor.kafka.reader import KafkaPartitionReader
 from processor.kafka.sink import KafkaProducer, KafkaTransactionalSink
-from processor.transport import ClientSettings, RebalanceListener
+from processor.transport import ClientSettings, RebalanceListener, Transport
 
 
 class KafkaTransport:
@@ -39,3 +39,8 @@ class KafkaTransport:
     def producer(self) -> KafkaProducer:
         """A plain producer."""
         return KafkaProducer(self.settings)
+
+
+def _conforms(transport: KafkaTransport) -> Transport:
+    """Never called: makes mypy check that the adapters satisfy every protocol."""
+    return transport

@@ -176,6 +176,24 @@ def dumps(events: list[AccountEvent]) -> bytes:
     return b"".join(event.model_dump_json().encode() + b"\n" for event in events)
 
 
+def assert_ordered(policy: SourcePolicy, event: AccountEvent) -> None:
+    """R5/R12: change lists sorted by name, values ascending by their normalised keys."""
+    names = [c.name for c in event.singleValueAttributeChanges]
+    assert names == sorted(names)
+    names = [c.name for c in event.multiValueAttributeChanges]
+    assert names == sorted(names)
+    names = [c.attributeName for c in event.entitlementChanges]
+    assert names == sorted(names)
+    for multi in event.multiValueAttributeChanges:
+        key = policy.normaliser(multi.name)
+        for found in (multi.addedValues, multi.removedValues):
+            assert [key(v) for v in found] == sorted({key(v) for v in found})
+    for ent in event.entitlementChanges:
+        key = policy.normaliser(ent.attributeName)
+        for refs in (ent.added, ent.removed):
+            assert [key(r.value) for r in refs] == sorted({key(r.value) for r in refs})
+
+
 def reverting_changes(event: AccountEvent) -> list[dict[str, Any]]:
     """The reported changes of an event as provisioning changes (Remove before Add)."""
     changes: list[dict[str, Any]] = [
@@ -291,11 +309,12 @@ def test_no_input_of_the_declared_shape_crashes_the_core(
         result = diff_snapshots(source, previous, current, CATALOG, records)
     except InputError:
         return
+    policy = SourcePolicy.from_source(source)
     for event in result.events:
+        assert_ordered(policy, event)
         data = event.model_dump(mode="json")
         again = type(event).model_validate_json(json.dumps(data))
         assert again.model_dump(mode="json") == data
-    policy = SourcePolicy.from_source(source)
     for account in previous + current:
         for other in (None, *current[:1]):
             decide_event(policy, account, other, CATALOG, context=case_schema["name"])

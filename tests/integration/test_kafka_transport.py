@@ -1,0 +1,327 @@
+"""The kafka-python adapters against a real Kafka-protocol broker."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from processor.errors import ConfigError, TransportError
+from processor.kafka import (
+    KafkaAdmin,
+    KafkaGroupConsumer,
+    KafkaPartitionReader,
+    KafkaProducer,
+    KafkaTransactionalSink,
+)
+from processor.transport import TP, ClientSettings, InRecord, OutRecord, TopicSpec
+from tests.broker import SessionBroker, unique_topic
+
+pytestmark = [pytest.mark.broker, pytest.mark.timeout(120)]
+
+# Upper bound on waiting for a broker-side effect; a healthy run needs a few seconds.
+WAIT_S = 60.0
+
+
+def wait_for(condition: Callable[[], bool], what: str) -> None:
+    """Poll ``condition`` until it holds; fail naming ``what`` after WAIT_S."""
+    deadline = time.monotonic() + WAIT_S
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+
+
+class Recorder:
+    """A RebalanceListener that keeps what it was told."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, list[TP]]] = []
+
+    def on_assigned(self, tps: list[TP]) -> None:
+        self.events.append(("assigned", tps))
+
+    def on_revoked(self, tps: list[TP]) -> None:
+        self.events.append(("revoked", tps))
+
+
+@pytest.fixture
+def admin(kafka_settings: ClientSettings) -> Iterator[KafkaAdmin]:
+    client = KafkaAdmin(kafka_settings)
+    yield client
+    client.close()
+
+
+def make_topic(admin: KafkaAdmin, partitions: int, prefix: str = "t") -> str:
+    name = unique_topic(prefix)
+    admin.ensure_topics([TopicSpec(name, partitions)])
+    return name
+
+
+def read_all(settings: ClientSettings, topic: str) -> list[InRecord]:
+    """Every record a read_committed reader returns, reading each partition to its end."""
+    reader = KafkaPartitionReader(settings)
+    try:
+        tps = reader.partitions_for(topic)
+        ends = reader.end_offsets(tps)
+        reader.assign(dict.fromkeys(tps))
+        out: list[InRecord] = []
+        wait_for(
+            lambda: (
+                out.extend(reader.poll(0.2, 500)) is None
+                and all(reader.position(tp) >= ends[tp] for tp in tps)
+            ),
+            f"reading {topic} to its end offsets",
+        )
+        return out
+    finally:
+        reader.close()
+
+
+def test_admin_creates_compacted_topics_idempotently(admin: KafkaAdmin) -> None:
+    """ensure_topics creates missing topics once and accepts them on a second call."""
+    compacted = unique_topic("cfg")
+    plain = unique_topic("plain")
+    specs = [TopicSpec(compacted, 1, compacted=True), TopicSpec(plain, 3)]
+    admin.ensure_topics(specs)
+    admin.ensure_topics(specs)
+    assert admin.partition_count(compacted) == 1
+    assert admin.partition_count(plain) == 3
+    assert admin.partition_count(unique_topic("missing")) is None
+
+
+def test_admin_rejects_partition_count_mismatch(admin: KafkaAdmin) -> None:
+    """An existing topic with another partition count is a configuration error."""
+    name = make_topic(admin, 2)
+    with pytest.raises(ConfigError, match="2 partitions, 4 configured"):
+        admin.ensure_topics([TopicSpec(name, 4)])
+
+
+def test_committed_transaction_is_visible_and_aborted_is_not(
+    admin: KafkaAdmin, kafka_settings: ClientSettings, kafka_broker: SessionBroker
+) -> None:
+    """A read_committed reader sees committed records; aborted ones only where the broker
+    hides them (Tansu 0.6.0 does not: its fetch lists no aborted transactions)."""
+    topic = make_topic(admin, 1)
+    sink = KafkaTransactionalSink(replace_tid(kafka_settings, unique_topic("tx")))
+    try:
+        sink.begin()
+        sink.send(OutRecord(topic, b"k", b"committed-1"))
+        sink.commit({}, "unused-group")
+        sink.begin()
+        sink.send(OutRecord(topic, b"k", b"aborted"))
+        sink._client.flush()  # the aborted records reach the log, as they do in real life
+        sink.abort()
+        sink.begin()
+        sink.send(OutRecord(topic, b"k", b"committed-2"))
+        sink.commit({}, "unused-group")
+    finally:
+        sink.close()
+    values = [r.value for r in read_all(kafka_settings, topic)]
+    if kafka_broker.hides_aborted:
+        assert values == [b"committed-1", b"committed-2"]
+    else:
+        assert values == [b"committed-1", b"aborted", b"committed-2"]
+
+
+def test_open_transaction_is_invisible_until_commit(
+    admin: KafkaAdmin, kafka_settings: ClientSettings
+) -> None:
+    """Records of a transaction that has not committed are not returned to a reader."""
+    topic = make_topic(admin, 1)
+    sink = KafkaTransactionalSink(replace_tid(kafka_settings, unique_topic("tx")))
+    try:
+        sink.begin()
+        sink.send(OutRecord(topic, b"k", b"before"))
+        sink.commit({}, "g")
+        sink.begin()
+        sink.send(OutRecord(topic, b"k", b"pending"))
+        sink._client.flush()  # written to the log, transaction still open
+        assert [r.value for r in read_all(kafka_settings, topic)] == [b"before"]
+        sink.commit({}, "g")
+    finally:
+        sink.close()
+    assert [r.value for r in read_all(kafka_settings, topic)] == [b"before", b"pending"]
+
+
+def test_offsets_sent_into_transaction_commit_only_with_it(
+    admin: KafkaAdmin, kafka_settings: ClientSettings
+) -> None:
+    """Offsets sent into a transaction become the group's offsets on commit, not on abort."""
+    source = make_topic(admin, 2, "in")
+    out = make_topic(admin, 1, "out")
+    group = unique_topic("g")
+    consumer = KafkaGroupConsumer(kafka_settings, [source], group, Recorder())
+    sink = KafkaTransactionalSink(replace_tid(kafka_settings, unique_topic("tx")))
+    try:
+        tp0, tp1 = TP(source, 0), TP(source, 1)
+        sink.begin()
+        sink.send(OutRecord(out, None, b"x"))
+        sink.commit({tp0: 5, tp1: 7}, group)
+        assert (consumer.committed(tp0), consumer.committed(tp1)) == (5, 7)
+        sink.begin()
+        sink.send(OutRecord(out, None, b"y"))
+        sink._client.flush()
+        sink.abort()
+        assert (consumer.committed(tp0), consumer.committed(tp1)) == (5, 7)
+    finally:
+        sink.close()
+        consumer.close()
+
+
+def test_sink_returns_last_offset_plus_one_per_partition(
+    admin: KafkaAdmin, kafka_settings: ClientSettings
+) -> None:
+    """commit returns, per partition written, the offset of its last record plus one."""
+    topic = make_topic(admin, 3)
+    sink = KafkaTransactionalSink(replace_tid(kafka_settings, unique_topic("tx")))
+    try:
+        sink.begin()
+        for i in range(3):
+            sink.send(OutRecord(topic, None, b"a%d" % i, partition=0))
+        sink.send(OutRecord(topic, None, b"b", partition=2))
+        first = sink.commit({}, "g")
+        sink.begin()
+        sink.send(OutRecord(topic, None, b"c", partition=0))
+        second = sink.commit({}, "g")
+    finally:
+        sink.close()
+    assert first == {TP(topic, 0): 3, TP(topic, 2): 1}
+    records = {(r.partition, r.value): r.offset for r in read_all(kafka_settings, topic)}
+    # The commit marker of the first transaction takes an offset of its own.
+    assert second == {TP(topic, 0): records[(0, b"c")] + 1}
+    assert records[(0, b"c")] >= 4
+
+
+def test_plain_sink_and_producer_write_without_transactions(
+    admin: KafkaAdmin, kafka_settings: ClientSettings
+) -> None:
+    """Without a transactional id the sink flushes and reports offsets; headers and
+    tombstones round-trip through the plain producer."""
+    topic = make_topic(admin, 1)
+    sink = KafkaTransactionalSink(kafka_settings)
+    producer = KafkaProducer(kafka_settings)
+    try:
+        sink.begin()
+        sink.send(OutRecord(topic, b"k1", b"v1"))
+        assert sink.commit({TP(topic, 0): 1}, "g") == {TP(topic, 0): 1}
+        producer.send(OutRecord(topic, b"k2", None, headers=(("ce_id", b"abc"),)))
+        producer.flush()
+    finally:
+        sink.close()
+        producer.close()
+    records = read_all(kafka_settings, topic)
+    assert [(r.key, r.value, r.headers) for r in records] == [
+        (b"k1", b"v1", ()),
+        (b"k2", None, (("ce_id", b"abc"),)),
+    ]
+
+
+def test_partition_reader_reads_to_end_offset_from_a_position(
+    admin: KafkaAdmin, kafka_settings: ClientSettings
+) -> None:
+    """The reader returns a partition in full to its end offset, or from a given offset."""
+    topic = make_topic(admin, 2)
+    producer = KafkaProducer(kafka_settings)
+    try:
+        for i in range(25):
+            producer.send(OutRecord(topic, None, b"%d" % i, partition=i % 2))
+        producer.flush()
+    finally:
+        producer.close()
+    records = read_all(kafka_settings, topic)
+    assert sorted(int(r.value or b"") for r in records) == list(range(25))
+    reader = KafkaPartitionReader(kafka_settings)
+    try:
+        assert reader.partitions_for(unique_topic("missing")) == []
+        tp = TP(topic, 1)
+        assert reader.end_offsets([tp]) == {tp: 12}
+        reader.assign({tp: 10})
+        got: list[InRecord] = []
+        wait_for(lambda: got.extend(reader.poll(0.2, 100)) is None and len(got) >= 2, "tail")
+        assert [(r.offset, r.value) for r in got] == [(10, b"21"), (11, b"23")]
+    finally:
+        reader.close()
+
+
+def test_two_group_consumers_split_four_partitions(
+    admin: KafkaAdmin, kafka_settings: ClientSettings
+) -> None:
+    """A second member triggers a rebalance that splits 4 partitions 2 + 2 (range)."""
+    topic = make_topic(admin, 4)
+    group = unique_topic("g")
+    first_events, second_events = Recorder(), Recorder()
+    first = KafkaGroupConsumer(kafka_settings, [topic], group, first_events)
+    second: KafkaGroupConsumer | None = None
+    try:
+        wait_for(lambda: first.poll(0.1, 10) == [] and len(first.assignment()) == 4, "join")
+        assert first_events.events == [("assigned", [TP(topic, p) for p in range(4)])]
+        second = KafkaGroupConsumer(kafka_settings, [topic], group, second_events)
+        joined = second
+
+        def split() -> bool:
+            first.poll(0.1, 10)
+            joined.poll(0.1, 10)
+            a, b = first.assignment(), joined.assignment()
+            return len(a) == 2 and len(b) == 2 and a | b == {TP(topic, p) for p in range(4)}
+
+        wait_for(split, "the rebalance to split the partitions")
+        assert ("revoked", [TP(topic, p) for p in range(4)]) in first_events.events
+        assert first_events.events[-1] == ("assigned", sorted(first.assignment()))
+        assert second_events.events[-1] == ("assigned", sorted(second.assignment()))
+    finally:
+        if second is not None:
+            second.close()
+        first.close()
+
+
+def test_consumer_commit_and_poll_round_trip(
+    admin: KafkaAdmin, kafka_settings: ClientSettings
+) -> None:
+    """A member reads from the committed offset and its own commits are read back."""
+    topic = make_topic(admin, 1)
+    producer = KafkaProducer(kafka_settings)
+    for i in range(5):
+        producer.send(OutRecord(topic, None, b"%d" % i))
+    producer.close()
+    group = unique_topic("g")
+    tp = TP(topic, 0)
+    consumer = KafkaGroupConsumer(kafka_settings, [topic], group, Recorder())
+    try:
+        got: list[InRecord] = []
+        wait_for(lambda: got.extend(consumer.poll(0.2, 100)) is None and len(got) >= 5, "5")
+        assert [r.offset for r in got] == [0, 1, 2, 3, 4]
+        consumer.commit({tp: 3})
+        assert consumer.committed(tp) == 3
+        consumer.seek(tp, 3)
+        again: list[InRecord] = []
+        wait_for(lambda: again.extend(consumer.poll(0.2, 100)) is None and len(again) >= 2, "2")
+        assert [r.value for r in again] == [b"3", b"4"]
+    finally:
+        consumer.close()
+
+
+def test_reused_transactional_id_fences_the_older_sink(
+    admin: KafkaAdmin, kafka_settings: ClientSettings
+) -> None:
+    """A new sink with the same transactional id makes the older one fail, not retriable."""
+    topic = make_topic(admin, 1)
+    settings = replace_tid(kafka_settings, unique_topic("tx"))
+    old = KafkaTransactionalSink(settings)
+    new = KafkaTransactionalSink(settings)
+    try:
+        with pytest.raises(TransportError) as info:
+            old.begin()
+            old.send(OutRecord(topic, None, b"zombie"))
+            old.commit({}, "g")
+        assert info.value.retriable is False
+    finally:
+        new.close()
+        old.close()
+
+
+def replace_tid(settings: ClientSettings, transactional_id: str) -> ClientSettings:
+    """``settings`` with a transactional id."""
+    from dataclasses import replace
+
+    return replace(settings, transactional_id=transactional_id)
