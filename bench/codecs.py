@@ -23,14 +23,29 @@ if __package__ in (None, ""):  # run as ``python bench/codecs.py``: make the rep
 import orjson
 
 from bench.generate import generate
-from processor.models import Account
+from processor.models import (
+    Account,
+    AccountUpdatedEvent,
+    EntitlementChange,
+    EntitlementRef,
+    EventAccount,
+    EventIdentity,
+    EventManager,
+    EventSource,
+    EventSourceOwner,
+    SingleValueChange,
+)
 
 try:
     import msgspec
 except ImportError:  # optional: the table says "not installed"
     msgspec = None  # type: ignore[assignment]
 
-Row = tuple[str, str, float]  # (operation, codec, microseconds per record)
+Record = dict[str, Any]
+#: (operation, codec, microseconds per record, mean encoded bytes per record)
+Row = tuple[str, str, float, float]
+#: (operation, codec, function, its inputs, the inputs or outputs as JSON bytes, for sizes)
+Case = tuple[str, str, Callable[[Any], object], Sequence[Any], Sequence[bytes]]
 
 
 def _per_record_us(func: Callable[[Any], object], items: Sequence[Any], repeat: int) -> float:
@@ -66,74 +81,122 @@ def _account_struct() -> Any:
     )
 
 
-def measure(n_records: int, seed: int, repeat: int) -> tuple[list[Row], float]:
-    """Time every codec on the same generated records; returns rows and mean record size."""
-    dataset = generate(n_records, 0.0, seed)
-    objects = [dataset.account(i) for i in range(n_records)]
-    lines = [orjson.dumps(obj) for obj in objects]
-    rows: list[Row] = [
-        ("decode", "json.loads", _per_record_us(json.loads, lines, repeat)),
-        ("decode", "orjson.loads", _per_record_us(orjson.loads, lines, repeat)),
-        (
-            "encode",
-            "json.dumps().encode()",
-            _per_record_us(lambda o: json.dumps(o).encode(), objects, repeat),
+def _sample_event(account: dict[str, Any]) -> AccountUpdatedEvent:
+    """An ACCOUNT_UPDATED event of typical size: a title change and ten groups added."""
+    refs = [
+        EntitlementRef(id=f"{n:032x}", name=dn[3 : dn.index(",")], value=dn, owner=None)
+        for n, dn in enumerate(account["attributes"]["memberOf"][:10])
+    ]
+    owner = EventSourceOwner(id="2c9180867a7c46d0017a7ca099d50531", name="Aaron Andrew", email="")
+    return AccountUpdatedEvent(
+        accountChangeTypes=["ATTRIBUTES_CHANGED", "ENTITLEMENTS_ADDED"],
+        identity=EventIdentity(
+            id=account["id"],
+            name=account["name"],
+            alias=account["name"],
+            email="",
+            manager=EventManager(id=account["id"], name="Martena Heath", email=""),
         ),
-        ("encode", "orjson.dumps", _per_record_us(orjson.dumps, objects, repeat)),
+        source=EventSource(
+            id="2c91808a78efc63e0178fb8624b248c5",
+            name="Active Directory",
+            alias=None,
+            owner=owner,
+            governanceGroup=None,
+        ),
+        account=EventAccount(
+            id=account["id"],
+            name=account["name"],
+            uuid=account["uuid"],
+            correlated=True,
+            nativeIdentity=account["nativeIdentity"],
+        ),
+        singleValueAttributeChanges=[SingleValueChange(name="title", oldValue="A", newValue="B")],
+        multiValueAttributeChanges=[],
+        entitlementChanges=[EntitlementChange(attributeName="memberOf", added=refs, removed=[])],
+        id=f"{0:064x}",
+    )
+
+
+def _cases(objects: list[Record], lines: list[bytes]) -> list[Case]:
+    """What to time, grouped by operation; the first case of a group is its baseline."""
+    events = [_sample_event(obj) for obj in objects[:200]]
+    event_lines = [e.model_dump_json().encode() for e in events]
+    cases: list[Case] = [
+        ("decode", "json.loads", json.loads, lines, lines),
+        ("decode", "orjson.loads", orjson.loads, lines, lines),
     ]
     if msgspec is not None:
-        decoder, encoder = msgspec.json.Decoder(), msgspec.json.Encoder()
-        typed = msgspec.json.Decoder(_account_struct())
-        rows.insert(
-            2,
-            (
-                "decode",
-                "msgspec.json.Decoder().decode",
-                _per_record_us(decoder.decode, lines, repeat),
-            ),
-        )
-        rows.append(
-            (
-                "encode",
-                "msgspec.json.Encoder().encode",
-                _per_record_us(encoder.encode, objects, repeat),
-            )
-        )
-    rows += [
-        (
-            "decode+validate",
-            "Account.model_validate_json(bytes)",
-            _per_record_us(Account.model_validate_json, lines, repeat),
-        ),
+        decode = msgspec.json.Decoder().decode
+        cases.append(("decode", "msgspec.json.Decoder().decode", decode, lines, lines))
+    cases += [
+        ("encode", "json.dumps().encode()", lambda o: json.dumps(o).encode(), objects, lines),
+        ("encode", "orjson.dumps", orjson.dumps, objects, lines),
+    ]
+    if msgspec is not None:
+        encode = msgspec.json.Encoder().encode
+        cases.append(("encode", "msgspec.json.Encoder().encode", encode, objects, lines))
+    validate_json = Account.model_validate_json
+    cases += [
+        ("decode+validate", "Account.model_validate_json(bytes)", validate_json, lines, lines),
         (
             "decode+validate",
             "Account.model_validate(orjson.loads(bytes))",
-            _per_record_us(lambda b: Account.model_validate(orjson.loads(b)), lines, repeat),
+            lambda b: Account.model_validate(orjson.loads(b)),
+            lines,
+            lines,
         ),
         (
             "decode+validate",
             "Account.model_validate(json.loads(bytes))",
-            _per_record_us(lambda b: Account.model_validate(json.loads(b)), lines, repeat),
+            lambda b: Account.model_validate(json.loads(b)),
+            lines,
+            lines,
         ),
     ]
     if msgspec is not None:
-        rows.append(
-            ("decode+validate", "msgspec typed Struct", _per_record_us(typed.decode, lines, repeat))
-        )
-    return rows, sum(map(len, lines)) / len(lines)
+        typed = msgspec.json.Decoder(_account_struct()).decode
+        cases.append(("decode+validate", "msgspec typed Struct", typed, lines, lines))
+    cases += [
+        ("encode event", "model.model_dump_json()", _dump_json, events, event_lines),
+        ("encode event", "orjson.dumps(model.model_dump())", _orjson_dump, events, event_lines),
+    ]
+    return cases
 
 
-def render(rows: Sequence[Row], mean_bytes: float) -> str:
-    """A markdown table: us/record, MB/s and the ratio to the first row of each operation."""
+def _dump_json(event: AccountUpdatedEvent) -> str:
+    return event.model_dump_json()
+
+
+def _orjson_dump(event: AccountUpdatedEvent) -> bytes:
+    return orjson.dumps(event.model_dump(mode="json"))
+
+
+def measure(n_records: int, seed: int, repeat: int) -> list[Row]:
+    """Time every case on the same generated records."""
+    dataset = generate(n_records, 0.0, seed)
+    objects = [dataset.account(i) for i in range(n_records)]
+    lines = [orjson.dumps(obj) for obj in objects]
+    rows: list[Row] = []
+    for operation, codec, func, items, encoded in _cases(objects, lines):
+        mean_bytes = sum(map(len, encoded)) / len(encoded)
+        rows.append((operation, codec, _per_record_us(func, items, repeat), mean_bytes))
+    return rows
+
+
+def render(rows: Sequence[Row]) -> str:
+    """A markdown table: us/record, MB/s and the speed-up over the first row of each group."""
     baseline: dict[str, float] = {}
     out = [
-        "| operation | codec | us/record | MB/s | vs first of group |",
-        "|---|---|---:|---:|---:|",
+        "| operation | codec | B/record | us/record | MB/s | vs first of group |",
+        "|---|---|---:|---:|---:|---:|",
     ]
-    for operation, codec, us in rows:
+    for operation, codec, us, size in rows:
         base = baseline.setdefault(operation, us)
-        mb_s = mean_bytes / us  # bytes per microsecond is MB/s
-        out.append(f"| {operation} | `{codec}` | {us:.2f} | {mb_s:.0f} | {base / us:.2f}x |")
+        mb_s = size / us  # bytes per microsecond is MB/s
+        out.append(
+            f"| {operation} | `{codec}` | {size:.0f} | {us:.2f} | {mb_s:.0f} | {base / us:.2f}x |"
+        )
     return "\n".join(out)
 
 
@@ -143,11 +206,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--repeat", type=int, default=15, help="passes; the best one counts")
     args = parser.parse_args(argv)
-    rows, mean_bytes = measure(args.records, args.seed, args.repeat)
+    rows = measure(args.records, args.seed, args.repeat)
     versions = [f"python {platform.python_version()}", f"orjson {orjson.__version__}"]
     versions.append(f"msgspec {msgspec.__version__}" if msgspec else "msgspec not installed")
-    print(f"{args.records} records, {mean_bytes:.0f} B mean; {', '.join(versions)}\n")
-    print(render(rows, mean_bytes))
+    print(f"{args.records} account records; {', '.join(versions)}\n")
+    print(render(rows))
     return 0
 
 

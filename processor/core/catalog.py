@@ -48,13 +48,11 @@ class EntitlementCatalog:
             if candidates:
                 entry = self._exact[(attribute, min(candidates))]
         if entry is None:
-            return EntitlementRef.model_construct(id=None, name=value, value=value, owner=None)
+            return EntitlementRef(id=None, name=value, value=value, owner=None)
         owner = entry.owner
-        return EntitlementRef.model_construct(
+        return EntitlementRef(
             id=entry.id,
             name=value if entry.name is None else entry.name,
             value=value,
-            owner=None
-            if owner is None
-            else EntitlementOwnerOut.model_construct(id=owner.id, name=owner.name),
+            owner=None if owner is None else EntitlementOwnerOut(id=owner.id, name=owner.name),
         )

@@ -85,9 +85,7 @@ def detect_changes(
         normalise = policy.normaliser(name)
         if kind is Kind.SINGLE:
             if single_key(old, normalise) != single_key(new, normalise):
-                single.append(
-                    SingleValueChange.model_construct(name=name, oldValue=old, newValue=new)
-                )
+                single.append(SingleValueChange(name=name, oldValue=old, newValue=new))
             continue
         old_set = value_set(old, normalise)
         new_set = value_set(new, normalise)
@@ -96,15 +94,11 @@ def detect_changes(
         if not added and not removed:
             continue
         if kind is Kind.MULTI:
-            multi.append(
-                MultiValueChange.model_construct(
-                    name=name, addedValues=added, removedValues=removed
-                )
-            )
+            multi.append(MultiValueChange(name=name, addedValues=added, removedValues=removed))
         else:
             folded = policy.case_insensitive
             entitlements.append(
-                EntitlementChange.model_construct(
+                EntitlementChange(
                     attributeName=name,
                     added=[catalog.ref(name, as_text(v), case_insensitive=folded) for v in added],
                     removed=[
@@ -171,8 +165,8 @@ def build_event(
         "entitlementChanges": list(changes.entitlements),
     }
     cls = event_class(operation)
-    draft = cls.model_construct(**body, id="")
-    event = cls.model_construct(**body, id=event_id(draft.model_dump(mode="json"), context))
+    draft = cls(**body, id="")
+    event = cls(**body, id=event_id(draft.model_dump(mode="json"), context))
     return cast(AccountEvent, event)  # event_class(operation) is one of AccountEvent's members
 
 

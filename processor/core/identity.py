@@ -43,7 +43,7 @@ def event_identity(policy: SourcePolicy, account: Account) -> EventIdentity:
     identity = account.identity
     if identity is None:
         name = account_name(policy, account)
-        return EventIdentity.model_construct(
+        return EventIdentity(
             id=system_identity_id(policy.source.id, account),
             name=name,
             alias=name,
@@ -51,20 +51,20 @@ def event_identity(policy: SourcePolicy, account: Account) -> EventIdentity:
             manager=None,
         )
     manager = identity.manager
-    return EventIdentity.model_construct(
+    return EventIdentity(
         id=identity.id or system_identity_id(policy.source.id, account),
         name=identity.name,
         alias=identity.alias,
         email=identity.email,
         manager=None
         if manager is None
-        else EventManager.model_construct(id=manager.id, name=manager.name, email=manager.email),
+        else EventManager(id=manager.id, name=manager.name, email=manager.email),
     )
 
 
 def event_account(policy: SourcePolicy, account: Account) -> EventAccount:
     """The event's account block."""
-    return EventAccount.model_construct(
+    return EventAccount(
         id=account.id,
         name=account_name(policy, account),
         uuid=account.uuid,

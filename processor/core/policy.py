@@ -127,14 +127,14 @@ class SourcePolicy:
 def _event_source(source: SourceDescriptor) -> EventSource:
     owner = source.owner
     group = source.governanceGroup
-    return EventSource.model_construct(
+    return EventSource(
         id=source.id,
         name=source.name,
         alias=source.alias,
         owner=None
         if owner is None
-        else EventSourceOwner.model_construct(id=owner.id, name=owner.name, email=owner.email),
+        else EventSourceOwner(id=owner.id, name=owner.name, email=owner.email),
         governanceGroup=None
         if group is None
-        else EventGovernanceGroup.model_construct(id=group.id, name=group.name),
+        else EventGovernanceGroup(id=group.id, name=group.name),
     )

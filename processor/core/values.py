@@ -97,16 +97,29 @@ def make_normaliser(attribute_type: AttributeType, case_insensitive: bool) -> No
                 return (_INSTANT, instant)
         return text_key(text)
 
-    parse = text_key if attribute_type is AttributeType.STRING else parse_text
-
-    def normalise(value: Scalar) -> NormKey:
-        if isinstance(value, str):
-            return parse(value)
+    def other(value: Scalar) -> NormKey:
         if isinstance(value, int | float):
             return _number(value)
         return (_STRING, repr(value))
 
-    return normalise
+    if attribute_type is AttributeType.STRING:
+        # The hot path (group DNs): one call per value.
+        if case_insensitive:
+
+            def folded(value: Scalar) -> NormKey:
+                return (_STRING, value.casefold()) if type(value) is str else other(value)
+
+            return folded
+
+        def exact(value: Scalar) -> NormKey:
+            return (_STRING, value) if type(value) is str else other(value)
+
+        return exact
+
+    def typed(value: Scalar) -> NormKey:
+        return parse_text(value) if isinstance(value, str) else other(value)
+
+    return typed
 
 
 def raw_key(value: Scalar) -> tuple[int, str]:
@@ -131,15 +144,17 @@ def single_key(value: AttributeValue, normalise: Normaliser) -> NormKey | None:
 
 def value_set(value: AttributeValue, normalise: Normaliser) -> dict[NormKey, Scalar]:
     """The set of a multi-valued attribute (R5): key -> smallest raw value with that key."""
-    items = value if isinstance(value, list) else (value,)
-    found: dict[NormKey, Scalar] = {}
-    for item in items:
-        if not has_value(item):
-            continue
-        key = normalise(item)
-        if key in found and raw_key(found[key]) <= raw_key(item):
-            continue
-        found[key] = item
+    if not isinstance(value, list):
+        return {normalise(value): value} if has_value(value) else {}
+    items = [item for item in value if item is not None and item != ""]
+    keys = list(map(normalise, items))
+    found = dict(zip(keys, items, strict=True))
+    if len(found) == len(items):
+        return found
+    # Duplicates: keep the smallest raw value so the result does not depend on order.
+    for key, item in zip(keys, items, strict=True):
+        if raw_key(item) < raw_key(found[key]):
+            found[key] = item
     return found
 
 

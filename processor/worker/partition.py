@@ -196,7 +196,7 @@ class PartitionProcessor:
                 return Outcome(Verdict.STALE, source_id=source_id)
             if stored.digest == new_digest:
                 return Outcome(Verdict.UNCHANGED, source_id=source_id)
-            previous = Account.model_validate_json(stored.account_json)
+            previous = Account.model_validate(codec.loads(stored.account_json))
         self._store(source_id, key, identity, previous, policy, agg, account_obj, new_digest, state)
         if not meta.baseline:
             return Outcome(Verdict.STORED, source_id=source_id)
@@ -341,7 +341,7 @@ class PartitionProcessor:
         raw = state.get(k_account(source_id, key))
         if raw is None:
             return None
-        previous = Account.model_validate_json(StoredAccount.decode(raw).account_json)
+        previous = Account.model_validate(codec.loads(StoredAccount.decode(raw).account_json))
         state.delete(k_account(source_id, key))
         index = k_index(source_id, policy.identity_key(previous.nativeIdentity))
         if state.get(index) == key.encode():

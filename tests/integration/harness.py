@@ -49,6 +49,8 @@ class WorkerEnv:
     tag: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     extra_env: dict[str, str] = field(default_factory=dict)
+    #: Whether the broker hides aborted transactions from read_committed readers.
+    hides_aborted: bool = True
 
     def topic(self, name: str) -> str:
         return f"t{self.tag}.{name}"

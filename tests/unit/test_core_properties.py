@@ -24,7 +24,7 @@ from processor.models import (
     ProvisioningRecord,
     SourceDescriptor,
 )
-from tests.unit.conftest import SCHEMA, SOURCE_ID, make_account, make_source
+from tests.unit.conftest import ALL_OPERATIONS, SCHEMA, SOURCE_ID, make_account, make_source
 
 PROPERTY_SETTINGS = settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -58,6 +58,7 @@ FINITE_SCALARS = st.one_of(
 ANY_SCALARS = st.one_of(
     FINITE_SCALARS, st.text(max_size=8), st.integers(), st.floats(allow_nan=True)
 )
+MOSTLY_TRUE = st.sampled_from([True, True, False])
 ENTITLEMENT_SCALARS = st.one_of(st.none(), st.sampled_from(["CN=A", "cn=a", "CN=B", "CN=C", ""]))
 
 
@@ -82,17 +83,15 @@ def attribute_maps(
 def sources(draw: st.DrawFn, *, updates: bool = False) -> SourceDescriptor:
     """A source with a random NCD config (updates monitored and enabled when asked)."""
     operations = draw(
-        st.lists(
-            st.sampled_from(["ACCOUNT_UPDATED", "ACCOUNT_CREATED", "ACCOUNT_DELETED"]), unique=True
-        )
+        st.one_of(st.just(ALL_OPERATIONS), st.lists(st.sampled_from(ALL_OPERATIONS), unique=True))
     )
     if updates and "ACCOUNT_UPDATED" not in operations:
-        operations.append("ACCOUNT_UPDATED")
+        operations = [*operations, "ACCOUNT_UPDATED"]
     return make_source(
-        enabled=True if updates else draw(st.booleans()),
+        enabled=updates or draw(MOSTLY_TRUE),
         operations=operations,
-        all_entitlements=draw(st.booleans()),
-        all_others=draw(st.booleans()),
+        all_entitlements=draw(MOSTLY_TRUE),
+        all_others=draw(MOSTLY_TRUE),
         selected_entitlements=draw(st.lists(st.sampled_from(ENTITLEMENTS), unique=True)),
         selected_others=draw(st.lists(st.sampled_from(OTHERS), unique=True)),
         case_insensitive=draw(st.booleans()),
@@ -241,6 +240,8 @@ def test_applying_reported_changes_reproduces_the_monitored_current_state(
     previous = make_account("CN=Ann", before)
     current = make_account("CN=Ann", after)
     event = decide_event(policy, previous, current, CATALOG)
+    if event is not None:
+        assert_ordered(policy, event)
     if event is None:
         assert detect_changes(policy, before, after, CATALOG).is_empty
         return

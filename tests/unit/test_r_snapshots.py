@@ -84,6 +84,19 @@ def test_r1_uuid_match_takes_precedence_over_a_native_identity_match() -> None:
     assert matching.created == []
 
 
+def test_r1_new_account_at_a_renamed_accounts_old_dn_is_a_creation() -> None:
+    """An account moved away (same uuid) and a new one at its old DN: update plus create."""
+    previous = [make_account("CN=Old", {"title": "a"}, uuid="u1")]
+    current = [
+        make_account("CN=New", {"title": "b"}, uuid="u1"),
+        make_account("CN=Old", {"title": "c"}),
+    ]
+    assert events_of(previous, current) == [
+        ("CN=New", "ACCOUNT_UPDATED"),
+        ("CN=Old", "ACCOUNT_CREATED"),
+    ]
+
+
 def test_r1_matching_does_not_depend_on_input_order() -> None:
     """Reversing both snapshots gives the same matching."""
     previous = [
