@@ -88,6 +88,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_setting_flags(publish, only=_PUBLISH_SETTINGS)
     publish.set_defaults(handler=_cmd_publish)
 
+    demo = sub.add_parser(
+        "demo",
+        help="run the whole pipeline on the bundled example with an embedded broker",
+        description=(
+            "Start an embedded Kafka-protocol broker (Tansu), run the worker, publish the "
+            "example source, catalog, a baseline, a provisioning record and a second "
+            "aggregation, and print the events. Needs no external service."
+        ),
+    )
+    demo.add_argument("--examples", type=Path, default=None, metavar="DIR")
+    demo.add_argument("--json", action="store_true", help="print the events as JSON Lines")
+    demo.set_defaults(handler=_cmd_demo)
+
     schemas = sub.add_parser("schemas", help="regenerate the JSON Schemas into a directory")
     schemas.add_argument("directory", type=Path, nargs="?", default=Path("schemas"))
     schemas.set_defaults(handler=_cmd_schemas)
@@ -283,7 +296,10 @@ def _cmd_publish(args: argparse.Namespace) -> int:
         if catalog:
             summary["catalog_entries"] = publisher.publish_catalog(source.id, catalog)
         if provisioning:
-            summary["provisioning_records"] = publisher.publish_provisioning(provisioning)
+            uuids = {a.nativeIdentity: a.uuid for a in accounts}
+            summary["provisioning_records"] = publisher.publish_provisioning(
+                provisioning, uuids.get
+            )
         if args.snapshot is not None:
             summary["aggregation_id"] = publisher.publish_aggregation(
                 source.id,
@@ -297,6 +313,15 @@ def _cmd_publish(args: argparse.Namespace) -> int:
     finally:
         producer.close()
     print(codec.dumps(summary).decode())
+    return EXIT_OK
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from processor.demo import default_examples, run_demo
+    from processor.observability.logging import configure_logging
+
+    configure_logging("warning")
+    run_demo(args.examples or default_examples(), sys.stdout, as_json=args.json)
     return EXIT_OK
 
 

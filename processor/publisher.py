@@ -122,11 +122,21 @@ class Publisher:
         self._producer.flush()
         return agg_id
 
-    def publish_provisioning(self, records: Iterable[ProvisioningRecord]) -> int:
-        """Publish provisioning records keyed like their account; returns how many."""
+    def publish_provisioning(
+        self,
+        records: Iterable[ProvisioningRecord],
+        uuid_of: Callable[[str], str | None] = lambda _native_identity: None,
+    ) -> int:
+        """Publish provisioning records keyed like their account; returns how many.
+
+        An account's records are keyed by its uuid when it has one: ``uuid_of`` maps the
+        record's target nativeIdentity to the uuid, so that the provisioning record lands
+        on the partition of the account's state.
+        """
         count = 0
         for record in records:
-            key = f"{record.sourceId}/{record.target() or ''}".encode()
+            target = record.target() or ""
+            key = f"{record.sourceId}/{uuid_of(target) or target}".encode()
             value = codec.dumps(record.model_dump(mode="json", exclude_none=True))
             self._producer.send(OutRecord(self._topics.provisioning, key, value))
             count += 1

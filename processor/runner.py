@@ -50,7 +50,7 @@ from processor.transport import (
     TransactionalSink,
     Transport,
 )
-from processor.worker.partition import Outcome, PartitionProcessor, Verdict
+from processor.worker.partition import UNKNOWN_SOURCE, Outcome, PartitionProcessor, Verdict
 from processor.worker.registry import SourceRegistry
 
 log = structlog.get_logger("processor.runner")
@@ -63,7 +63,6 @@ CATCH_UP_POLL_S = 1.0
 CATCH_UP_STALL_S = 60.0
 
 CE_SPECVERSION = b"1.0"
-UNKNOWN_SOURCE = "unknown source"
 
 
 @dataclass
@@ -209,7 +208,12 @@ class Runner:
         log.info("config_loaded", sources=len(self._registry), rejected=follower.rejected)
         self._restorer = self._transport.partition_reader()
         sink = self._transport.sink(s.transactional_id)
-        consumer = self._transport.group_consumer([s.topic_aggregations], s.group_id, self)
+        # Both inputs are keyed by account and have the same partition count; the range
+        # assignor gives one member the same partition numbers of both (co-partitioning),
+        # so partition p of either topic reads and writes the state store p.
+        consumer = self._transport.group_consumer(
+            [s.topic_aggregations, s.topic_provisioning], s.group_id, self
+        )
         backoff = s.retry_backoff_first_s
         try:
             while not stop.is_set():
@@ -261,8 +265,7 @@ class Runner:
     def on_revoked(self, tps: list[TP]) -> None:
         """Close the stores of partitions taken away (no batch is open during a poll)."""
         for tp in tps:
-            if tp.topic == self.settings.topic_aggregations:
-                self._close_partition(tp.partition)
+            self._close_partition(tp.partition)
         log.info("partitions_revoked", partitions=sorted(tp.partition for tp in tps))
 
     def _open_partition(self, partition: int) -> None:
@@ -350,11 +353,16 @@ class Runner:
                 overlay = overlays[partition] = BatchOverlay(entry.store)
                 entry.processor.begin_batch()
                 for record in batch:
-                    outcome = entry.processor.process(record.value, overlay)
+                    decide = (
+                        entry.processor.process_provisioning
+                        if record.topic == s.topic_provisioning
+                        else entry.processor.process
+                    )
+                    outcome = decide(record.value, overlay)
                     if outcome.reason == UNKNOWN_SOURCE and not caught_up:
                         follower.catch_up()  # the descriptor may have just been published
                         caught_up = True
-                        outcome = entry.processor.process(record.value, overlay)
+                        outcome = decide(record.value, overlay)
                     self._emit(outcome, record, sink)
                     verdicts[outcome.verdict] += 1
                     for event in outcome.events:
@@ -371,7 +379,11 @@ class Runner:
                             mode=outcome.completed[1],
                             deleted_events=len(outcome.events),
                         )
-                entry.processor.end_batch(overlay, batch[0].offset)
+                # Aggregation offsets grow per partition: the batch's first one names its chunk.
+                entry.processor.end_batch(
+                    overlay,
+                    next((r.offset for r in batch if r.topic == s.topic_aggregations), 0),
+                )
                 for key, value in overlay.writes.items():
                     sink.send(OutRecord(s.topic_changelog, key, value, partition=partition))
             offsets = {TP(r.topic, r.partition): r.offset + 1 for r in records}
@@ -432,8 +444,11 @@ class Runner:
             sink.abort()
         except TransportError as exc:
             log.warning("abort_failed", error=str(exc))
+        firsts: dict[TP, int] = {}
         for batch in by_partition.values():
-            first = batch[0]
-            if first.partition in self._partitions:
-                consumer.seek(TP(first.topic, first.partition), first.offset)
+            for record in batch:
+                firsts.setdefault(record.tp, record.offset)
+        for tp, offset in firsts.items():
+            if tp.partition in self._partitions:
+                consumer.seek(tp, offset)
         log.warning("batch_aborted", records=sum(len(b) for b in by_partition.values()))

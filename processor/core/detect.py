@@ -12,7 +12,7 @@ from typing import Any, cast
 from processor.core.catalog import EntitlementCatalog
 from processor.core.identity import event_account, event_identity
 from processor.core.policy import Kind, SourcePolicy
-from processor.core.values import as_text, single_key, value_set
+from processor.core.values import as_text, same_items, single_key, value_set
 from processor.models import (
     Account,
     AccountEvent,
@@ -87,8 +87,11 @@ def detect_changes(
             if single_key(old, normalise) != single_key(new, normalise):
                 single.append(SingleValueChange(name=name, oldValue=old, newValue=new))
             continue
-        old_set = value_set(old, normalise)
-        new_set = value_set(new, normalise)
+        if same_items(old, new):
+            continue
+        fold = policy.text_fold(name)
+        old_set = value_set(old, normalise, fold)
+        new_set = value_set(new, normalise, fold)
         added = [new_set[key] for key in sorted(new_set.keys() - old_set.keys())]
         removed = [old_set[key] for key in sorted(old_set.keys() - new_set.keys())]
         if not added and not removed:

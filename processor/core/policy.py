@@ -30,6 +30,7 @@ class _SchemaEntry:
     kind: Kind
     is_multi: bool
     normalise: Normaliser
+    text_fold: bool | None
 
 
 class SourcePolicy:
@@ -73,7 +74,10 @@ class SourcePolicy:
             else:
                 kind = Kind.SINGLE
             self._schema[attribute.name] = _SchemaEntry(
-                kind, attribute.isMulti, normalisers[attribute.type]
+                kind,
+                attribute.isMulti,
+                normalisers[attribute.type],
+                self.case_insensitive if attribute.type is AttributeType.STRING else None,
             )
         self.event_source = _event_source(source)
 
@@ -111,6 +115,11 @@ class SourcePolicy:
         """The R4 key function of an attribute (STRING outside the schema)."""
         entry = self._schema.get(name)
         return self._default_normalise if entry is None else entry.normalise
+
+    def text_fold(self, name: str) -> bool | None:
+        """For STRING attributes whether strings are case-folded; ``None`` for typed ones."""
+        entry = self._schema.get(name)
+        return self.case_insensitive if entry is None else entry.text_fold
 
     def multi_valued(self, name: str, current: AttributeValue, value: AttributeValue) -> bool:
         """Whether a provisioning change treats the attribute as a list (R15).

@@ -142,13 +142,24 @@ def single_key(value: AttributeValue, normalise: Normaliser) -> NormKey | None:
     return normalise(value)
 
 
-def value_set(value: AttributeValue, normalise: Normaliser) -> dict[NormKey, Scalar]:
-    """The set of a multi-valued attribute (R5): key -> smallest raw value with that key."""
+def value_set(
+    value: AttributeValue, normalise: Normaliser, text_fold: bool | None = None
+) -> dict[NormKey, Scalar]:
+    """The set of a multi-valued attribute (R5): key -> smallest raw value with that key.
+
+    ``text_fold`` (True/False for STRING attributes, folded or not) inlines the string case
+    of ``normalise``, the hot path of group lists.
+    """
     if not isinstance(value, list):
         return {normalise(value): value} if has_value(value) else {}
-    items = [item for item in value if item is not None and item != ""]
-    keys = list(map(normalise, items))
-    found = dict(zip(keys, items, strict=True))
+    items: list[Scalar] = [item for item in value if item is not None and item != ""]
+    if text_fold is None:
+        keys = list(map(normalise, items))
+    elif text_fold:
+        keys = [(_STRING, i.casefold()) if type(i) is str else normalise(i) for i in items]
+    else:
+        keys = [(_STRING, i) if type(i) is str else normalise(i) for i in items]
+    found: dict[NormKey, Scalar] = dict(zip(keys, items, strict=True))
     if len(found) == len(items):
         return found
     # Duplicates: keep the smallest raw value so the result does not depend on order.
@@ -156,6 +167,13 @@ def value_set(value: AttributeValue, normalise: Normaliser) -> dict[NormKey, Sca
         if raw_key(item) < raw_key(found[key]):
             found[key] = item
     return found
+
+
+def same_items(previous: AttributeValue, current: AttributeValue) -> bool:
+    """Whether two lists hold the same raw items (then their sets are equal, R5)."""
+    return (
+        isinstance(previous, list) and isinstance(current, list) and set(previous) == set(current)
+    )
 
 
 def as_items(value: AttributeValue) -> list[Scalar]:

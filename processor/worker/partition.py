@@ -27,7 +27,13 @@ from enum import StrEnum
 from pydantic import TypeAdapter, ValidationError
 
 from processor import codec
-from processor.core import SourcePolicy, decide_event, deletes_allowed
+from processor.core import (
+    SourcePolicy,
+    apply_provisioning,
+    decide_event,
+    deletes_allowed,
+    is_completed,
+)
 from processor.errors import InputError
 from processor.models import (
     Account,
@@ -38,6 +44,7 @@ from processor.models import (
     AggregationRecord,
     AggregationStarted,
     AggregationStatus,
+    ProvisioningRecord,
 )
 from processor.state.overlay import BatchOverlay
 from processor.worker.registry import SourceRegistry
@@ -58,6 +65,9 @@ from processor.worker.state import (
 _RECORD = TypeAdapter[AggregationStarted | AccountRecord | AggregationCompleted](AggregationRecord)
 
 
+UNKNOWN_SOURCE = "unknown source"
+
+
 class Verdict(StrEnum):
     """What became of one input record."""
 
@@ -66,6 +76,8 @@ class Verdict(StrEnum):
     STORED = "stored"  # state updated, nothing to report (baseline, or unmonitored change)
     MARKER = "marker"  # an aggregation.started / completed marker
     STALE = "stale"  # from an aggregation older than the stored state: ignored
+    APPLIED = "applied"  # a provisioning record applied to the stored baseline (R15)
+    IGNORED = "ignored"  # a provisioning record with nothing to apply it to (yet)
     DEAD_LETTERED = "dead_lettered"
 
 
@@ -136,7 +148,7 @@ class PartitionProcessor:
             return _dead(codec.describe_validation_error(exc, "aggregation record"))
         policy = self._registry.policy(record.sourceId)
         if policy is None:
-            return _dead("unknown source", record.sourceId)
+            return _dead(UNKNOWN_SOURCE, record.sourceId)
         try:
             if isinstance(record, AggregationStarted):
                 return self._started(record, state)
@@ -145,6 +157,41 @@ class PartitionProcessor:
             return self._completed(policy, record, state)
         except InputError as exc:
             return _dead(exc.reason, record.sourceId)
+
+    def process_provisioning(self, value: bytes | None, state: BatchOverlay) -> Outcome:
+        """Apply one completed provisioning record to the stored baseline (R15).
+
+        The platform's own change is written into the account's stored state, so the next
+        aggregation that shows it finds nothing to report. The stored ``asOf`` is kept:
+        provisioning does not make the state newer than an aggregation.
+        """
+        if value is None:
+            return _dead("tombstone on the provisioning topic")
+        try:
+            record = codec.validate(ProvisioningRecord, codec.loads(value), "provisioning record")
+        except InputError as exc:
+            return _dead(exc.reason)
+        policy = self._registry.policy(record.sourceId)
+        if policy is None:
+            return _dead(UNKNOWN_SOURCE, record.sourceId)
+        target = record.target()
+        if target is None:
+            return _dead("provisioning record names no account", record.sourceId)
+        if not is_completed(record):
+            return Outcome(Verdict.IGNORED, source_id=record.sourceId)
+        source_id = record.sourceId
+        identity = policy.identity_key(target)
+        indexed = state.get(k_index(source_id, identity))
+        raw = None if indexed is None else state.get(k_account(source_id, indexed.decode()))
+        if indexed is None or raw is None:
+            return Outcome(Verdict.IGNORED, source_id=source_id)
+        stored = StoredAccount.decode(raw)
+        previous = Account.model_validate(codec.loads(stored.account_json))
+        updated = apply_provisioning(policy, previous, record)
+        account_obj = updated.model_dump(mode="json", exclude_none=True)
+        new = StoredAccount(stored.as_of_ms, digest(account_obj), codec.dumps(account_obj))
+        state.put(k_account(source_id, indexed.decode()), new.encode())
+        return Outcome(Verdict.APPLIED, source_id=source_id)
 
     def _meta_of(self, source_id: str, state: BatchOverlay) -> SourceMeta:
         meta = self._meta.get(source_id)
