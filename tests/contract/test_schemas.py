@@ -63,3 +63,26 @@ def test_schema_rejects_an_event_with_unknown_field() -> None:
     payload["unexpected"] = 1
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.Draft202012Validator(_load(SCHEMA_DIR / f"{stem}.schema.json")).validate(payload)
+
+
+def test_diff_output_on_the_examples_validates() -> None:
+    """Every event `diff` writes for the bundled example validates against its schema."""
+    from processor.cli import run_diff
+
+    examples = ROOT / "examples"
+    out = run_diff(
+        source_path=examples / "source.json",
+        previous_path=examples / "previous.jsonl",
+        current_path=examples / "current.jsonl",
+        catalog_path=examples / "catalog.jsonl",
+        provisioning_path=examples / "provisioning.jsonl",
+    )
+    events = [json.loads(line) for line in out.splitlines()]
+    assert {e["eventType"] for e in events} == {
+        "ACCOUNT_CREATED",
+        "ACCOUNT_UPDATED",
+        "ACCOUNT_DELETED",
+    }
+    for event in events:
+        stem = event["eventType"].lower().replace("_", "-", 1) + "-event"
+        jsonschema.Draft202012Validator(_load(SCHEMA_DIR / f"{stem}.schema.json")).validate(event)
