@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from processor.core.catalog import EntitlementCatalog
 from processor.core.detect import decide_event
-from processor.core.match import check_unique, match_accounts
+from processor.core.match import match_accounts
 from processor.core.policy import SourcePolicy
 from processor.core.provisioning import apply_provisioning, is_completed, provisioning_order
 from processor.models import Account, AccountEvent, ProvisioningRecord, SourceDescriptor
@@ -24,8 +25,12 @@ class SnapshotDiff:
 
 
 def deletes_allowed(previous_count: int, delete_count: int, threshold_percent: float) -> bool:
-    """R10: deletions pass unless they are strictly more than the threshold's share."""
-    return delete_count * 100 <= threshold_percent * previous_count
+    """R10: deletions pass unless they are strictly more than the threshold's share.
+
+    The threshold is read as the decimal it was written as (0.29, not the nearest binary
+    fraction), so "exactly at the threshold" is exact.
+    """
+    return delete_count * 100 <= Decimal(str(threshold_percent)) * previous_count
 
 
 def apply_own_changes(
@@ -58,10 +63,10 @@ def diff_snapshots(
     """The events between two snapshots of one source.
 
     Raises :class:`~processor.core.match.DuplicateAccountError` when a snapshot repeats a
-    uuid or nativeIdentity (``index`` refers to the given sequences).
+    uuid or nativeIdentity (``index`` refers to the given sequences: applying provisioning
+    keeps the previous snapshot's order).
     """
     policy = SourcePolicy.from_source(source)
-    check_unique(policy, previous, "previous")
     matching = match_accounts(policy, apply_own_changes(policy, previous, provisioning), current)
     would_delete = len(matching.deleted)
     suppressed = not deletes_allowed(len(previous), would_delete, source.deleteThreshold)

@@ -139,7 +139,11 @@ class WorkerEnv:
         from processor.config import load_settings
 
         settings = load_settings(
-            **{k[len("NCD_") :].lower(): v for k, v in self.env("setup").items() if k.startswith("NCD_")}
+            **{
+                k[len("NCD_") :].lower(): v
+                for k, v in self.env("setup").items()
+                if k.startswith("NCD_")
+            }
         )
         admin = KafkaTransport(self.client()).admin()
         try:
@@ -219,7 +223,9 @@ class WorkerEnv:
         consumer = self._consumer()
         try:
             topic = self.topic(name)
-            tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+            tps = [
+                TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])
+            ]
             consumer.assign(tps)
             consumer.seek_to_beginning(*tps)
             ends = consumer.end_offsets(tps)

@@ -24,7 +24,9 @@ pytestmark = pytest.mark.broker
 @pytest.fixture
 def env(kafka_broker: SessionBroker, tmp_path: Path) -> Iterator[WorkerEnv]:
     """Unique topics, group and state for one test; every worker is killed afterwards."""
-    worker_env = WorkerEnv(kafka_broker.bootstrap, tmp_path, hides_aborted=kafka_broker.hides_aborted)
+    worker_env = WorkerEnv(
+        kafka_broker.bootstrap, tmp_path, hides_aborted=kafka_broker.hides_aborted
+    )
     worker_env.ensure_topics()
     yield worker_env
     worker_env.stop_all()
@@ -34,7 +36,9 @@ def _dataset(n: int = 240, seed: int = 11) -> Dataset:
     return generate(n, 0.1, seed)
 
 
-def _models(dataset: Dataset) -> tuple[SourceDescriptor, list[Account], list[Account], list[CatalogEntry]]:
+def _models(
+    dataset: Dataset,
+) -> tuple[SourceDescriptor, list[Account], list[Account], list[CatalogEntry]]:
     source = SourceDescriptor.model_validate(dataset.source)
     previous = [Account.model_validate(a) for a in dataset.previous()]
     current = [Account.model_validate(a) for a in dataset.current()]

@@ -179,6 +179,9 @@ def test_r1_events_are_sorted_by_native_identity_then_event_type() -> None:
         (3, 3, 100, True),
         (1000, 1, 0.1, True),
         (1000, 2, 0.1, False),
+        (10000, 57, 0.57, True),
+        (10000, 58, 0.57, False),
+        (100, 7, 7.000000000000001, True),
     ],
 )
 def test_r10_deletes_allowed_up_to_exactly_the_threshold(
