@@ -9,7 +9,6 @@ from processor.core import EntitlementCatalog, SourcePolicy, decide_event
 from processor.models import (
     Account,
     AccountEvent,
-    AttributeValue,
     CatalogEntry,
     Operation,
     ProvisioningRecord,
@@ -83,7 +82,7 @@ def make_policy(**kwargs: Any) -> SourcePolicy:
 
 def make_account(
     native_identity: str = "CN=Ann English,OU=Call Center,DC=example,DC=com",
-    attributes: Mapping[str, AttributeValue] | None = None,
+    attributes: Mapping[str, Any] | None = None,
     **fields: Any,
 ) -> Account:
     """A validated account record (uncorrelated unless ``identity`` is given)."""
@@ -132,8 +131,8 @@ def make_record(
 
 
 def update_event(
-    previous: Mapping[str, AttributeValue],
-    current: Mapping[str, AttributeValue],
+    previous: Mapping[str, Any],
+    current: Mapping[str, Any],
     *,
     catalog: EntitlementCatalog | None = None,
     **source: Any,

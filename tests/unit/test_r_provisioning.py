@@ -148,7 +148,8 @@ def test_r15_complete_output_replaces_the_account() -> None:
 def test_r15_empty_output_applies_the_input_changes() -> None:
     """An output of {} (or with empty attributes) means the changes apply."""
     account = make_account(ANN, {"title": "a"})
-    for output in ({}, {"attributes": {}}):
+    outputs: list[dict[str, Any]] = [{}, {"attributes": {}}]
+    for output in outputs:
         record = make_record(
             ANN, [{"op": "Set", "attribute": "title", "value": "b"}], output=output
         )
