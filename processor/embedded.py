@@ -7,6 +7,8 @@ the :class:`EmbeddedBroker` context.
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
 import tempfile
@@ -75,9 +77,29 @@ class EmbeddedBroker:
                 time.sleep(0.05)
         raise ConfigError("the embedded broker did not start listening")
 
+    @property
+    def pid(self) -> int:
+        """The broker's process id."""
+        return self._proc.pid
+
+    def log_text(self) -> str:
+        """What the broker printed so far."""
+        self._log.flush()
+        self._log.seek(0)
+        return self._log.read().decode("utf-8", "replace")
+
+    def pause(self) -> None:
+        """Freeze the broker (SIGSTOP): connections stay open, nothing answers."""
+        os.kill(self._proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Unfreeze a paused broker (SIGCONT)."""
+        os.kill(self._proc.pid, signal.SIGCONT)
+
     def stop(self) -> None:
         """Terminate the broker and wait for it (its data is gone)."""
         if self._proc.poll() is None:
+            os.kill(self._proc.pid, signal.SIGCONT)  # a paused broker cannot act on SIGTERM
             self._proc.terminate()
             try:
                 self._proc.wait(timeout=10)

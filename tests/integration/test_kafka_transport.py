@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -253,35 +254,58 @@ def test_partition_reader_reads_to_end_offset_from_a_position(
         reader.close()
 
 
+class PollingThread(threading.Thread):
+    """Polls one group member until stopped, as a separate worker process would."""
+
+    def __init__(self, consumer: KafkaGroupConsumer) -> None:
+        super().__init__(daemon=True)
+        self.consumer = consumer
+        self.stopped = threading.Event()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            while not self.stopped.is_set():
+                self.consumer.poll(0.1, 10)
+        except BaseException as exc:  # reported by the test thread
+            self.error = exc
+
+
 def test_two_group_consumers_split_four_partitions(
     admin: KafkaAdmin, kafka_settings: ClientSettings
 ) -> None:
     """A second member triggers a rebalance that splits 4 partitions 2 + 2 (range)."""
     topic = make_topic(admin, 4)
     group = unique_topic("g")
+    everything = {TP(topic, p) for p in range(4)}
     first_events, second_events = Recorder(), Recorder()
     first = KafkaGroupConsumer(kafka_settings, [topic], group, first_events)
-    second: KafkaGroupConsumer | None = None
+    second = KafkaGroupConsumer(kafka_settings, [topic], group, second_events)
+    threads = [PollingThread(first)]
     try:
-        wait_for(lambda: first.poll(0.1, 10) == [] and len(first.assignment()) == 4, "join")
-        assert first_events.events == [("assigned", [TP(topic, p) for p in range(4)])]
-        second = KafkaGroupConsumer(kafka_settings, [topic], group, second_events)
-        joined = second
+        threads[0].start()
+        wait_for(lambda: first.assignment() == everything, "the first member to join")
+        threads.append(PollingThread(second))
+        threads[1].start()
 
         def split() -> bool:
-            first.poll(0.1, 10)
-            joined.poll(0.1, 10)
-            a, b = first.assignment(), joined.assignment()
-            return len(a) == 2 and len(b) == 2 and a | b == {TP(topic, p) for p in range(4)}
+            a, b = first.assignment(), second.assignment()
+            return len(a) == 2 and len(b) == 2 and a | b == everything
 
         wait_for(split, "the rebalance to split the partitions")
-        assert ("revoked", [TP(topic, p) for p in range(4)]) in first_events.events
-        assert first_events.events[-1] == ("assigned", sorted(first.assignment()))
-        assert second_events.events[-1] == ("assigned", sorted(second.assignment()))
+        wait_for(lambda: bool(second_events.events), "the second member's callback")
+        first_share, second_share = sorted(first.assignment()), sorted(second.assignment())
     finally:
-        if second is not None:
-            second.close()
+        for thread in threads:
+            thread.stopped.set()
+            thread.join()
+        second.close()
         first.close()
+    assert [t.error for t in threads] == [None, None]
+    assert first_events.events[0] == ("assigned", sorted(everything))
+    assert ("revoked", sorted(everything)) in first_events.events
+    assert first_events.events[-1] == ("assigned", first_share)
+    assert second_events.events[-1] == ("assigned", second_share)
 
 
 def test_consumer_commit_and_poll_round_trip(
