@@ -198,3 +198,37 @@ def test_failed_and_over_threshold_aggregations_delete_nothing(env: WorkerEnv) -
     env.wait_drained()
     deleted = [e for e in env.events() if e["eventType"] == "ACCOUNT_DELETED"]
     assert [e["account"]["nativeIdentity"] for e in deleted] == [previous[0].nativeIdentity]
+
+
+def test_state_follows_partitions_to_another_worker(env: WorkerEnv, tmp_path: Path) -> None:
+    """Two workers share the partitions; when one stops, the other restores its state."""
+    dataset = _dataset(n=300, seed=16)
+    source, previous, current, catalog = _models(dataset)
+    expected = _expected(dataset, tmp_path)
+    env.start("w1")
+    second = env.start("w2")
+    deadline = time.monotonic() + 120
+    while not (_assigned(env, "w1") and _assigned(env, "w2")):
+        assert time.monotonic() < deadline, "the two workers did not share the partitions"
+        time.sleep(0.2)
+    env.publish(source, previous, catalog, started_at="2026-11-22T08:00:00Z")
+    env.wait_drained()
+    assert '"batch_committed"' in env.log_text("w2")
+    assert env.stop(second) == 0
+    env.publish(source, current, catalog, started_at="2026-11-22T09:00:00Z")
+    env.wait_drained()
+    assert canonical(env.events()) == canonical(expected)
+    assert "state_restored" in env.log_text("w1")
+
+
+def _assigned(env: WorkerEnv, instance: str) -> list[int]:
+    """The partitions a worker's log says it holds now."""
+    held: list[int] = []
+    for line in env.log_text(instance).splitlines():
+        if '"partitions_assigned"' in line or '"partitions_revoked"' in line:
+            entry = json.loads(line)
+            if entry["event"] == "partitions_assigned":
+                held = sorted(set(held) | set(entry["partitions"]))
+            else:
+                held = sorted(set(held) - set(entry["partitions"]))
+    return held
