@@ -29,6 +29,8 @@ if __package__ in (None, ""):  # run as ``python bench/diff_bench.py``: make the
 import orjson
 
 from bench.generate import Dataset, generate, write
+from processor.files import iter_lines
+from processor.models import Account
 
 OUT = Path(__file__).resolve().parent / "out"
 FILES = ("source.json", "previous.jsonl", "current.jsonl", "catalog.jsonl", "provisioning.jsonl")
@@ -64,6 +66,16 @@ def decode_ceiling(paths: list[Path]) -> tuple[float, int]:
                     orjson.loads(line)
                     lines += 1
     return time.perf_counter() - started, lines
+
+
+def validate_ceiling(paths: list[Path]) -> float:
+    """Seconds to read, decode and validate every line into ``Account`` as ``diff`` does
+    (``processor.files.iter_lines``), each record dropped at once."""
+    started = time.perf_counter()
+    for path in paths:
+        for _ in iter_lines(path, Account, "account record"):
+            pass
+    return time.perf_counter() - started
 
 
 def _cli() -> list[str]:
@@ -121,6 +133,7 @@ def measure(accounts: int, changed: float, seed: int, runs: int) -> dict[str, An
     ceiling_s, lines = decode_ceiling([prev, cur])
     if lines != n_prev + n_cur:
         raise RuntimeError(f"decoded {lines} lines, expected {n_prev + n_cur}")
+    validate_s = validate_ceiling([prev, cur])
     results = [run_diff(directory, OUT / f"diff-output-{i}.jsonl") for i in range(runs)]
     best = min(results, key=lambda r: r["wall_s"])
     expected = dict(sorted(dataset.expected_counts().items()))
@@ -156,6 +169,8 @@ def measure(accounts: int, changed: float, seed: int, runs: int) -> dict[str, An
         "decode_only_s": ceiling_s,
         "decode_only_accounts_per_s": (n_prev + n_cur) / ceiling_s,
         "wall_over_decode_only": best["wall_s"] / ceiling_s,
+        "decode_validate_s": validate_s,
+        "wall_over_decode_validate": best["wall_s"] / validate_s,
     }
 
 
@@ -180,6 +195,10 @@ def markdown(result: dict[str, Any]) -> str:
     decode = (
         f"{result['decode_only_s']:.2f} s ({result['decode_only_accounts_per_s']:,.0f} accounts/s)"
     )
+    validated = (
+        f"{result['decode_validate_s']:.2f} s "
+        f"({(n_prev + n_cur) / result['decode_validate_s']:,.0f} accounts/s)"
+    )
     rows = [
         ("accounts (previous + current)", f"{n_prev:,} + {n_cur:,}"),
         ("snapshot input", snapshot),
@@ -194,6 +213,8 @@ def markdown(result: dict[str, Any]) -> str:
         ("output sha256", f"{hashes} (byte-identical: {result['byte_identical']})"),
         ("read + orjson.loads only, both snapshots", decode),
         ("diff wall / decode-only", f"{result['wall_over_decode_only']:.1f}x"),
+        ("read + decode + validate to Account only", validated),
+        ("diff wall / decode+validate", f"{result['wall_over_decode_validate']:.1f}x"),
     ]
     lines = ["| measure | value |", "|---|---|"]
     lines += [f"| {name} | {value} |" for name, value in rows]

@@ -76,6 +76,7 @@ class Bench:
         self.procs: list[subprocess.Popen[bytes]] = []
         #: End offsets of the input topic after the baseline: where the second one begins.
         self.second_starts: dict[TopicPartition, int] = {}
+        self.second_ends: dict[TopicPartition, int] = {}
 
     def topic(self, name: str) -> str:
         return f"bench.{self.tag}.{name}"
@@ -169,10 +170,57 @@ class Bench:
     def input_tps(self) -> list[TopicPartition]:
         return [TopicPartition(self.topic("aggregations"), p) for p in range(self.partitions)]
 
-    def end_offsets(self) -> dict[TopicPartition, int]:
+    def aggregation_bounds(
+        self, begin: dict[TopicPartition, int] | None = None
+    ) -> dict[TopicPartition, tuple[int, int]]:
+        """(started marker offset, completed marker offset + 1) of the first aggregation
+        at or after ``begin`` on every input partition, found by reading the records.
+
+        Not ``end_offsets()``: Tansu 0.6 answers ListOffsets(latest) with less than the
+        offset after the last record, so only the markers say where an aggregation ends.
+        """
+        tps = self.input_tps()
         consumer = self.consumer()
+        found: dict[TopicPartition, list[int]] = {tp: [] for tp in tps}
+        deadline = time.monotonic() + DRAIN_TIMEOUT_S
         try:
-            return dict(consumer.end_offsets(self.input_tps()))
+            consumer.assign(tps)
+            for tp in tps:
+                consumer.seek(tp, (begin or {}).get(tp, 0))
+            while any(len(marks) < 2 for marks in found.values()):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"aggregation markers not found: {found}")
+                for tp, batch in consumer.poll(timeout_ms=500).items():
+                    for record in batch:
+                        head = record.value[:40]
+                        started = b'"aggregation.started"' in head and not found[tp]
+                        completed = b'"aggregation.completed"' in head and found[tp]
+                        if (started or completed) and len(found[tp]) < 2:
+                            found[tp].append(record.offset + (1 if completed else 0))
+            return {tp: (marks[0], marks[1]) for tp, marks in found.items()}
+        finally:
+            consumer.close()
+
+    def count_events(self, name: str, key: str | None, idle_s: float = 3.0) -> Counter[str]:
+        """Every committed record of a topic, counted by the JSON field ``key`` (all under
+        ``"records"`` when ``key`` is None); read until nothing new arrives for ``idle_s``
+        (end offsets are not reliable on Tansu)."""
+        consumer = self.consumer()
+        counts: Counter[str] = Counter()
+        try:
+            tps = [TopicPartition(self.topic(name), p) for p in range(self.partitions)]
+            consumer.assign(tps)
+            consumer.seek_to_beginning(*tps)
+            quiet_since = time.monotonic()
+            while time.monotonic() - quiet_since < idle_s:
+                for batch in consumer.poll(timeout_ms=500).values():
+                    quiet_since = time.monotonic()
+                    if key is None:
+                        counts["records"] += len(batch)
+                        continue
+                    for record in batch:
+                        counts[str(orjson.loads(record.value).get(key))] += 1
+            return counts
         finally:
             consumer.close()
 
@@ -201,23 +249,6 @@ class Bench:
                 continue
         return out
 
-    def count_records(self, name: str, key: str) -> Counter[str]:
-        """Every committed record of a topic, counted by the JSON field ``key``."""
-        consumer = self.consumer()
-        counts: Counter[str] = Counter()
-        try:
-            tps = [TopicPartition(self.topic(name), p) for p in range(self.partitions)]
-            consumer.assign(tps)
-            consumer.seek_to_beginning(*tps)
-            ends = consumer.end_offsets(tps)
-            while any(consumer.position(tp) < ends[tp] for tp in tps):
-                for batch in consumer.poll(timeout_ms=500).values():
-                    for record in batch:
-                        counts[str(orjson.loads(record.value).get(key))] += 1
-            return counts
-        finally:
-            consumer.close()
-
 
 def _timestamp(line: dict[str, Any]) -> float:
     return datetime.fromisoformat(str(line["timestamp"]).replace("Z", "+00:00")).timestamp()
@@ -234,16 +265,22 @@ def run_worker_mode(
     bench.publish(
         lambda p: p.publish_aggregation(source.id, models["previous"], started_at=_iso(PREVIOUS_AT))
     )
+    first = bench.aggregation_bounds()
+    baseline_ends = {tp: end for tp, (_, end) in first.items()}
     proc, baseline_started = bench.start_worker()
-    baseline_s = bench.wait_drained(proc, bench.end_offsets()) - baseline_started
+    baseline_s = bench.wait_drained(proc, baseline_ends) - baseline_started
     bench.stop_worker(proc)
-    baseline_ends = bench.second_starts = bench.end_offsets()
-    bench.publish(lambda p: p.publish_provisioning(models["provisioning"]))
+    changelog_baseline = bench.count_events("changelog", None, idle_s=1.0)["records"]
+    # Keyed like the account (by uuid), so each record reaches its account's partition.
+    uuids = {a.nativeIdentity: a.uuid for a in models["previous"]}
+    bench.publish(lambda p: p.publish_provisioning(models["provisioning"], uuids.get))
     bench.publish(
         lambda p: p.publish_aggregation(source.id, models["current"], started_at=_iso(CURRENT_AT))
     )
-    ends = bench.end_offsets()
-    published = sum(ends[tp] - baseline_ends[tp] for tp in ends)
+    second = bench.aggregation_bounds(baseline_ends)
+    bench.second_starts = {tp: begin for tp, (begin, _) in second.items()}
+    ends = bench.second_ends = {tp: end for tp, (_, end) in second.items()}
+    published = sum(end - begin for begin, end in second.values())
     if published != n_records:
         raise RuntimeError(f"second aggregation has {published} records, expected {n_records}")
     log_mark = len(bench.log_lines())
@@ -255,8 +292,9 @@ def run_worker_mode(
     if not assigned:
         raise RuntimeError(f"no partitions_assigned line in {bench.log_path()}")
     stopped = next((x for x in lines if x.get("event") == "worker_stopped"), {})
-    events = bench.count_records("events", "eventType")
-    dead = sum(bench.count_records("dlq", "type").values())
+    events = bench.count_events("events", "eventType")
+    dead = sum(bench.count_events("dlq", None, idle_s=1.0).values())
+    changelog = bench.count_events("changelog", None, idle_s=1.0)["records"] - changelog_baseline
     expected = dict(sorted(dataset.expected_counts().items()))
     processing_s = drained - max(assigned)
     return {
@@ -271,6 +309,8 @@ def run_worker_mode(
         "expected_events_by_type": expected,
         "counts_match": dict(sorted(events.items())) == expected,
         "dead_letters": dead,
+        "changelog_records": changelog,
+        "restart_rebuilt_stores": sum(1 for x in lines if x.get("event") == "state_store_rebuilt"),
         "worker_summary": {k: stopped.get(k) for k in ("verdicts", "events", "aborted_batches")},
         "log": str(bench.log_path()),
     }
@@ -370,8 +410,7 @@ def measure(accounts: int, partitions: int, seed: int) -> dict[str, Any]:
     try:
         results["worker"] = [run_worker_mode(b, dataset, models, n_records) for b in benches]
         first = benches[0]
-        ends = first.end_offsets()
-        start = first.second_starts
+        start, ends = first.second_starts, first.second_ends
         results["consume_only_s"] = consume_only(broker.bootstrap, start, ends)
         target = first.topic("copy")
         results["consume_produce_s"] = consume_produce(broker.bootstrap, start, ends, target)
@@ -427,12 +466,18 @@ def markdown(results: dict[str, Any]) -> str:
         f"| (c) kafka-python consume + produce + flush | {results['consume_produce_s']:.2f} "
         f"| {results['consume_produce_records_per_s']:,.0f} | | |"
     )
-    lines += ["", "| guarantee | events | expected | match | dead letters | baseline s |"]
-    lines.append("|---|---|---|---|---|---|")
+    lines += [
+        "",
+        "| guarantee | events | expected | match | dead letters | changelog records "
+        "| stores rebuilt at restart | verdicts | baseline s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for row in results["worker"]:
         lines.append(
             f"| {row['guarantee']} | {row['events_by_type']} | {row['expected_events_by_type']} "
-            f"| {row['counts_match']} | {row['dead_letters']} | {row['baseline_wall_s']:.1f} |"
+            f"| {row['counts_match']} | {row['dead_letters']} | {row['changelog_records']:,} "
+            f"| {row['restart_rebuilt_stores']} "
+            f"| {row['worker_summary']['verdicts']} | {row['baseline_wall_s']:.1f} |"
         )
     return "\n".join(lines)
 
