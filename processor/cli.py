@@ -19,7 +19,9 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
+
+from pydantic import BaseModel
 
 from processor import codec
 from processor.config import Settings, load_settings
@@ -31,6 +33,8 @@ from processor.core import (
 from processor.errors import FileInputError, ProcessorError
 from processor.files import read_document, read_lines
 from processor.models import Account, CatalogEntry, ProvisioningRecord, SourceDescriptor
+
+M = TypeVar("M", bound=BaseModel)
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
@@ -219,19 +223,8 @@ def _diff_files(
     source = read_document(source_path, SourceDescriptor, "source descriptor")
     previous = read_lines(previous_path, Account, "account record")
     current = read_lines(current_path, Account, "account record")
-    catalog = EntitlementCatalog(
-        []
-        if catalog_path is None
-        else [x.record for x in read_lines(catalog_path, CatalogEntry, "catalog entry")]
-    )
-    provisioning = (
-        []
-        if provisioning_path is None
-        else [
-            x.record
-            for x in read_lines(provisioning_path, ProvisioningRecord, "provisioning record")
-        ]
-    )
+    catalog = EntitlementCatalog(_records(catalog_path, CatalogEntry, "catalog entry"))
+    provisioning = _records(provisioning_path, ProvisioningRecord, "provisioning record")
     try:
         result = diff_snapshots(
             source,
@@ -279,24 +272,9 @@ def _cmd_publish(args: argparse.Namespace) -> int:
 
     settings = _settings_from(args)
     source = read_document(args.source, SourceDescriptor, "source descriptor")
-    catalog = (
-        []
-        if args.entitlements is None
-        else [x.record for x in read_lines(args.entitlements, CatalogEntry, "catalog entry")]
-    )
-    provisioning = (
-        []
-        if args.provisioning is None
-        else [
-            x.record
-            for x in read_lines(args.provisioning, ProvisioningRecord, "provisioning record")
-        ]
-    )
-    accounts = (
-        []
-        if args.snapshot is None
-        else [x.record for x in read_lines(args.snapshot, Account, "account record")]
-    )
+    catalog = _records(args.entitlements, CatalogEntry, "catalog entry")
+    provisioning = _records(args.provisioning, ProvisioningRecord, "provisioning record")
+    accounts = _records(args.snapshot, Account, "account record")
     transport = KafkaTransport(settings.client())
     if settings.create_topics:
         admin = transport.admin()
@@ -345,6 +323,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     configure_logging("warning")
     run_demo(args.examples or default_examples(), sys.stdout, as_json=args.json)
     return EXIT_OK
+
+
+def _records(path: Path | None, model: type[M], what: str) -> list[M]:
+    """The records of an optional JSON Lines file (none when no path is given)."""
+    return [] if path is None else [x.record for x in read_lines(path, model, what)]
 
 
 def _cmd_schemas(args: argparse.Namespace) -> int:

@@ -29,9 +29,14 @@ from processor.models import (
 from processor.transport import OutRecord, Producer
 
 
-def account_record_key(source_id: str, account: Account) -> bytes:
+def record_key(source_id: str, uuid: str | None, native_identity: str) -> bytes:
     """``sourceId/<uuid or nativeIdentity>``: the key of an account's records and events."""
-    return f"{source_id}/{account.uuid or account.nativeIdentity}".encode()
+    return f"{source_id}/{uuid or native_identity}".encode()
+
+
+def account_record_key(source_id: str, account: Account) -> bytes:
+    """The record key of an account (see :func:`record_key`)."""
+    return record_key(source_id, account.uuid, account.nativeIdentity)
 
 
 def now_rfc3339() -> str:
@@ -136,7 +141,7 @@ class Publisher:
         count = 0
         for record in records:
             target = record.target() or ""
-            key = f"{record.sourceId}/{uuid_of(target) or target}".encode()
+            key = record_key(record.sourceId, uuid_of(target), target)
             value = codec.dumps(record.model_dump(mode="json", exclude_none=True))
             self._producer.send(OutRecord(self._topics.provisioning, key, value))
             count += 1

@@ -39,6 +39,7 @@ from processor import codec
 from processor.config import Guarantee, Settings
 from processor.errors import InputError, StateCorruptError, TransportError
 from processor.models import AccountEvent
+from processor.publisher import record_key
 from processor.state.overlay import BatchOverlay
 from processor.state.store import StateStore, StoreFactory
 from processor.transport import (
@@ -86,7 +87,7 @@ def ce_type(event_type: str) -> str:
 def event_key(event: AccountEvent) -> bytes:
     """The record key of an event: ``sourceId/<uuid or nativeIdentity>``, like its input."""
     account = event.account
-    return f"{event.source.id}/{account.uuid or account.nativeIdentity}".encode()
+    return record_key(event.source.id, account.uuid, account.nativeIdentity)
 
 
 def event_record(topic: str, event: AccountEvent, timestamp_ms: int) -> OutRecord:
