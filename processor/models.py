@@ -245,6 +245,50 @@ class ProvisioningRecord(_Input):
         return self.input.identity
 
 
+# --------------------------------------------------------------------------- remediation (output)
+
+
+class CommandChange(_Output):
+    """One change of a remediation command: one value as a string, several as a list."""
+
+    op: ChangeOp
+    attribute: str
+    value: AttributeValue
+
+
+class CommandKey(_Output):
+    simple: CommandSimpleKey
+
+
+class CommandSimpleKey(_Output):
+    id: str
+
+
+class CommandInput(_Output):
+    """A ``std:account:update`` input (seed ``account-update-command.txt``)."""
+
+    key: CommandKey
+    changes: list[CommandChange]
+
+
+class RemediationCommand(_Output):
+    """``ext``: a proposed ``std:account:update`` that reverts one native event.
+
+    Written to ``ncd.remediations`` keyed like the account; ``id`` is deterministic (same
+    event, same id) and ``eventId`` names the event it reverts.
+    """
+
+    id: str
+    type: Literal["std:account:update"] = "std:account:update"
+    mode: Literal["propose"] = "propose"
+    sourceId: str
+    eventId: str
+    eventType: Operation
+    accountChangeTypes: list[ChangeType]
+    uuid: str | None
+    input: CommandInput
+
+
 # --------------------------------------------------------------------------- aggregation stream
 
 
@@ -401,6 +445,7 @@ class AccountDeletedEvent(_EventBase):
 AccountEvent = AccountUpdatedEvent | AccountCreatedEvent | AccountDeletedEvent
 
 EntitlementRef.model_rebuild()
+CommandKey.model_rebuild()
 
 
 def event_class(operation: Operation) -> type[_EventBase]:

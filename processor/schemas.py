@@ -35,6 +35,10 @@ CONTRACTS: dict[str, tuple[Any, str]] = {
     "account-updated-event": (models.AccountUpdatedEvent, "ACCOUNT_UPDATED event (CONTRACTS.md 2)"),
     "account-created-event": (models.AccountCreatedEvent, "ACCOUNT_CREATED event (CONTRACTS.md 2)"),
     "account-deleted-event": (models.AccountDeletedEvent, "ACCOUNT_DELETED event (CONTRACTS.md 2)"),
+    "remediation-command": (
+        models.RemediationCommand,
+        "Remediation command on ncd.remediations: a std:account:update reverting one event",
+    ),
 }
 
 

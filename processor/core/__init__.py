@@ -16,7 +16,18 @@ from processor.core.detect import (
 from processor.core.identity import event_account, event_identity, system_identity_id
 from processor.core.match import DuplicateAccountError, Matching, check_unique, match_accounts
 from processor.core.policy import Kind, SourcePolicy
-from processor.core.provisioning import applies_to, apply_provisioning, is_completed
+from processor.core.provisioning import (
+    applies_to,
+    apply_provisioning,
+    is_completed,
+    is_not_found,
+    provisioning_order,
+    same_value,
+    shield,
+    shows_changes,
+    touched_attributes,
+)
+from processor.core.remediation import command_key, remediation_command, wanted
 from processor.core.snapshot import SnapshotDiff, apply_own_changes, deletes_allowed, diff_snapshots
 
 __all__ = [
@@ -32,6 +43,7 @@ __all__ = [
     "apply_provisioning",
     "build_event",
     "check_unique",
+    "command_key",
     "decide_event",
     "deletes_allowed",
     "detect_changes",
@@ -40,6 +52,14 @@ __all__ = [
     "event_id",
     "event_identity",
     "is_completed",
+    "is_not_found",
     "match_accounts",
+    "provisioning_order",
+    "remediation_command",
+    "same_value",
+    "shield",
+    "shows_changes",
     "system_identity_id",
+    "touched_attributes",
+    "wanted",
 ]

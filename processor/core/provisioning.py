@@ -6,8 +6,8 @@ import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from processor.core.policy import SourcePolicy
-from processor.core.values import as_items, has_value
+from processor.core.policy import Kind, SourcePolicy
+from processor.core.values import as_items, has_value, single_key, value_set
 from processor.models import (
     Account,
     AttributeChange,
@@ -71,7 +71,7 @@ def _apply_change(
     name = change.attribute
     current = attributes.get(name)
     value = change.value
-    if not policy.multi_valued(name, current, value):
+    if not _list_wise(policy, change.op, name, current, value):
         attributes[name] = None if change.op is ChangeOp.REMOVE else _copy(value)
         return
     if change.op is ChangeOp.SET:
@@ -89,6 +89,75 @@ def _apply_change(
     else:
         drop = {normalise(item) for item in as_items(value) if has_value(item)}
         attributes[name] = [item for item in items if normalise(item) not in drop]
+
+
+def _list_wise(
+    policy: SourcePolicy, op: ChangeOp, name: str, current: AttributeValue, value: AttributeValue
+) -> bool:
+    """Whether a change treats the attribute as a list.
+
+    The schema decides when it says multi- or single-valued; otherwise (entitlements not
+    flagged ``isMulti``, attributes outside the schema) a list on either side does, and so
+    does ``Add``, which the seed defines only for multi-valued attributes.
+    """
+    if policy.multi_valued(name, current, value):
+        return True
+    # kind() with a list on one side is SINGLE only for attributes the schema declares so.
+    return op is ChangeOp.ADD and policy.kind(name, [], None) is not Kind.SINGLE
+
+
+def touched_attributes(before: Account, after: Account, record: ProvisioningRecord) -> set[str]:
+    """The attributes a record touched: those its changes name and those whose value moved."""
+    names = {change.attribute for change in record.input.changes}
+    for name in before.attributes.keys() | after.attributes.keys():
+        if before.attributes.get(name) != after.attributes.get(name):
+            names.add(name)
+    return names
+
+
+def same_value(
+    policy: SourcePolicy, name: str, left: AttributeValue, right: AttributeValue
+) -> bool:
+    """Whether two values of an attribute compare equal under R2-R5 (monitored or not)."""
+    normalise = policy.normaliser(name)
+    if policy.kind(name, left, right) is Kind.SINGLE:
+        return single_key(left, normalise) == single_key(right, normalise)
+    fold = policy.text_fold(name)
+    return value_set(left, normalise, fold).keys() == value_set(right, normalise, fold).keys()
+
+
+def shows_changes(
+    policy: SourcePolicy, previous: Account, current: Account, record: ProvisioningRecord
+) -> bool:
+    """Whether ``current`` shows exactly the changes a (pending) record declares.
+
+    Every attribute the record would touch on ``previous`` must hold, in ``current``, the
+    value the record would give it; a record that would change nothing never matches.
+    """
+    expected = apply_provisioning(policy, previous, record)
+    touched = touched_attributes(previous, expected, record)
+    if expected is previous or not touched:
+        return False
+    return all(
+        same_value(policy, name, expected.attributes.get(name), current.attributes.get(name))
+        for name in touched
+    )
+
+
+def shield(current: Account, stored: Account, names: Iterable[str]) -> Account:
+    """``current`` with the given attributes taken from ``stored`` (the race window)."""
+    attributes = dict(current.attributes)
+    for name in names:
+        if name in stored.attributes:
+            attributes[name] = _copy(stored.attributes[name])
+        else:
+            attributes.pop(name, None)
+    return current.model_copy(update={"attributes": attributes})
+
+
+def is_not_found(record: ProvisioningRecord) -> bool:
+    """Whether the connector answered that the account is gone (error type ``notFound``)."""
+    return record.error is not None and record.error.type.casefold() == "notfound"
 
 
 def _instant_key(completed_at: str | None) -> tuple[int, str]:

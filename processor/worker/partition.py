@@ -16,6 +16,13 @@ Lifecycle per source and partition:
   COMPLETED DELTA those flagged ``deleted: true``; both under the delete guard (R10).
   FAILED and TERMINATED delete nothing.
 - A record of an aggregation older than the state it would overwrite is ignored (stale).
+
+Provisioning records (``ncd.provisioning``, the platform's own changes; docs/provisioning.md)
+are applied to the stored account (R15), held until an unknown account appears, kept while
+PENDING, withdrawn when FAILED, and a ``notFound`` answer deletes the account at once; the
+state this needs is handled by :class:`~processor.worker.own_changes.OwnChanges`. For each
+native event of a source that asks for remediation, the outcome carries the command that
+reverts it.
 """
 
 from __future__ import annotations
@@ -32,7 +39,10 @@ from processor.core import (
     apply_provisioning,
     decide_event,
     deletes_allowed,
-    is_completed,
+    is_not_found,
+    remediation_command,
+    touched_attributes,
+    wanted,
 )
 from processor.errors import InputError
 from processor.models import (
@@ -45,8 +55,11 @@ from processor.models import (
     AggregationStarted,
     AggregationStatus,
     ProvisioningRecord,
+    ProvisioningStatus,
+    RemediationCommand,
 )
 from processor.state.overlay import BatchOverlay
+from processor.worker.own_changes import OwnChanges, completed_ms
 from processor.worker.registry import SourceRegistry
 from processor.worker.state import (
     AggregationInfo,
@@ -56,16 +69,22 @@ from processor.worker.state import (
     digest,
     k_account,
     k_accounts,
+    k_gone,
     k_index,
     k_meta,
     k_pending_delete,
     k_seen,
+    k_shield,
+    record_id,
 )
 
 _RECORD = TypeAdapter[AggregationStarted | AccountRecord | AggregationCompleted](AggregationRecord)
 
 
 UNKNOWN_SOURCE = "unknown source"
+#: Default bound on how long provisioning records wait for their account (or, PENDING, for
+#: the aggregation that shows them): an hour covers a slow aggregation of a large source.
+DEFAULT_HOLD_S = 3600.0
 
 
 class Verdict(StrEnum):
@@ -77,7 +96,8 @@ class Verdict(StrEnum):
     MARKER = "marker"  # an aggregation.started / completed marker
     STALE = "stale"  # from an aggregation older than the stored state: ignored
     APPLIED = "applied"  # a provisioning record applied to the stored baseline (R15)
-    IGNORED = "ignored"  # a provisioning record with nothing to apply it to (yet)
+    HELD = "held"  # a provisioning record kept: PENDING, or its account is not known yet
+    IGNORED = "ignored"  # a provisioning record with nothing to do (failed, already seen)
     DEAD_LETTERED = "dead_lettered"
 
 
@@ -91,6 +111,8 @@ class Outcome:
     deletes_suppressed: int = 0
     #: Set on a completion: the aggregation's status and mode.
     completed: tuple[str, str] | None = None
+    #: Commands reverting the events, for sources that ask for remediation.
+    remediations: list[RemediationCommand] = field(default_factory=list)
 
 
 def _dead(reason: str, source_id: str | None = None) -> Outcome:
@@ -111,8 +133,9 @@ def parse_instant_ms(text: str) -> int:
 class PartitionProcessor:
     """Decides the records of one input partition against its state."""
 
-    def __init__(self, registry: SourceRegistry) -> None:
+    def __init__(self, registry: SourceRegistry, *, hold_s: float = DEFAULT_HOLD_S) -> None:
         self._registry = registry
+        self._own = OwnChanges(int(hold_s * 1000))
         self._meta: dict[str, SourceMeta] = {}
         self._seen: dict[tuple[str, str], set[str]] = {}
         self._dirty_meta: set[str] = set()
@@ -159,39 +182,93 @@ class PartitionProcessor:
             return _dead(exc.reason, record.sourceId)
 
     def process_provisioning(self, value: bytes | None, state: BatchOverlay) -> Outcome:
-        """Apply one completed provisioning record to the stored baseline (R15).
+        """Decide one provisioning record (R15; docs/provisioning.md).
 
-        The platform's own change is written into the account's stored state, so the next
-        aggregation that shows it finds nothing to report. The stored ``asOf`` is kept:
-        provisioning does not make the state newer than an aggregation.
+        Completed: applied to the stored account (unless an aggregation that started after
+        it already stored the account), or held until the account appears. PENDING: kept
+        until an aggregation shows its changes. FAILED (or another error): withdraws the
+        pending one. ``notFound``: the account is deleted now, with ACCOUNT_DELETED.
+        The stored ``asOf`` is kept: provisioning does not make the state newer than an
+        aggregation.
         """
         if value is None:
             return _dead("tombstone on the provisioning topic")
         try:
             record = codec.validate(ProvisioningRecord, codec.loads(value), "provisioning record")
+            done = completed_ms(record)
         except InputError as exc:
             return _dead(exc.reason)
-        policy = self._registry.policy(record.sourceId)
+        source_id = record.sourceId
+        policy = self._registry.policy(source_id)
         if policy is None:
-            return _dead(UNKNOWN_SOURCE, record.sourceId)
+            return _dead(UNKNOWN_SOURCE, source_id)
         target = record.target()
         if target is None:
-            return _dead("provisioning record names no account", record.sourceId)
-        if not is_completed(record):
-            return Outcome(Verdict.IGNORED, source_id=record.sourceId)
-        source_id = record.sourceId
+            return _dead("provisioning record names no account", source_id)
         identity = policy.identity_key(target)
+        if is_not_found(record):
+            return self._not_found(policy, record, identity, done, state)
+        ref = done if done is not None else self._meta_of(source_id, state).latest_start()
+        if record.error is not None or record.status is ProvisioningStatus.FAILED:
+            self._own.withdraw(state, identity, record)
+            return Outcome(Verdict.IGNORED, source_id=source_id)
+        if record.status is ProvisioningStatus.PENDING:
+            self._own.pend(state, identity, record, ref)
+            return Outcome(Verdict.HELD, source_id=source_id)
+        self._own.withdraw(state, identity, record)
         indexed = state.get(k_index(source_id, identity))
         raw = None if indexed is None else state.get(k_account(source_id, indexed.decode()))
         if indexed is None or raw is None:
-            return Outcome(Verdict.IGNORED, source_id=source_id)
+            self._own.hold(state, identity, record, ref)
+            return Outcome(Verdict.HELD, source_id=source_id)
+        key = indexed.decode()
         stored = StoredAccount.decode(raw)
+        if done is not None and done <= stored.as_of_ms:
+            # An aggregation that started after the change already read and stored it.
+            return Outcome(Verdict.IGNORED, source_id=source_id)
         previous = Account.model_validate(codec.loads(stored.account_json))
         updated = apply_provisioning(policy, previous, record)
         account_obj = updated.model_dump(mode="json", exclude_none=True)
         new = StoredAccount(stored.as_of_ms, digest(account_obj), codec.dumps(account_obj))
-        state.put(k_account(source_id, indexed.decode()), new.encode())
+        state.put(k_account(source_id, key), new.encode())
+        if done is not None:
+            touched = touched_attributes(previous, updated, record)
+            self._own.open_window(state, source_id, key, touched, done)
         return Outcome(Verdict.APPLIED, source_id=source_id)
+
+    def _not_found(
+        self,
+        policy: SourcePolicy,
+        record: ProvisioningRecord,
+        identity: str,
+        done: int | None,
+        state: BatchOverlay,
+    ) -> Outcome:
+        """The connector found no account: report its deletion now, once."""
+        source_id = record.sourceId
+        indexed = state.get(k_index(source_id, identity))
+        previous = (
+            None if indexed is None else self._drop(policy, source_id, indexed.decode(), state)
+        )
+        if previous is None:
+            return Outcome(Verdict.IGNORED, source_id=source_id)
+        if done is not None:
+            self._own.mark_gone(state, source_id, identity, done)
+        if not self._meta_of(source_id, state).baseline:
+            return Outcome(Verdict.APPLIED, source_id=source_id)
+        context = "notFound/" + record_id(record.model_dump(mode="json", exclude_none=True))
+        event = decide_event(
+            policy, previous, None, self._registry.catalog(source_id), context=context
+        )
+        if event is None:
+            return Outcome(Verdict.APPLIED, source_id=source_id)
+        return self._emitted(policy, [event], source_id)
+
+    def _emitted(self, policy: SourcePolicy, events: list[AccountEvent], source_id: str) -> Outcome:
+        """An EMITTED outcome with the remediation commands the source asks for."""
+        revert = wanted(policy.source.remediation)
+        commands = [c for e in events if (c := remediation_command(e, revert)) is not None]
+        return Outcome(Verdict.EMITTED, events=events, source_id=source_id, remediations=commands)
 
     def _meta_of(self, source_id: str, state: BatchOverlay) -> SourceMeta:
         meta = self._meta.get(source_id)
@@ -237,6 +314,7 @@ class PartitionProcessor:
         account_obj = current.model_dump(mode="json", exclude_none=True)
         new_digest = digest(account_obj)
         previous: Account | None = None
+        window: dict[str, int] = {}
         if stored_raw is not None:
             stored = StoredAccount.decode(stored_raw)
             if stored.as_of_ms > agg.started_ms:
@@ -244,9 +322,35 @@ class PartitionProcessor:
             if stored.digest == new_digest:
                 return Outcome(Verdict.UNCHANGED, source_id=source_id)
             previous = Account.model_validate(codec.loads(stored.account_json))
-        self._store(source_id, key, identity, previous, policy, agg, account_obj, new_digest, state)
+            shielded = self._own.shielded(state, source_id, key, agg.started_ms, current, previous)
+            if shielded is not current:  # the race window: keep what provisioning set
+                current = shielded
+                account_obj = current.model_dump(mode="json", exclude_none=True)
+                new_digest = digest(account_obj)
+                if stored.digest == new_digest:
+                    return Outcome(Verdict.UNCHANGED, source_id=source_id)
+        else:
+            gone = self._own.gone_at(state, source_id, identity)
+            if gone is not None:
+                if agg.started_ms < gone:  # read before the connector found it gone
+                    return Outcome(Verdict.STALE, source_id=source_id)
+                state.delete(k_gone(source_id, identity))
+            released, window = self._own.release(
+                policy, state, source_id, identity, current, agg.started_ms
+            )
+            if released is not current:
+                current = released
+                account_obj = current.model_dump(mode="json", exclude_none=True)
+                new_digest = digest(account_obj)
+        new_key = self._store(
+            source_id, key, identity, previous, policy, agg, account_obj, new_digest, state
+        )
+        if window:
+            self._own.open_window(state, source_id, new_key, set(window), max(window.values()))
         if not meta.baseline:
             return Outcome(Verdict.STORED, source_id=source_id)
+        if previous is not None:
+            previous = self._own.absorb(policy, state, source_id, identity, previous, current)
         event = decide_event(
             policy,
             previous,
@@ -256,7 +360,7 @@ class PartitionProcessor:
         )
         if event is None:
             return Outcome(Verdict.STORED, source_id=source_id)
-        return Outcome(Verdict.EMITTED, events=[event], source_id=source_id)
+        return self._emitted(policy, [event], source_id)
 
     def _lookup(
         self, source_id: str, uuid: str | None, identity: str, state: BatchOverlay
@@ -288,10 +392,15 @@ class PartitionProcessor:
         account_obj: dict[str, object],
         new_digest: bytes,
         state: BatchOverlay,
-    ) -> None:
+    ) -> str:
+        """Write the account; returns its (possibly new) state key."""
         new_key = account_key(account_obj.get("uuid") or None, identity)  # type: ignore[arg-type]
-        if new_key != key:  # the account gained a uuid: re-key it
+        if new_key != key:  # the account gained a uuid: re-key it (and its race window)
             state.delete(k_account(source_id, key))
+            window = state.get(k_shield(source_id, key))
+            if window is not None:
+                state.delete(k_shield(source_id, key))
+                state.put(k_shield(source_id, new_key), window)
         if previous is not None:
             old_identity = policy.identity_key(previous.nativeIdentity)
             if old_identity != identity:  # a rename: move the index entry
@@ -299,6 +408,7 @@ class PartitionProcessor:
         stored = StoredAccount(agg.started_ms, new_digest, codec.dumps(account_obj))
         state.put(k_account(source_id, new_key), stored.encode())
         state.put(k_index(source_id, identity), new_key.encode())
+        return new_key
 
     # ----------------------------------------------------------------- completion
 
@@ -326,6 +436,8 @@ class PartitionProcessor:
                     self._drop(policy, source_id, key, state)
                 meta.baseline = True
         self._forget(source_id, aggregation_id, state)
+        others = [a.started_ms for i, a in meta.running.items() if i != aggregation_id]
+        self._own.expire(state, source_id, agg.started_ms, min([agg.started_ms, *others]))
         meta.finish(aggregation_id, agg.started_ms)
         self._dirty_meta.add(source_id)
         return outcome
@@ -381,6 +493,7 @@ class PartitionProcessor:
         outcome.events = list(events)
         if events:
             outcome.verdict = Verdict.EMITTED
+            outcome.remediations = self._emitted(policy, events, source_id).remediations
 
     def _drop(
         self, policy: SourcePolicy, source_id: str, key: str, state: BatchOverlay
@@ -390,6 +503,7 @@ class PartitionProcessor:
             return None
         previous = Account.model_validate(codec.loads(StoredAccount.decode(raw).account_json))
         state.delete(k_account(source_id, key))
+        state.delete(k_shield(source_id, key))
         index = k_index(source_id, policy.identity_key(previous.nativeIdentity))
         if state.get(index) == key.encode():
             state.delete(index)

@@ -7,6 +7,10 @@ Every key starts with a one-letter namespace and the source id::
     m/<sourceId>                           the source's aggregation metadata (SourceMeta)
     s/<sourceId>/<aggregationId>/<offset>  accounts an aggregation saw, one chunk per batch
     d/<sourceId>/<aggregationId>/<key>     DELTA deletions waiting for the aggregation to complete
+    h/<sourceId>/<identityKey>/<ref>/<id>  provisioning held until its account appears (Held)
+    q/<sourceId>/<identityKey>/<id>        PENDING provisioning, until absorbed or withdrawn (Held)
+    t/<sourceId>/<accountKey>              race window: attribute -> provisioning completedAt ms
+    x/<sourceId>/<identityKey>             notFound: the account is gone as of this instant (ms)
 
 ``accountKey`` is ``u:<uuid>`` when the account has a uuid, else ``n:<identityKey>``; keys
 longer than :data:`MAX_PART_BYTES` are replaced by a digest so that every store key stays
@@ -72,6 +76,45 @@ def k_pending_delete(source_id: str, aggregation_id: str, key: str | None = None
     return (base if key is None else base + key).encode()
 
 
+def k_held(source_id: str, identity_key: str | None = None, ref: str = "") -> bytes:
+    base = f"h/{source_id}/"
+    return (base if identity_key is None else f"{base}{_part(identity_key)}/{ref}").encode()
+
+
+def k_pending(source_id: str, identity_key: str | None = None, record_id: str = "") -> bytes:
+    base = f"q/{source_id}/"
+    return (base if identity_key is None else f"{base}{_part(identity_key)}/{record_id}").encode()
+
+
+def k_shield(source_id: str, key: str | None = None) -> bytes:
+    return f"t/{source_id}/{'' if key is None else key}".encode()
+
+
+def k_gone(source_id: str, identity_key: str | None = None) -> bytes:
+    return f"x/{source_id}/{'' if identity_key is None else _part(identity_key)}".encode()
+
+
+def record_id(obj: Any) -> str:
+    """A short hex digest of a record's canonical JSON (names held and pending records)."""
+    return hashlib.blake2b(codec.dumps_canonical(obj), digest_size=12).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """A held or pending provisioning record and its reference instant (ms) for expiry."""
+
+    ref_ms: int
+    record: dict[str, Any]
+
+    def encode(self) -> bytes:
+        return codec.dumps({"v": VERSION, "ref": self.ref_ms, "record": self.record})
+
+    @staticmethod
+    def decode(value: bytes) -> Held:
+        obj = codec.loads(value)
+        return Held(int(obj["ref"]), dict(obj["record"]))
+
+
 def digest(account: Any) -> bytes:
     """A 16-byte digest of an account's canonical JSON (key order does not matter)."""
     return hashlib.blake2b(codec.dumps_canonical(account), digest_size=16).digest()
@@ -133,6 +176,11 @@ class SourceMeta:
             running={k: AggregationInfo(int(v[0]), str(v[1])) for k, v in obj["running"].items()},
             done={str(k): int(v) for k, v in obj["done"].items()},
         )
+
+    def latest_start(self) -> int:
+        """The latest start (ms) of any running or remembered aggregation; 0 if none."""
+        starts = [a.started_ms for a in self.running.values()] + list(self.done.values())
+        return max(starts, default=0)
 
     def finish(self, aggregation_id: str, started_ms: int) -> None:
         """Move an aggregation from running to the remembered completed ones."""

@@ -74,7 +74,9 @@ class Partition:
         deleted: list[dict[str, Any]] = (),  # type: ignore[assignment]
     ) -> list[Outcome]:
         base = {"sourceId": SRC, "aggregationId": agg}
-        records = [{"type": "aggregation.started", **base, "startedAt": started, "mode": mode}]
+        records: list[dict[str, Any]] = [
+            {"type": "aggregation.started", **base, "startedAt": started, "mode": mode}
+        ]
         records += [{"type": "account", **base, "account": a} for a in accounts]
         records += [{"type": "account", **base, "account": a, "deleted": True} for a in deleted]
         records.append({"type": "aggregation.completed", **base, "status": status})

@@ -1,0 +1,210 @@
+"""The platform's own changes in a partition's state: holds, pending records, race window.
+
+Used by :class:`~processor.worker.partition.PartitionProcessor`; every piece of state lives
+in the partition's store (so in its changelog) under the ``h/``, ``q/``, ``t/`` and ``x/``
+namespaces of :mod:`processor.worker.state`, and so survives restarts and moves with the
+partition. Time is data time: provisioning ``completedAt`` against aggregation
+``startedAt``, never the wall clock, so a replay decides exactly as the first run did.
+
+- Held: a completed record for an account with no stored state yet waits (``h/``) until the
+  account appears; if the aggregation that brings it started before the record completed,
+  the record is applied on top of what it read (and the race window opens).
+- Pending: a ``PENDING`` record waits (``q/``) until an aggregation shows exactly its
+  changes (absorbed: not reported) or a ``FAILED`` / completed record for the same input
+  arrives.
+- Race window (``t/``): after a record is applied, records of aggregations that started
+  before its ``completedAt`` cannot report or roll back the attributes it touched.
+- Gone (``x/``): after a ``notFound`` answer, records of aggregations that started before
+  it cannot bring the account back.
+- Expiry: held and pending records older than the hold (``provisioning_hold_s``, measured
+  against the start of completing aggregations) are dropped, and so are holds, shields and
+  gone markers that no running aggregation can need any more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+
+from processor import codec
+from processor.core import SourcePolicy, apply_provisioning, shield, shows_changes
+from processor.core.provisioning import provisioning_order, touched_attributes
+from processor.errors import InputError
+from processor.models import Account, ProvisioningRecord
+from processor.state.overlay import BatchOverlay
+from processor.worker.state import Held, k_gone, k_held, k_pending, k_shield, record_id
+
+
+def completed_ms(record: ProvisioningRecord) -> int | None:
+    """``completedAt`` in ms since the epoch; ``None`` when absent."""
+    if record.completedAt is None:
+        return None
+    text = record.completedAt
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError as exc:
+        raise InputError("completedAt is not an RFC 3339 instant") from exc
+    if moment.tzinfo is None:
+        raise InputError("completedAt has no time zone offset")
+    return int(moment.timestamp() * 1000)
+
+
+def _dump(record: ProvisioningRecord) -> dict[str, object]:
+    return record.model_dump(mode="json", exclude_none=True)
+
+
+def input_id(record: ProvisioningRecord) -> str:
+    """What pending, completed and failed records of one command have in common."""
+    return record_id({"sourceId": record.sourceId, "input": record.input.model_dump(mode="json")})
+
+
+class OwnChanges:
+    """State operations for provisioning records; ``hold_ms`` bounds held and pending ones."""
+
+    def __init__(self, hold_ms: int) -> None:
+        self.hold_ms = hold_ms
+
+    # ----------------------------------------------------------- provisioning-topic side
+
+    def hold(
+        self, state: BatchOverlay, identity: str, record: ProvisioningRecord, ref: int
+    ) -> None:
+        """Keep a completed record until its account appears (ordered by ``ref``)."""
+        rid = f"{max(ref, 0):020d}/{record_id(_dump(record))}"
+        state.put(k_held(record.sourceId, identity, rid), Held(ref, _dump(record)).encode())
+
+    def pend(
+        self, state: BatchOverlay, identity: str, record: ProvisioningRecord, ref: int
+    ) -> None:
+        """Keep a PENDING record until it is absorbed, withdrawn or expires."""
+        key = k_pending(record.sourceId, identity, input_id(record))
+        state.put(key, Held(ref, _dump(record)).encode())
+
+    def withdraw(self, state: BatchOverlay, identity: str, record: ProvisioningRecord) -> bool:
+        """Forget the pending record of the same command; whether there was one."""
+        key = k_pending(record.sourceId, identity, input_id(record))
+        if state.get(key) is None:
+            return False
+        state.delete(key)
+        return True
+
+    def open_window(
+        self, state: BatchOverlay, source_id: str, key: str, names: set[str], until: int
+    ) -> None:
+        """Shield ``names`` of an account from aggregations that started before ``until``."""
+        raw = state.get(k_shield(source_id, key))
+        window: dict[str, int] = {} if raw is None else codec.loads(raw)
+        for name in names:
+            window[name] = max(window.get(name, until), until)
+        state.put(k_shield(source_id, key), codec.dumps(window))
+
+    def mark_gone(self, state: BatchOverlay, source_id: str, identity: str, at: int) -> None:
+        """Remember that an account is gone as of ``at`` (a notFound answer)."""
+        state.put(k_gone(source_id, identity), codec.dumps(at))
+
+    # ----------------------------------------------------------- aggregation side
+
+    def shielded(
+        self,
+        state: BatchOverlay,
+        source_id: str,
+        key: str,
+        started_ms: int,
+        current: Account,
+        stored: Account,
+    ) -> Account:
+        """``current`` with the attributes still in a race window taken from ``stored``."""
+        raw = state.get(k_shield(source_id, key))
+        if raw is None:
+            return current
+        window: dict[str, int] = codec.loads(raw)
+        inside = {name for name, until in window.items() if until > started_ms}
+        return shield(current, stored, sorted(inside)) if inside else current
+
+    def absorb(
+        self,
+        policy: SourcePolicy,
+        state: BatchOverlay,
+        source_id: str,
+        identity: str,
+        previous: Account,
+        current: Account,
+    ) -> Account:
+        """``previous`` with every pending record that ``current`` shows applied (absorbed)."""
+        prefix = k_pending(source_id, identity, "")
+        for raw_key, record in self._records(policy, state, prefix, identity):
+            if shows_changes(policy, previous, current, record):
+                previous = apply_provisioning(policy, previous, record)
+                state.delete(raw_key)
+        return previous
+
+    def release(
+        self,
+        policy: SourcePolicy,
+        state: BatchOverlay,
+        source_id: str,
+        identity: str,
+        current: Account,
+        started_ms: int,
+    ) -> tuple[Account, dict[str, int]]:
+        """Apply the held records an aggregation's read predates; drop every held one.
+
+        Returns the account to store and the race window to open (attribute -> until).
+        """
+        held = list(self._records(policy, state, k_held(source_id, identity, ""), identity))
+        window: dict[str, int] = {}
+        for raw_key, _ in held:
+            state.delete(raw_key)
+        for record in provisioning_order(record for _, record in held):
+            done = completed_ms(record)
+            if done is not None and done <= started_ms:
+                continue  # the aggregation read the source after this change
+            before, current = current, apply_provisioning(policy, current, record)
+            if done is not None:
+                for name in touched_attributes(before, current, record):
+                    window[name] = max(window.get(name, done), done)
+        return current, window
+
+    def gone_at(self, state: BatchOverlay, source_id: str, identity: str) -> int | None:
+        """When the account was reported gone, if it was (and not seen again since)."""
+        raw = state.get(k_gone(source_id, identity))
+        return None if raw is None else int(codec.loads(raw))
+
+    # ----------------------------------------------------------- expiry
+
+    def expire(self, state: BatchOverlay, source_id: str, started_ms: int, settled_ms: int) -> None:
+        """Drop what no aggregation can need any more.
+
+        ``started_ms`` is the start of the aggregation completing now, ``settled_ms`` the
+        earliest start of any aggregation still running (or ``started_ms``): nothing older
+        can arrive for a record, window or marker at or before it.
+        """
+        horizon = started_ms - self.hold_ms
+        for raw_key, value in list(state.scan(k_held(source_id))):
+            ref = Held.decode(value).ref_ms
+            if ref < horizon or ref <= settled_ms:
+                state.delete(raw_key)
+        for raw_key, value in list(state.scan(k_pending(source_id))):
+            if Held.decode(value).ref_ms < horizon:
+                state.delete(raw_key)
+        for raw_key, value in list(state.scan(k_gone(source_id))):
+            if int(codec.loads(value)) <= settled_ms:
+                state.delete(raw_key)
+        for raw_key, value in list(state.scan(k_shield(source_id))):
+            window: dict[str, int] = codec.loads(value)
+            left = {name: until for name, until in window.items() if until > settled_ms}
+            if not left:
+                state.delete(raw_key)
+            elif len(left) < len(window):
+                state.put(raw_key, codec.dumps(left))
+
+    def _records(
+        self, policy: SourcePolicy, state: BatchOverlay, prefix: bytes, identity: str
+    ) -> Iterator[tuple[bytes, ProvisioningRecord]]:
+        """The records under a prefix that target ``identity`` (a "/" in an identity could
+        make another account's keys share the prefix)."""
+        for raw_key, value in list(state.scan(prefix)):
+            record = ProvisioningRecord.model_validate(Held.decode(value).record)
+            target = record.target()
+            if target is not None and policy.identity_key(target) == identity:
+                yield raw_key, record
