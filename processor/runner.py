@@ -37,8 +37,11 @@ import structlog
 
 from processor import codec
 from processor.config import Guarantee, Settings
+from processor.core.remediation import command_key
 from processor.errors import InputError, StateCorruptError, TransportError
-from processor.models import AccountEvent
+from processor.models import AccountEvent, Operation
+from processor.observability.aggregations import AggregationTracker
+from processor.observability.metrics import Metrics
 from processor.publisher import record_key
 from processor.state.overlay import BatchOverlay
 from processor.state.store import StateStore, StoreFactory
@@ -62,6 +65,8 @@ RESTORE_BATCH = 5_000
 CATCH_UP_POLL_S = 1.0
 #: A catch-up that makes no progress for this long fails (the broker is gone or stuck).
 CATCH_UP_STALL_S = 60.0
+#: Consumer lag is sampled at most this often (it asks the client for every partition).
+LAG_SAMPLE_S = 1.0
 
 CE_SPECVERSION = b"1.0"
 
@@ -196,6 +201,16 @@ class Runner:
         self._exactly_once = settings.guarantee == Guarantee.EXACTLY_ONCE
         self._restorer: PartitionReader | None = None
         self.ready = threading.Event()
+        self.metrics = Metrics(
+            verdicts=[v.value for v in Verdict], event_types=[o.value for o in Operation]
+        )
+        self.metrics.track_ready(self.ready.is_set)
+        self._aggregations = AggregationTracker()
+        # Whether the group has handed this member its partitions (maybe none), all restored.
+        self._joined = False
+        # Last sign of progress of the loop or of a restore; None once the loop has ended.
+        self._last_beat: float | None = time.monotonic()
+        self._lag_sampled = float("-inf")
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -222,10 +237,13 @@ class Runner:
         backoff = s.retry_backoff_first_s
         try:
             while not stop.is_set():
+                self._last_beat = time.monotonic()
                 follower.follow()
                 try:
                     records = consumer.poll(s.poll_timeout_s, s.max_batch_records)
-                    self.ready.set()
+                    if self._joined:  # every assigned partition restored, and polling
+                        self.ready.set()
+                    self._sample_lag(consumer)
                     if records:
                         self._batch(records, sink, consumer, follower)
                     backoff = s.retry_backoff_first_s
@@ -237,6 +255,7 @@ class Runner:
                     backoff = min(backoff * 2, s.retry_backoff_max_s)
         finally:
             self.ready.clear()
+            self._last_beat = None
             consumer.close()
             sink.close()
             follower.close()
@@ -244,6 +263,23 @@ class Runner:
             for partition in list(self._partitions):
                 self._close_partition(partition)
             log.info("worker_stopped", **self.summary())
+
+    def live(self, now: float | None = None) -> bool:
+        """Whether the loop (or a restore) made progress within ``max_poll_interval_ms``.
+
+        A loop stuck longer than that has lost its partitions to the group anyway. ``now``
+        is a ``time.monotonic()`` reading (default: the current one).
+        """
+        beat = self._last_beat
+        limit_s = self.settings.max_poll_interval_ms / 1000
+        now = time.monotonic() if now is None else now
+        return beat is not None and now - beat < limit_s
+
+    def _sample_lag(self, consumer: GroupConsumer) -> None:
+        now = time.monotonic()
+        if now - self._lag_sampled >= LAG_SAMPLE_S:
+            self._lag_sampled = now
+            self.metrics.lag(consumer.lag())
 
     def summary(self) -> dict[str, Any]:
         """Counters for the shutdown line and for tests."""
@@ -258,19 +294,26 @@ class Runner:
     # ------------------------------------------------------------------ rebalance
 
     def on_assigned(self, tps: list[TP]) -> None:
-        """Open and restore the store of every newly assigned input partition."""
+        """Open and restore the store of every newly assigned input partition.
+
+        Not ready while restoring: the loop sets ``ready`` again after the poll that called this.
+        """
+        self.ready.clear()
         for tp in sorted(tps):
             if (
                 tp.topic == self.settings.topic_aggregations
                 and tp.partition not in self._partitions
             ):
                 self._open_partition(tp.partition)
+        self._joined = True
         log.info("partitions_assigned", partitions=sorted(tp.partition for tp in tps))
 
     def on_revoked(self, tps: list[TP]) -> None:
         """Close the stores of partitions taken away (no batch is open during a poll)."""
         for tp in tps:
             self._close_partition(tp.partition)
+            self.metrics.forget_partition(tp.partition)
+            self._aggregations.forget(tp.partition)
         log.info("partitions_revoked", partitions=sorted(tp.partition for tp in tps))
 
     def _open_partition(self, partition: int) -> None:
@@ -288,7 +331,10 @@ class Runner:
             self._stores.destroy(partition)
             store = self._stores.open(partition)
             self._restore(partition, store)
-        self._partitions[partition] = _Partition(store, PartitionProcessor(self._registry))
+        self._partitions[partition] = _Partition(
+            store, PartitionProcessor(self._registry, hold_s=self.settings.provisioning_hold_s)
+        )
+        self.metrics.state_size(partition, store.count(b""))
 
     def _close_partition(self, partition: int) -> None:
         entry = self._partitions.pop(partition, None)
@@ -304,8 +350,10 @@ class Runner:
         if start is not None and start > end:
             raise StateCorruptError("checkpoint is past the changelog's end (topic recreated?)")
         if start is not None and start == end:
+            self.metrics.restoring(partition, 0, 0)
             return
         self._restorer.assign({tp: start})
+        self.metrics.restoring(partition, 0, max(end - self._restorer.position(tp), 0))
         started = time.monotonic()
         restored = 0
         deadline = time.monotonic() + CATCH_UP_STALL_S
@@ -318,10 +366,14 @@ class Runner:
                 continue
             deadline = time.monotonic() + CATCH_UP_STALL_S
             writes = {r.key: r.value for r in records if r.key is not None}
-            store.apply(writes, self._restorer.position(tp))
+            position = self._restorer.position(tp)
+            store.apply(writes, position)
             restored += len(records)
+            self.metrics.restoring(partition, len(records), max(end - position, 0))
+            self._last_beat = time.monotonic()
         if store.checkpoint() != end:
             store.apply({}, end)
+        self.metrics.restoring(partition, 0, 0)
         self.stats.restored_records += restored
         log.info(
             "state_restored",
@@ -350,6 +402,8 @@ class Runner:
         verdicts: Counter[str] = Counter()
         events: Counter[str] = Counter()
         guard_trips = 0
+        remediations = 0
+        decided: list[tuple[int, Outcome]] = []
         caught_up = False
         sink.begin()
         try:
@@ -377,15 +431,9 @@ class Runner:
                     if outcome.deletes_suppressed:
                         guard_trips += 1
                         self._warn_guard(outcome, partition)
-                    if outcome.completed is not None:
-                        log.info(
-                            "aggregation_completed",
-                            source_id=outcome.source_id,
-                            partition=partition,
-                            status=outcome.completed[0],
-                            mode=outcome.completed[1],
-                            deleted_events=len(outcome.events),
-                        )
+                    # ``remediations`` arrives with the remediation work; count it when there.
+                    remediations += len(getattr(outcome, "remediations", ()))
+                    decided.append((partition, outcome))
                 # Aggregation offsets grow per partition: the batch's first one names its chunk.
                 entry.processor.end_batch(
                     overlay,
@@ -407,13 +455,38 @@ class Runner:
         self.stats.verdicts.update(verdicts)
         self.stats.events.update(events)
         self.stats.delete_guard_trips += guard_trips
+        duration_s = time.monotonic() - started
+        self.metrics.batch(
+            verdicts,
+            events,
+            guard_trips=guard_trips,
+            remediations=remediations,
+            duration_s=duration_s,
+        )
+        for partition in overlays:
+            self.metrics.state_size(partition, self._partitions[partition].store.count(b""))
         log.info(
             "batch_committed",
             records=len(records),
             verdicts=dict(verdicts),
             events=dict(events),
-            duration_ms=round((time.monotonic() - started) * 1000, 1),
+            remediations=remediations,
+            duration_ms=round(duration_s * 1000, 1),
         )
+        self._summarize(decided)
+
+    def _summarize(self, decided: list[tuple[int, Outcome]]) -> None:
+        """Tally committed decisions per aggregation; log the summary of each completed one."""
+        for partition, outcome in decided:
+            summary = self._aggregations.observe(
+                partition,
+                outcome.source_id,
+                outcome.verdict,
+                (event.eventType for event in outcome.events),
+                outcome.completed,
+            )
+            if summary is not None:
+                log.info("aggregation_summary", **summary)
 
     def _emit(self, outcome: Outcome, record: InRecord, sink: TransactionalSink) -> None:
         s = self.settings
@@ -429,6 +502,10 @@ class Runner:
             )
         for event in outcome.events:
             sink.send(event_record(s.topic_events, event, record.timestamp_ms))
+        for command in outcome.remediations:  # keyed like the event, same transaction
+            value = codec.dumps(command.model_dump(mode="json"))
+            headers = (("ce_id", command.id.encode()), ("content-type", b"application/json"))
+            sink.send(OutRecord(s.topic_remediations, command_key(command), value, headers))
 
     def _warn_guard(self, outcome: Outcome, partition: int) -> None:
         self.stats.deletes_suppressed += outcome.deletes_suppressed

@@ -137,6 +137,14 @@ class GroupConsumer(Protocol):
 
     def group_id(self) -> str: ...
 
+    def lag(self) -> dict[TP, int]:
+        """Records behind the high watermark of every assigned partition.
+
+        Known from the consumer's last fetch, so cheap to call after every poll; ``0`` for a
+        partition whose high watermark is not known yet.
+        """
+        ...
+
     def close(self) -> None: ...
 
 

@@ -6,13 +6,16 @@ from collections.abc import Iterator
 
 import pytest
 
-from processor.transport import ClientSettings
+from processor.transport import ClientSettings, Transport
 from tests.broker import SessionBroker, start_session_broker
 
 # Short group timings: a join on Tansu takes about half the session timeout.
 TEST_SESSION_TIMEOUT_MS = 6_000
 TEST_HEARTBEAT_INTERVAL_MS = 1_000
 TEST_REQUEST_TIMEOUT_MS = 10_000
+
+#: Values of ``NCD_TRANSPORT``: broker tests that ask for ``transport_name`` run on each.
+TRANSPORTS = ("kafka-python", "confluent")
 
 
 @pytest.fixture(scope="session")
@@ -44,3 +47,26 @@ def kafka_settings(kafka_bootstrap: str) -> ClientSettings:
         heartbeat_interval_ms=TEST_HEARTBEAT_INTERVAL_MS,
         request_timeout_ms=TEST_REQUEST_TIMEOUT_MS,
     )
+
+
+def make_test_transport(name: str, settings: ClientSettings) -> Transport:
+    """The transport ``name`` (a value of ``NCD_TRANSPORT``) on ``settings``."""
+    if name == "confluent":
+        from processor.confluent import ConfluentTransport
+
+        return ConfluentTransport(settings)
+    from processor.kafka import KafkaTransport
+
+    return KafkaTransport(settings)
+
+
+@pytest.fixture(params=TRANSPORTS)
+def transport_name(request: pytest.FixtureRequest) -> str:
+    """Each Kafka transport in turn: the tests using it run once per transport."""
+    return str(request.param)
+
+
+@pytest.fixture
+def kafka_transport(transport_name: str, kafka_settings: ClientSettings) -> Transport:
+    """The transport ``transport_name`` on the session broker."""
+    return make_test_transport(transport_name, kafka_settings)

@@ -159,6 +159,19 @@ class KafkaGroupConsumer:
         """The consumer group this member belongs to."""
         return self._group_id
 
+    def lag(self) -> dict[TP, int]:
+        """High watermark of the last fetch minus position, per assigned partition (0: unknown)."""
+        out: dict[TP, int] = {}
+        with mapped_errors("lag"):
+            for ktp in self._consumer.assignment():
+                highwater = self._consumer.highwater(ktp)
+                # A known high watermark means a fetch happened, so the position is known
+                # too and ``timeout_ms=0`` never waits on the coordinator.
+                position = None if highwater is None else self._consumer.position(ktp, 0)
+                behind = 0 if position is None else int(highwater) - int(position)
+                out[to_tp(ktp)] = max(behind, 0)
+        return out
+
     def close(self) -> None:
         """Leave the group and release the connections (no commit)."""
         with mapped_errors("consumer close"):

@@ -57,6 +57,8 @@ ALLOWED_FIELDS = frozenset(
         "accounts",
         "path",
         "port",
+        "host",
+        "remediations",
         "url",
     }
 )

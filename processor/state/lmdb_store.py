@@ -19,9 +19,16 @@ access pattern is random gets on a file that may be larger than RAM (LMDB's advi
 Detected on open, as :class:`~processor.errors.StateCorruptError`: a file that is not LMDB
 (garbage or an unsupported LMDB version), an empty or truncated ``data.mdb`` (shorter than
 the pages its meta page says were committed: reading those through the map would crash the
-process with SIGBUS), a foreign environment (no metadata), a wrong magic, format version or
-store id. LMDB has no checksums, so garbage written *inside* committed pages is only caught
-when LMDB reports it (``CorruptedError`` and friends, mapped to ``StateCorruptError``).
+process with SIGBUS), a foreign environment (no metadata), a wrong magic, format version,
+checksum scheme or store id, and any damage inside committed pages. LMDB has no checksums
+of its own and, given random bytes over a page, may read garbage silently or crash the
+process with SIGSEGV (both seen in tests/reliability/test_state_faults.py). So every value
+(and the checkpoint) is stored behind a CRC32C of its key and value, checked on every read,
+and an existing store is *verified before the worker maps it*: a child process
+(:func:`verify_directory`) walks every entry, checks its CRC, the key order and the entry
+count. A child that finds damage, crashes or hangs means "rebuild from the changelog"; the
+worker itself never maps a damaged file. The walk costs one sequential read of the store
+per open (pass ``verify=False`` to skip it where the file is known good).
 
 Not thread-safe: use each store from one thread. Opening the same directory twice in one
 process is refused (LMDB forbids it).
@@ -30,9 +37,12 @@ process is refused (LMDB forbids it).
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import struct
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Iterator, Mapping
@@ -40,6 +50,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import crc32c
 import lmdb
 
 from processor.errors import StateCorruptError, StateError
@@ -47,6 +58,8 @@ from processor.state.store import check_key, check_partition, check_writes
 
 FORMAT_VERSION = 1
 MAGIC = "ncd-processor-state"
+#: The integrity scheme of values and checkpoint; a store without it is rebuilt.
+CHECKSUM = "crc32c-v1"
 META_DB = b"ncd-meta"
 DATA_DB = b"data"
 META_KEY = b"meta"
@@ -66,6 +79,12 @@ SCAN_CHUNK = 256
 
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _CHECKPOINT = struct.Struct(">Q")
+_CRC = struct.Struct(">I")
+#: Exit status of the verifier child when it found damage (its reason is on stdout).
+VERIFY_CORRUPT_EXIT = 3
+#: The verifier may take this long plus one second per this many bytes of data file.
+VERIFY_BASE_TIMEOUT_S = 60.0
+VERIFY_BYTES_PER_S = 20_000_000
 _CORRUPT_ERRORS: tuple[type[Exception], ...] = (
     lmdb.CorruptedError,
     lmdb.InvalidError,
@@ -95,6 +114,21 @@ def _round_up(size: int) -> int:
     return -(-size // _MAP_ROUND_BYTES) * _MAP_ROUND_BYTES
 
 
+def _seal(key: bytes, value: bytes) -> bytes:
+    """The stored form of a value: CRC32C of key and value, then the value."""
+    return _CRC.pack(crc32c.crc32c(value, crc32c.crc32c(key))) + value
+
+
+def _unseal(key: bytes, stored: bytes) -> bytes:
+    """The value of a stored entry; ``StateCorruptError`` if its checksum does not match."""
+    if len(stored) < _CRC.size:
+        raise StateCorruptError("state store entry is shorter than its checksum")
+    value = stored[_CRC.size :]
+    if _CRC.unpack_from(stored)[0] != crc32c.crc32c(value, crc32c.crc32c(key)):
+        raise StateCorruptError("state store entry fails its checksum")
+    return value
+
+
 class LmdbStateStore:
     """A :class:`~processor.state.store.StateStore` in one LMDB environment (see module doc)."""
 
@@ -113,11 +147,13 @@ class LmdbStateStore:
         *,
         map_size_bytes: int = DEFAULT_MAP_SIZE_BYTES,
         store_id: str | None = None,
+        verify: bool = True,
     ) -> LmdbStateStore:
         """Open or create the store in ``directory``; raise ``StateCorruptError`` if damaged.
 
         ``store_id`` defaults to the directory name; a store created with another id is
-        foreign and is reported as corrupt.
+        foreign and is reported as corrupt. ``verify`` checks an existing store in a child
+        process first (see module doc).
         """
         if map_size_bytes <= 0:
             raise ValueError("map_size_bytes must be > 0")
@@ -129,7 +165,7 @@ class LmdbStateStore:
                 raise StateError(f"state store {store_id} is already open in this process")
             _open_paths.add(key)
         try:
-            env, data, meta = _open_env(directory, map_size_bytes, store_id)
+            env, data, meta = _open_env(directory, map_size_bytes, store_id, verify)
         except BaseException:
             with _open_lock:
                 _open_paths.discard(key)
@@ -146,8 +182,8 @@ class LmdbStateStore:
         env = self._live()
         check_key(key)
         with _mapped_errors("get"), env.begin(db=self._data) as txn:
-            value: bytes | None = txn.get(key)
-            return value
+            stored: bytes | None = txn.get(key)
+        return None if stored is None else _unseal(key, stored)
 
     def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         """Yield every ``(key, value)`` whose key starts with ``prefix``, sorted by key."""
@@ -169,7 +205,7 @@ class LmdbStateStore:
                         continue
                     if not k.startswith(prefix):
                         break
-                    chunk.append((k, v))
+                    chunk.append((k, _unseal(k, v)))
                     if len(chunk) >= SCAN_CHUNK:
                         done = False
                         break
@@ -220,9 +256,10 @@ class LmdbStateStore:
                     if value is None:
                         txn.delete(key, db=self._data)
                     else:
-                        txn.put(key, value, db=self._data)
+                        txn.put(key, _seal(key, value), db=self._data)
                 if checkpoint is not None:
-                    txn.put(CHECKPOINT_KEY, _CHECKPOINT.pack(checkpoint), db=self._meta)
+                    raw = _seal(CHECKPOINT_KEY, _CHECKPOINT.pack(checkpoint))
+                    txn.put(CHECKPOINT_KEY, raw, db=self._meta)
         except lmdb.MapFullError:
             raise
         except _CORRUPT_ERRORS as exc:
@@ -232,7 +269,7 @@ class LmdbStateStore:
 
     def _grow(self, env: Any, items: list[tuple[bytes, bytes | None]]) -> None:
         current: int = env.info()["map_size"]
-        batch = sum(len(k) + len(v or b"") for k, v in items)
+        batch = sum(len(k) + len(v or b"") + _CRC.size for k, v in items)
         with _mapped_errors("grow map"):
             env.set_mapsize(_round_up(max(2 * current, current + 2 * batch)))
 
@@ -249,9 +286,10 @@ class LmdbStateStore:
             raw: bytes | None = txn.get(CHECKPOINT_KEY)
         if raw is None:
             return None
-        if len(raw) != _CHECKPOINT.size:
+        packed = _unseal(CHECKPOINT_KEY, raw)
+        if len(packed) != _CHECKPOINT.size:
             raise StateCorruptError("state store checkpoint record is damaged")
-        value: int = _CHECKPOINT.unpack(raw)[0]
+        value: int = _CHECKPOINT.unpack(packed)[0]
         return value
 
     def close(self) -> None:
@@ -266,7 +304,9 @@ class LmdbStateStore:
                 _open_paths.discard(self._key)
 
 
-def _open_env(directory: Path, map_size_bytes: int, store_id: str) -> tuple[Any, Any, Any]:
+def _open_env(
+    directory: Path, map_size_bytes: int, store_id: str, verify: bool
+) -> tuple[Any, Any, Any]:
     """Open the environment and check it is a whole store of ours (see module doc)."""
     data_file = directory / DATA_FILE
     existed = data_file.exists()
@@ -274,6 +314,8 @@ def _open_env(directory: Path, map_size_bytes: int, store_id: str) -> tuple[Any,
     if existed and size == 0:
         # LMDB would silently initialise an empty file as a new environment.
         raise StateCorruptError(f"state store {store_id} has an empty data file")
+    if existed and verify:
+        _verify_in_child(directory, store_id, size)
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -328,12 +370,14 @@ def _check_meta(raw: bytes | None, store_id: str) -> None:
         raise StateCorruptError(
             f"state store {store_id} has format {record.get('format')!r}, expected {FORMAT_VERSION}"
         )
+    if record.get("checksum") != CHECKSUM:
+        raise StateCorruptError(f"state store {store_id} has no {CHECKSUM} checksums")
     if record.get("store_id") != store_id:
         raise StateCorruptError(f"state store {store_id} belongs to another store")
 
 
 def _create(env: Any, store_id: str) -> tuple[Any, Any]:
-    record = {"magic": MAGIC, "format": FORMAT_VERSION, "store_id": store_id}
+    record = {"magic": MAGIC, "format": FORMAT_VERSION, "checksum": CHECKSUM, "store_id": store_id}
     with env.begin(write=True) as txn:
         meta = env.open_db(META_DB, txn=txn, create=True)
         data = env.open_db(DATA_DB, txn=txn, create=True)
@@ -350,11 +394,18 @@ def store_path(state_dir: Path, name: str, partition: int) -> Path:
 
 
 def open_store(
-    state_dir: Path, name: str, partition: int, *, map_size_bytes: int = DEFAULT_MAP_SIZE_BYTES
+    state_dir: Path,
+    name: str,
+    partition: int,
+    *,
+    map_size_bytes: int = DEFAULT_MAP_SIZE_BYTES,
+    verify: bool = True,
 ) -> LmdbStateStore:
     """Open (creating if needed) the store of ``partition``; may raise ``StateCorruptError``."""
     path = store_path(state_dir, name, partition)
-    return LmdbStateStore.open(path, map_size_bytes=map_size_bytes, store_id=path.name)
+    return LmdbStateStore.open(
+        path, map_size_bytes=map_size_bytes, store_id=path.name, verify=verify
+    )
 
 
 def destroy_store(state_dir: Path, name: str, partition: int) -> None:
@@ -381,17 +432,115 @@ class LmdbStoreFactory:
     """A :class:`~processor.state.store.StoreFactory` of LMDB stores under one directory."""
 
     def __init__(
-        self, state_dir: Path, name: str, *, map_size_bytes: int = DEFAULT_MAP_SIZE_BYTES
+        self,
+        state_dir: Path,
+        name: str,
+        *,
+        map_size_bytes: int = DEFAULT_MAP_SIZE_BYTES,
+        verify: bool = True,
     ) -> None:
         store_path(state_dir, name, 0)  # validate the name now, not at the first open
         self.state_dir = Path(state_dir)
         self.name = name
         self.map_size_bytes = map_size_bytes
+        self.verify = verify
 
     def open(self, partition: int) -> LmdbStateStore:
         """Open (creating if needed) the store of ``partition``."""
-        return open_store(self.state_dir, self.name, partition, map_size_bytes=self.map_size_bytes)
+        return open_store(
+            self.state_dir,
+            self.name,
+            partition,
+            map_size_bytes=self.map_size_bytes,
+            verify=self.verify,
+        )
 
     def destroy(self, partition: int) -> None:
         """Delete the store of ``partition`` (it must not be open); no-op if absent."""
         destroy_store(self.state_dir, self.name, partition)
+
+
+# ---------------------------------------------------------------- verification
+
+
+def verify_directory(directory: Path, store_id: str) -> None:
+    """Walk a closed store and check every entry; ``StateCorruptError`` names the damage.
+
+    Meant to run in a child process (:func:`_verify_in_child`): on a damaged file LMDB may
+    crash the process that reads it.
+    """
+    data_file = directory / DATA_FILE
+    with _mapped_errors(f"verify {store_id}"):
+        env = lmdb.open(
+            str(directory), subdir=True, max_dbs=2, readonly=True, lock=False, readahead=False
+        )
+    try:
+        with _mapped_errors(f"verify {store_id}"):
+            data, meta = _check_existing(env, data_file, store_id)
+            with env.begin() as txn:
+                raw = txn.get(CHECKPOINT_KEY, db=meta)
+                if raw is not None and len(_unseal(CHECKPOINT_KEY, raw)) != _CHECKPOINT.size:
+                    raise StateCorruptError("state store checkpoint record is damaged")
+                expected: int = txn.stat(data)["entries"]
+                seen = 0
+                previous = b""
+                for key, stored in txn.cursor(db=data).iternext():
+                    if seen and key <= previous:
+                        raise StateCorruptError(f"state store {store_id} keys are out of order")
+                    _unseal(key, stored)
+                    seen += 1
+                    previous = key
+                    if seen > expected:
+                        break
+                if seen != expected:
+                    raise StateCorruptError(
+                        f"state store {store_id} holds {seen} entries, its header says {expected}"
+                    )
+    finally:
+        env.close()
+
+
+def _verify_in_child(directory: Path, store_id: str, size: int) -> None:
+    """Run :func:`verify_directory` in a child process; damage, crash or hang is corruption."""
+    code = (
+        "import sys; from pathlib import Path; "
+        "from processor.state.lmdb_store import _verify_main; "
+        "sys.exit(_verify_main(Path(sys.argv[1]), sys.argv[2]))"
+    )
+    timeout = VERIFY_BASE_TIMEOUT_S + size / VERIFY_BYTES_PER_S
+    root = str(Path(__file__).resolve().parents[2])  # so the child imports this package
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", code, str(directory), store_id],
+            env={**os.environ, "PYTHONPATH": path},
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise StateCorruptError(f"state store {store_id} verification did not finish") from exc
+    except OSError as exc:
+        raise StateError(f"cannot start the state store verifier: {exc}") from exc
+    reason = done.stdout.decode("utf-8", "replace").strip()[:300]
+    if done.returncode == 0:
+        return
+    if done.returncode == VERIFY_CORRUPT_EXIT:
+        raise StateCorruptError(reason or f"state store {store_id} is damaged")
+    if done.returncode < 0:
+        raise StateCorruptError(
+            f"state store {store_id} crashed its verifier (signal {-done.returncode})"
+        )
+    raise StateError(f"state store verifier failed with exit status {done.returncode}")
+
+
+def _verify_main(directory: Path, store_id: str) -> int:
+    """Entry point of the verifier child: 0 when whole, ``VERIFY_CORRUPT_EXIT`` when damaged."""
+    try:
+        verify_directory(directory, store_id)
+    except StateError as exc:
+        # Any LMDB failure on a file this process alone reads means the file is unusable;
+        # rebuilding is the safe side (a wrongly rebuilt store only costs a restore).
+        print(str(exc), flush=True)
+        return VERIFY_CORRUPT_EXIT
+    return 0

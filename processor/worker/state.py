@@ -16,9 +16,15 @@ Every key starts with a one-letter namespace and the source id::
 longer than :data:`MAX_PART_BYTES` are replaced by a digest so that every store key stays
 under LMDB's 511-byte limit.
 
-A stored account is ``VERSION | asOf (int64 ms) | digest (16 bytes) | account JSON``: the
-fixed header lets the completion of a FULL aggregation read ``asOf`` of every account
-without decoding its JSON, and lets an unchanged account be recognised by its digest.
+A stored account is ``VERSION | asOf (int64 ms) | digest (16 bytes) | input digest (16 bytes)
+| account JSON``: the fixed header lets the completion of a FULL aggregation read ``asOf`` of
+every account without decoding its JSON, and lets an unchanged account be recognised by a
+digest. ``digest`` is over the validated account (what the core compares); ``input digest``
+is over the canonical form of the raw ``account`` object of the aggregation record the state
+was last stored from (zeros when the state was last written from anything else, e.g. a
+provisioning record). The worker's fast path compares the input digest of an incoming record
+before validating it, so an unchanged account costs one JSON decode, one hash and the reads
+of its lookup (docs/decisions.md, "Fast path").
 """
 
 from __future__ import annotations
@@ -31,7 +37,12 @@ from typing import Any
 from processor import codec
 
 VERSION = 1
-_HEADER = struct.Struct(">Bq16s")
+#: Version byte of stored accounts: 1 had no input digest (read as zeros), 2 has one.
+ACCOUNT_VERSION = 2
+_HEADER_V1 = struct.Struct(">Bq16s")
+_HEADER = struct.Struct(">Bq16s16s")
+#: The input digest of state not stored from an aggregation record: matches no input.
+NO_INPUT_DIGEST = bytes(16)
 #: Longest key part kept verbatim; longer ones are hashed (LMDB keys max out at 511 bytes).
 MAX_PART_BYTES = 200
 #: Completed aggregation ids remembered per source, to recognise their late records as stale.
@@ -122,26 +133,40 @@ def digest(account: Any) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class StoredAccount:
-    """An account's last state: as of which aggregation start, its digest, its JSON."""
+    """An account's last state: as of which aggregation start, its digests, its JSON."""
 
     as_of_ms: int
     digest: bytes
     account_json: bytes
+    input_digest: bytes = NO_INPUT_DIGEST
 
     def encode(self) -> bytes:
-        return _HEADER.pack(VERSION, self.as_of_ms, self.digest) + self.account_json
+        header = _HEADER.pack(ACCOUNT_VERSION, self.as_of_ms, self.digest, self.input_digest)
+        return header + self.account_json
 
     @staticmethod
     def decode(value: bytes) -> StoredAccount:
-        version, as_of, dig = _HEADER.unpack_from(value)
-        if version != VERSION:
-            raise ValueError(f"unknown stored account version {version}")
-        return StoredAccount(as_of, dig, value[_HEADER.size :])
+        version = value[0] if value else 0
+        if version == ACCOUNT_VERSION:
+            _, as_of, dig, input_dig = _HEADER.unpack_from(value)
+            return StoredAccount(as_of, dig, value[_HEADER.size :], input_dig)
+        if version == 1:
+            _, as_of, dig = _HEADER_V1.unpack_from(value)
+            return StoredAccount(as_of, dig, value[_HEADER_V1.size :])
+        raise ValueError(f"unknown stored account version {version}")
 
     @staticmethod
     def as_of(value: bytes) -> int:
         """``asOf`` of an encoded value, without decoding the rest."""
-        return int(_HEADER.unpack_from(value)[1])
+        return int(_HEADER_V1.unpack_from(value)[1])
+
+    @staticmethod
+    def matches_input(value: bytes, as_of_limit_ms: int, input_digest: bytes) -> bool:
+        """Whether an encoded value was stored from this very input, no later than the limit."""
+        if len(value) < _HEADER.size or value[0] != ACCOUNT_VERSION:
+            return False
+        _, as_of, _, stored_input = _HEADER.unpack_from(value)
+        return bool(stored_input == input_digest and as_of <= as_of_limit_ms)
 
 
 @dataclass(slots=True)

@@ -16,10 +16,10 @@ from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 
-from processor.kafka import KafkaTransport
 from processor.models import Account, CatalogEntry, SourceDescriptor
 from processor.publisher import Publisher, Topics
-from processor.transport import ClientSettings
+from processor.transport import ClientSettings, Transport
+from tests.conftest import make_test_transport
 
 ROOT = Path(__file__).resolve().parents[2]
 # Generous: a loaded CI machine can be slow to start a Python process and join a group.
@@ -51,6 +51,8 @@ class WorkerEnv:
     extra_env: dict[str, str] = field(default_factory=dict)
     #: Whether the broker hides aborted transactions from read_committed readers.
     hides_aborted: bool = True
+    #: ``NCD_TRANSPORT`` of the workers; the harness publishes with the same transport.
+    transport: str = "kafka-python"
 
     def topic(self, name: str) -> str:
         return f"t{self.tag}.{name}"
@@ -76,6 +78,9 @@ class WorkerEnv:
                 "NCD_POLL_TIMEOUT_S": "0.2",
                 "NCD_MAX_BATCH_RECORDS": "100",
                 "NCD_LOG_FORMAT": "json",
+                "NCD_TRANSPORT": self.transport,
+                # No metrics/health endpoint unless a test asks for one: workers share a host.
+                "NCD_HTTP_PORT": "0",
             }
         )
         for name in (
@@ -124,9 +129,12 @@ class WorkerEnv:
     def client(self) -> ClientSettings:
         return ClientSettings(bootstrap_servers=self.bootstrap, client_id="ncd-test-publisher")
 
+    def kafka(self) -> Transport:
+        """The workers' transport, for publishing and creating topics."""
+        return make_test_transport(self.transport, self.client())
+
     def publisher(self) -> tuple[Publisher, Any]:
-        transport = KafkaTransport(self.client())
-        producer = transport.producer()
+        producer = self.kafka().producer()
         topics = Topics(
             self.topic("sources"),
             self.topic("entitlements"),
@@ -145,7 +153,7 @@ class WorkerEnv:
                 if k.startswith("NCD_")
             }
         )
-        admin = KafkaTransport(self.client()).admin()
+        admin = self.kafka().admin()
         try:
             admin.ensure_topics(settings.topic_specs())
         finally:
@@ -171,7 +179,7 @@ class WorkerEnv:
     def produce_raw(self, topic: str, records: Iterable[tuple[bytes | None, bytes | None]]) -> None:
         from processor.transport import OutRecord
 
-        producer = KafkaTransport(self.client()).producer()
+        producer = self.kafka().producer()
         try:
             for key, value in records:
                 producer.send(OutRecord(self.topic(topic), key, value))

@@ -1,4 +1,7 @@
-"""The kafka-python adapters against a real Kafka-protocol broker."""
+"""Both Kafka transports (kafka-python, confluent-kafka) against a real Kafka-protocol broker.
+
+Every test runs once per transport (the ``kafka_transport`` fixture of tests/conftest.py).
+"""
 
 from __future__ import annotations
 
@@ -9,14 +12,16 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from processor.errors import ConfigError, TransportError
-from processor.kafka import (
-    KafkaAdmin,
-    KafkaGroupConsumer,
-    KafkaPartitionReader,
-    KafkaProducer,
-    KafkaTransactionalSink,
+from processor.transport import (
+    TP,
+    Admin,
+    GroupConsumer,
+    InRecord,
+    OutRecord,
+    TopicSpec,
+    TransactionalSink,
+    Transport,
 )
-from processor.transport import TP, ClientSettings, InRecord, OutRecord, TopicSpec
 from tests.broker import SessionBroker, unique_topic
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(120)]
@@ -47,21 +52,26 @@ class Recorder:
 
 
 @pytest.fixture
-def admin(kafka_settings: ClientSettings) -> Iterator[KafkaAdmin]:
-    client = KafkaAdmin(kafka_settings)
+def admin(kafka_transport: Transport) -> Iterator[Admin]:
+    client = kafka_transport.admin()
     yield client
     client.close()
 
 
-def make_topic(admin: KafkaAdmin, partitions: int, prefix: str = "t") -> str:
+def flush_open(sink: TransactionalSink) -> None:
+    """Write the records sent so far to the log while their transaction stays open."""
+    sink._client.flush()  # type: ignore[attr-defined]  # both adapters name their client so
+
+
+def make_topic(admin: Admin, partitions: int, prefix: str = "t") -> str:
     name = unique_topic(prefix)
     admin.ensure_topics([TopicSpec(name, partitions)])
     return name
 
 
-def read_all(settings: ClientSettings, topic: str) -> list[InRecord]:
+def read_all(transport: Transport, topic: str) -> list[InRecord]:
     """Every record a read_committed reader returns, reading each partition to its end."""
-    reader = KafkaPartitionReader(settings)
+    reader = transport.partition_reader()
     try:
         tps = reader.partitions_for(topic)
         ends = reader.end_offsets(tps)
@@ -79,7 +89,7 @@ def read_all(settings: ClientSettings, topic: str) -> list[InRecord]:
         reader.close()
 
 
-def test_admin_creates_compacted_topics_idempotently(admin: KafkaAdmin) -> None:
+def test_admin_creates_compacted_topics_idempotently(admin: Admin) -> None:
     """ensure_topics creates missing topics once and accepts them on a second call."""
     compacted = unique_topic("cfg")
     plain = unique_topic("plain")
@@ -91,7 +101,7 @@ def test_admin_creates_compacted_topics_idempotently(admin: KafkaAdmin) -> None:
     assert admin.partition_count(unique_topic("missing")) is None
 
 
-def test_admin_rejects_partition_count_mismatch(admin: KafkaAdmin) -> None:
+def test_admin_rejects_partition_count_mismatch(admin: Admin) -> None:
     """An existing topic with another partition count is a configuration error."""
     name = make_topic(admin, 2)
     with pytest.raises(ConfigError, match="2 partitions, 4 configured"):
@@ -99,26 +109,26 @@ def test_admin_rejects_partition_count_mismatch(admin: KafkaAdmin) -> None:
 
 
 def test_committed_transaction_is_visible_and_aborted_is_not(
-    admin: KafkaAdmin, kafka_settings: ClientSettings, kafka_broker: SessionBroker
+    admin: Admin, kafka_transport: Transport, kafka_broker: SessionBroker
 ) -> None:
     """A read_committed reader sees committed records; aborted ones only where the broker
     hides them (Tansu 0.6.0 does not: its fetch lists no aborted transactions)."""
     topic = make_topic(admin, 1)
-    sink = KafkaTransactionalSink(replace_tid(kafka_settings, unique_topic("tx")))
+    sink = kafka_transport.sink(unique_topic("tx"))
     try:
         sink.begin()
         sink.send(OutRecord(topic, b"k", b"committed-1"))
         sink.commit({}, "unused-group")
         sink.begin()
         sink.send(OutRecord(topic, b"k", b"aborted"))
-        sink._client.flush()  # the aborted records reach the log, as they do in real life
+        flush_open(sink)  # the aborted records reach the log, as they do in real life
         sink.abort()
         sink.begin()
         sink.send(OutRecord(topic, b"k", b"committed-2"))
         sink.commit({}, "unused-group")
     finally:
         sink.close()
-    values = [r.value for r in read_all(kafka_settings, topic)]
+    values = [r.value for r in read_all(kafka_transport, topic)]
     if kafka_broker.hides_aborted:
         assert values == [b"committed-1", b"committed-2"]
     else:
@@ -126,34 +136,34 @@ def test_committed_transaction_is_visible_and_aborted_is_not(
 
 
 def test_open_transaction_is_invisible_until_commit(
-    admin: KafkaAdmin, kafka_settings: ClientSettings
+    admin: Admin, kafka_transport: Transport
 ) -> None:
     """Records of a transaction that has not committed are not returned to a reader."""
     topic = make_topic(admin, 1)
-    sink = KafkaTransactionalSink(replace_tid(kafka_settings, unique_topic("tx")))
+    sink = kafka_transport.sink(unique_topic("tx"))
     try:
         sink.begin()
         sink.send(OutRecord(topic, b"k", b"before"))
         sink.commit({}, "g")
         sink.begin()
         sink.send(OutRecord(topic, b"k", b"pending"))
-        sink._client.flush()  # written to the log, transaction still open
-        assert [r.value for r in read_all(kafka_settings, topic)] == [b"before"]
+        flush_open(sink)  # written to the log, transaction still open
+        assert [r.value for r in read_all(kafka_transport, topic)] == [b"before"]
         sink.commit({}, "g")
     finally:
         sink.close()
-    assert [r.value for r in read_all(kafka_settings, topic)] == [b"before", b"pending"]
+    assert [r.value for r in read_all(kafka_transport, topic)] == [b"before", b"pending"]
 
 
 def test_offsets_sent_into_transaction_commit_only_with_it(
-    admin: KafkaAdmin, kafka_settings: ClientSettings
+    admin: Admin, kafka_transport: Transport
 ) -> None:
     """Offsets sent into a transaction become the group's offsets on commit, not on abort."""
     source = make_topic(admin, 2, "in")
     out = make_topic(admin, 1, "out")
     group = unique_topic("g")
-    consumer = KafkaGroupConsumer(kafka_settings, [source], group, Recorder())
-    sink = KafkaTransactionalSink(replace_tid(kafka_settings, unique_topic("tx")))
+    consumer = kafka_transport.group_consumer([source], group, Recorder())
+    sink = kafka_transport.sink(unique_topic("tx"))
     try:
         tp0, tp1 = TP(source, 0), TP(source, 1)
         sink.begin()
@@ -162,7 +172,7 @@ def test_offsets_sent_into_transaction_commit_only_with_it(
         assert (consumer.committed(tp0), consumer.committed(tp1)) == (5, 7)
         sink.begin()
         sink.send(OutRecord(out, None, b"y"))
-        sink._client.flush()
+        flush_open(sink)
         sink.abort()
         assert (consumer.committed(tp0), consumer.committed(tp1)) == (5, 7)
     finally:
@@ -171,11 +181,11 @@ def test_offsets_sent_into_transaction_commit_only_with_it(
 
 
 def test_sink_returns_last_offset_plus_one_per_partition(
-    admin: KafkaAdmin, kafka_settings: ClientSettings
+    admin: Admin, kafka_transport: Transport
 ) -> None:
     """commit returns, per partition written, the offset of its last record plus one."""
     topic = make_topic(admin, 3)
-    sink = KafkaTransactionalSink(replace_tid(kafka_settings, unique_topic("tx")))
+    sink = kafka_transport.sink(unique_topic("tx"))
     try:
         sink.begin()
         for i in range(3):
@@ -188,20 +198,20 @@ def test_sink_returns_last_offset_plus_one_per_partition(
     finally:
         sink.close()
     assert first == {TP(topic, 0): 3, TP(topic, 2): 1}
-    records = {(r.partition, r.value): r.offset for r in read_all(kafka_settings, topic)}
+    records = {(r.partition, r.value): r.offset for r in read_all(kafka_transport, topic)}
     # The commit marker of the first transaction takes an offset of its own.
     assert second == {TP(topic, 0): records[(0, b"c")] + 1}
     assert records[(0, b"c")] >= 4
 
 
 def test_plain_sink_and_producer_write_without_transactions(
-    admin: KafkaAdmin, kafka_settings: ClientSettings
+    admin: Admin, kafka_transport: Transport
 ) -> None:
     """Without a transactional id the sink flushes and reports offsets; headers and
     tombstones round-trip through the plain producer."""
     topic = make_topic(admin, 1)
-    sink = KafkaTransactionalSink(kafka_settings)
-    producer = KafkaProducer(kafka_settings)
+    sink = kafka_transport.sink(None)
+    producer = kafka_transport.producer()
     try:
         sink.begin()
         sink.send(OutRecord(topic, b"k1", b"v1"))
@@ -211,7 +221,7 @@ def test_plain_sink_and_producer_write_without_transactions(
     finally:
         sink.close()
         producer.close()
-    records = read_all(kafka_settings, topic)
+    records = read_all(kafka_transport, topic)
     assert [(r.key, r.value, r.headers) for r in records] == [
         (b"k1", b"v1", ()),
         (b"k2", None, (("ce_id", b"abc"),)),
@@ -219,7 +229,7 @@ def test_plain_sink_and_producer_write_without_transactions(
 
 
 def test_partition_reader_reads_to_end_offset_from_a_position(
-    admin: KafkaAdmin, kafka_settings: ClientSettings
+    admin: Admin, kafka_transport: Transport
 ) -> None:
     """The reader returns a transactionally written partition in full to its end offset,
     or from a given offset.
@@ -229,7 +239,7 @@ def test_partition_reader_reads_to_end_offset_from_a_position(
     is a single record (a transaction marker), wrong after a plain multi-record batch.
     """
     topic = make_topic(admin, 2)
-    sink = KafkaTransactionalSink(replace_tid(kafka_settings, unique_topic("tx")))
+    sink = kafka_transport.sink(unique_topic("tx"))
     try:
         for chunk in (range(0, 15), range(15, 25)):
             sink.begin()
@@ -238,9 +248,9 @@ def test_partition_reader_reads_to_end_offset_from_a_position(
             sink.commit({}, "g")
     finally:
         sink.close()
-    records = read_all(kafka_settings, topic)
+    records = read_all(kafka_transport, topic)
     assert sorted(int(r.value or b"") for r in records) == list(range(25))
-    reader = KafkaPartitionReader(kafka_settings)
+    reader = kafka_transport.partition_reader()
     try:
         assert reader.partitions_for(unique_topic("missing")) == []
         tp = TP(topic, 1)
@@ -257,7 +267,7 @@ def test_partition_reader_reads_to_end_offset_from_a_position(
 class PollingThread(threading.Thread):
     """Polls one group member until stopped, as a separate worker process would."""
 
-    def __init__(self, consumer: KafkaGroupConsumer) -> None:
+    def __init__(self, consumer: GroupConsumer) -> None:
         super().__init__(daemon=True)
         self.consumer = consumer
         self.stopped = threading.Event()
@@ -272,23 +282,26 @@ class PollingThread(threading.Thread):
 
 
 def test_two_group_consumers_split_four_partitions(
-    admin: KafkaAdmin, kafka_settings: ClientSettings
+    admin: Admin, kafka_transport: Transport
 ) -> None:
     """A second member triggers a rebalance that splits 4 partitions 2 + 2 (range)."""
     topic = make_topic(admin, 4)
     group = unique_topic("g")
     everything = {TP(topic, p) for p in range(4)}
     first_events, second_events = Recorder(), Recorder()
-    first = KafkaGroupConsumer(kafka_settings, [topic], group, first_events)
-    second = KafkaGroupConsumer(kafka_settings, [topic], group, second_events)
+    first = kafka_transport.group_consumer([topic], group, first_events)
     threads = [PollingThread(first)]
+    second: GroupConsumer | None = None
     try:
         threads[0].start()
         wait_for(lambda: first.assignment() == everything, "the first member to join")
+        # Made only now: librdkafka joins the group as soon as a consumer subscribes.
+        second = kafka_transport.group_consumer([topic], group, second_events)
         threads.append(PollingThread(second))
         threads[1].start()
 
         def split() -> bool:
+            assert second is not None
             a, b = first.assignment(), second.assignment()
             return len(a) == 2 and len(b) == 2 and a | b == everything
 
@@ -299,7 +312,8 @@ def test_two_group_consumers_split_four_partitions(
         for thread in threads:
             thread.stopped.set()
             thread.join()
-        second.close()
+        if second is not None:
+            second.close()
         first.close()
     assert [t.error for t in threads] == [None, None]
     assert first_events.events[0] == ("assigned", sorted(everything))
@@ -308,18 +322,16 @@ def test_two_group_consumers_split_four_partitions(
     assert second_events.events[-1] == ("assigned", second_share)
 
 
-def test_consumer_commit_and_poll_round_trip(
-    admin: KafkaAdmin, kafka_settings: ClientSettings
-) -> None:
+def test_consumer_commit_and_poll_round_trip(admin: Admin, kafka_transport: Transport) -> None:
     """A member reads from the committed offset and its own commits are read back."""
     topic = make_topic(admin, 1)
-    producer = KafkaProducer(kafka_settings)
+    producer = kafka_transport.producer()
     for i in range(5):
         producer.send(OutRecord(topic, None, b"%d" % i))
     producer.close()
     group = unique_topic("g")
     tp = TP(topic, 0)
-    consumer = KafkaGroupConsumer(kafka_settings, [topic], group, Recorder())
+    consumer = kafka_transport.group_consumer([topic], group, Recorder())
     try:
         got: list[InRecord] = []
         wait_for(lambda: got.extend(consumer.poll(0.2, 100)) is None and len(got) >= 5, "5")
@@ -335,13 +347,13 @@ def test_consumer_commit_and_poll_round_trip(
 
 
 def test_reused_transactional_id_fences_the_older_sink(
-    admin: KafkaAdmin, kafka_settings: ClientSettings
+    admin: Admin, kafka_transport: Transport
 ) -> None:
     """A new sink with the same transactional id makes the older one fail, not retriable."""
     topic = make_topic(admin, 1)
-    settings = replace_tid(kafka_settings, unique_topic("tx"))
-    old = KafkaTransactionalSink(settings)
-    new = KafkaTransactionalSink(settings)
+    transactional_id = unique_topic("tx")
+    old = kafka_transport.sink(transactional_id)
+    new = kafka_transport.sink(transactional_id)
     try:
         with pytest.raises(TransportError) as info:
             old.begin()
@@ -353,8 +365,60 @@ def test_reused_transactional_id_fences_the_older_sink(
         old.close()
 
 
-def replace_tid(settings: ClientSettings, transactional_id: str) -> ClientSettings:
-    """``settings`` with a transactional id."""
-    from dataclasses import replace
+def _produce(transport: Transport, topic: str, count: int) -> None:
+    producer = transport.producer()
+    try:
+        for i in range(count):
+            producer.send(OutRecord(topic, None, b"%d" % i))
+        producer.flush()
+    finally:
+        producer.close()
 
-    return replace(settings, transactional_id=transactional_id)
+
+def test_lag_counts_records_behind_the_high_watermark(
+    admin: Admin, kafka_transport: Transport
+) -> None:
+    """After reading 2 of 5 records, lag reports the 3 left behind the high watermark."""
+    topic = make_topic(admin, 1)
+    _produce(kafka_transport, topic, 5)
+    consumer = kafka_transport.group_consumer([topic], unique_topic("g"), Recorder())
+    try:
+        got: list[InRecord] = []
+        wait_for(lambda: got.extend(consumer.poll(0.2, 2)) is None and len(got) >= 2, "2")
+        assert [r.offset for r in got] == [0, 1]
+        assert consumer.lag() == {TP(topic, 0): 3}
+    finally:
+        consumer.close()
+
+
+class SeekingListener(Recorder):
+    """Seeks every partition it is given to a fixed offset, as a restoring worker may."""
+
+    def __init__(self, offset: int) -> None:
+        super().__init__()
+        self.offset = offset
+        self.consumer: GroupConsumer | None = None
+
+    def on_assigned(self, tps: list[TP]) -> None:
+        super().on_assigned(tps)
+        assert self.consumer is not None
+        for tp in tps:
+            self.consumer.seek(tp, self.offset)
+
+
+def test_seek_in_on_assigned_sets_where_reading_starts(
+    admin: Admin, kafka_transport: Transport
+) -> None:
+    """A seek made by the listener while partitions are assigned decides the first record."""
+    topic = make_topic(admin, 1)
+    _produce(kafka_transport, topic, 6)
+    listener = SeekingListener(4)
+    consumer = kafka_transport.group_consumer([topic], unique_topic("g"), listener)
+    listener.consumer = consumer
+    try:
+        got: list[InRecord] = []
+        wait_for(lambda: got.extend(consumer.poll(0.2, 100)) is None and len(got) >= 2, "2")
+        assert [r.value for r in got] == [b"4", b"5"]
+        assert listener.events == [("assigned", [TP(topic, 0)])]
+    finally:
+        consumer.close()

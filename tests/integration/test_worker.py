@@ -16,16 +16,26 @@ from bench.generate import Dataset, generate, write
 from processor.cli import run_diff
 from processor.models import Account, AggregationStatus, CatalogEntry, SourceDescriptor
 from tests.broker import SessionBroker
+from tests.conftest import TRANSPORTS
 from tests.integration.harness import WorkerEnv, canonical
 
 pytestmark = pytest.mark.broker
 
 
 @pytest.fixture
-def env(kafka_broker: SessionBroker, tmp_path: Path) -> Iterator[WorkerEnv]:
+def worker_transport() -> str:
+    """The workers' ``NCD_TRANSPORT``; tests parametrized on it run on every transport."""
+    return "kafka-python"
+
+
+@pytest.fixture
+def env(kafka_broker: SessionBroker, tmp_path: Path, worker_transport: str) -> Iterator[WorkerEnv]:
     """Unique topics, group and state for one test; every worker is killed afterwards."""
     worker_env = WorkerEnv(
-        kafka_broker.bootstrap, tmp_path, hides_aborted=kafka_broker.hides_aborted
+        kafka_broker.bootstrap,
+        tmp_path,
+        hides_aborted=kafka_broker.hides_aborted,
+        transport=worker_transport,
     )
     worker_env.ensure_topics()
     yield worker_env
@@ -59,6 +69,7 @@ def _expected(dataset: Dataset, tmp_path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines()]
 
 
+@pytest.mark.parametrize("worker_transport", TRANSPORTS)
 def test_two_aggregations_give_the_events_of_diff(env: WorkerEnv, tmp_path: Path) -> None:
     """A baseline then a second aggregation yield exactly the events `diff` gives for the pair."""
     dataset = _dataset()
@@ -79,6 +90,7 @@ def test_two_aggregations_give_the_events_of_diff(env: WorkerEnv, tmp_path: Path
     assert record.key == f"{source.id}/{record.json()['account']['uuid']}"
 
 
+@pytest.mark.parametrize("worker_transport", TRANSPORTS)
 def test_state_is_restored_from_the_changelog(env: WorkerEnv, tmp_path: Path) -> None:
     """Stopped after the baseline with its state directory deleted, the worker restores it."""
     dataset = _dataset(seed=12)
