@@ -65,6 +65,8 @@ RESTORE_BATCH = 5_000
 CATCH_UP_POLL_S = 1.0
 #: A catch-up that makes no progress for this long fails (the broker is gone or stuck).
 CATCH_UP_STALL_S = 60.0
+#: Polls in a row a partition's aggregation records may wait for its provisioning input.
+MAX_HOLD_POLLS = 20
 #: Consumer lag is sampled at most this often (it asks the client for every partition).
 LAG_SAMPLE_S = 1.0
 
@@ -82,6 +84,8 @@ class Stats:
     batches: int = 0
     aborted_batches: int = 0
     restored_records: int = 0
+    #: Aggregation records put back to wait for their partition's provisioning input.
+    held_back: int = 0
 
 
 def ce_type(event_type: str) -> str:
@@ -201,6 +205,8 @@ class Runner:
         self._exactly_once = settings.guarantee == Guarantee.EXACTLY_ONCE
         self._restorer: PartitionReader | None = None
         self.ready = threading.Event()
+        self._held_polls: dict[int, int] = {}
+        self._holding: set[int] = set()
         self.metrics = Metrics(
             verdicts=[v.value for v in Verdict], event_types=[o.value for o in Operation]
         )
@@ -314,6 +320,8 @@ class Runner:
             self._close_partition(tp.partition)
             self.metrics.forget_partition(tp.partition)
             self._aggregations.forget(tp.partition)
+            self._holding.discard(tp.partition)
+            self._held_polls.pop(tp.partition, None)
         log.info("partitions_revoked", partitions=sorted(tp.partition for tp in tps))
 
     def _open_partition(self, partition: int) -> None:
@@ -395,9 +403,16 @@ class Runner:
     ) -> None:
         started = time.monotonic()
         s = self.settings
+        records = self._wait_for_provisioning(records, consumer)
+        if not records:
+            return
         by_partition: dict[int, list[InRecord]] = {}
         for record in records:
             by_partition.setdefault(record.partition, []).append(record)
+        for batch in by_partition.values():
+            # The platform's own changes first: an account record must meet the baseline
+            # with every provisioning record that is already in (stable: offsets stay in order).
+            batch.sort(key=lambda r: r.topic != s.topic_provisioning)
         overlays: dict[int, BatchOverlay] = {}
         verdicts: Counter[str] = Counter()
         events: Counter[str] = Counter()
@@ -487,6 +502,58 @@ class Runner:
             )
             if summary is not None:
                 log.info("aggregation_summary", **summary)
+
+    def _wait_for_provisioning(
+        self, records: list[InRecord], consumer: GroupConsumer
+    ) -> list[InRecord]:
+        """Hold back a partition's aggregation records while its provisioning input is behind.
+
+        Kafka orders records within a partition, not across the two input topics; an account
+        record read before a provisioning record that completed earlier would report the
+        platform's own change as native. So while the consumer knows of provisioning records
+        it has not read yet for a partition, that partition's aggregation records are put
+        back (seek), its aggregation partition is paused, and it is resumed once the
+        provisioning partition has caught up. Bounded: after ``MAX_HOLD_POLLS`` polls the
+        aggregation records go ahead (a provisioning stream that never drains must not stall
+        aggregations); the race window (docs/provisioning.md) still covers what comes late.
+        """
+        s = self.settings
+        behind = {
+            tp.partition
+            for tp, count in consumer.lag().items()
+            if tp.topic == s.topic_provisioning and count > 0
+        }
+        resume = []
+        for partition in sorted(self._holding):
+            self._held_polls[partition] = self._held_polls.get(partition, 0) + 1
+            if partition not in behind or self._held_polls[partition] >= MAX_HOLD_POLLS:
+                self._holding.discard(partition)
+                resume.append(TP(s.topic_aggregations, partition))
+        if resume:
+            consumer.resume(resume)
+        for partition in list(self._held_polls):
+            if partition not in behind and partition not in self._holding:
+                del self._held_polls[partition]
+        if not behind:
+            return records
+        kept: list[InRecord] = []
+        firsts: dict[TP, int] = {}
+        for record in records:
+            if (
+                record.topic == s.topic_aggregations
+                and record.partition in behind
+                and self._held_polls.get(record.partition, 0) < MAX_HOLD_POLLS
+            ):
+                firsts.setdefault(record.tp, record.offset)
+                self.stats.held_back += 1
+            else:
+                kept.append(record)
+        for tp, offset in firsts.items():
+            consumer.seek(tp, offset)
+            self._holding.add(tp.partition)
+        if firsts:
+            consumer.pause(list(firsts))
+        return kept
 
     def _emit(self, outcome: Outcome, record: InRecord, sink: TransactionalSink) -> None:
         s = self.settings
