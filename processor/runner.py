@@ -581,6 +581,7 @@ class Runner:
             source_id=outcome.source_id,
             partition=partition,
             suppressed=outcome.deletes_suppressed,
+            reason=outcome.reason or "deletions over the source's deleteThreshold",
         )
 
     def _abort(

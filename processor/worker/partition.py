@@ -180,6 +180,7 @@ class PartitionProcessor:
         try:
             record = _RECORD.validate_python(obj)
         except ValidationError as exc:
+            self._reject(obj, state)
             return _dead(codec.describe_validation_error(exc, "aggregation record"))
         policy = self._registry.policy(record.sourceId)
         if policy is None:
@@ -191,7 +192,22 @@ class PartitionProcessor:
                 return self._account(policy, record, state, input_digest)
             return self._completed(policy, record, state)
         except InputError as exc:
+            self._reject(obj, state)
             return _dead(exc.reason, record.sourceId)
+
+    def _reject(self, obj: Any, state: BatchOverlay) -> None:
+        """Count a dead-lettered account record against its running aggregation, if known."""
+        if not isinstance(obj, dict) or obj.get("type") != "account":
+            return
+        source_id, aggregation_id = obj.get("sourceId"), obj.get("aggregationId")
+        if not isinstance(source_id, str) or not isinstance(aggregation_id, str):
+            return
+        if self._registry.policy(source_id) is None:
+            return
+        agg = self._meta_of(source_id, state).running.get(aggregation_id)
+        if agg is not None:
+            agg.rejected += 1
+            self._dirty_meta.add(source_id)
 
     def _unchanged_input(
         self,
@@ -403,6 +419,9 @@ class PartitionProcessor:
                 input_digest = NO_INPUT_DIGEST  # held provisioning changed it
                 account_obj = current.model_dump(mode="json", exclude_none=True)
                 new_digest = digest(account_obj)
+        if stored_raw is None:
+            agg.created += 1
+            self._dirty_meta.add(source_id)
         new_key = self._store(
             source_id,
             key,
@@ -496,10 +515,15 @@ class PartitionProcessor:
         if record.status == AggregationStatus.COMPLETED:
             if agg.mode == AggregationMode.FULL:
                 doomed = self._unseen(source_id, aggregation_id, agg, state)
+                if agg.rejected and doomed:
+                    # Some of its account records were dead-lettered: "unseen" may be "lost".
+                    outcome.deletes_suppressed = len(doomed)
+                    outcome.reason = "account records of this aggregation were dead-lettered"
+                    doomed = []
             else:
                 doomed = self._flagged(source_id, aggregation_id, state)
             if meta.baseline:
-                self._delete(policy, record, doomed, state, outcome)
+                self._delete(policy, record, doomed, state, outcome, agg.created)
             else:  # the first completed aggregation is the baseline: drop silently
                 for key in doomed:
                     self._drop(policy, source_id, key, state)
@@ -541,11 +565,13 @@ class PartitionProcessor:
         doomed: list[str],
         state: BatchOverlay,
         outcome: Outcome,
+        created: int,
     ) -> None:
         source_id = record.sourceId
         if not doomed:
             return
-        total = state.count(k_accounts(source_id))
+        # R10: a share of the previous snapshot, so not of the accounts this one created.
+        total = state.count(k_accounts(source_id)) - created
         if not deletes_allowed(total, len(doomed), policy.source.deleteThreshold):
             outcome.deletes_suppressed = len(doomed)
             return

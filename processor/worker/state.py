@@ -173,6 +173,12 @@ class StoredAccount:
 class AggregationInfo:
     started_ms: int
     mode: str
+    #: Accounts this aggregation created (not in the state before it): R10 counts the
+    #: previous snapshot, so they are left out of the delete guard's total.
+    created: int = 0
+    #: Account records of this aggregation that were dead-lettered: a FULL aggregation that
+    #: lost records cannot tell which accounts are gone, so it deletes nothing.
+    rejected: int = 0
 
 
 @dataclass(slots=True)
@@ -188,7 +194,10 @@ class SourceMeta:
             {
                 "v": VERSION,
                 "baseline": self.baseline,
-                "running": {k: [v.started_ms, v.mode] for k, v in self.running.items()},
+                "running": {
+                    k: [v.started_ms, v.mode, v.created, v.rejected]
+                    for k, v in self.running.items()
+                },
                 "done": self.done,
             }
         )
@@ -198,7 +207,10 @@ class SourceMeta:
         obj = codec.loads(value)
         return SourceMeta(
             baseline=bool(obj["baseline"]),
-            running={k: AggregationInfo(int(v[0]), str(v[1])) for k, v in obj["running"].items()},
+            running={
+                k: AggregationInfo(int(v[0]), str(v[1]), *(int(n) for n in v[2:4]))
+                for k, v in obj["running"].items()
+            },
             done={str(k): int(v) for k, v in obj["done"].items()},
         )
 

@@ -260,3 +260,28 @@ def test_provisioning_is_applied_to_the_baseline() -> None:
     [event] = [e for o in outcomes for e in o.events]
     assert event.singleValueAttributeChanges == []
     assert [r.value for c in event.entitlementChanges for r in c.added] == ["g3"]
+
+
+def test_a_full_aggregation_that_lost_records_deletes_nothing() -> None:
+    """A dead-lettered account record may be an account still there: no deletions at all."""
+    p = Partition()
+    p.aggregation("a1", "2026-01-01T00:00:00Z", ACCOUNTS)
+    broken = {**ACCOUNTS[5], "attributes": "not an object"}
+    outcomes = p.aggregation("a2", "2026-01-02T00:00:00Z", [*ACCOUNTS[:5], broken])
+    assert outcomes[6].verdict == Verdict.DEAD_LETTERED
+    assert events(outcomes) == []
+    assert outcomes[-1].deletes_suppressed == 15  # user5..user19, the broken one among them
+    # The next clean aggregation deletes what is really gone.
+    outcomes = p.aggregation("a3", "2026-01-03T00:00:00Z", ACCOUNTS[:19])
+    assert events(outcomes) == [("ACCOUNT_DELETED", "CN=user19,DC=example")]
+
+
+def test_delete_guard_counts_the_previous_snapshot_only() -> None:
+    """R10: accounts created by the aggregation do not dilute the share of deletions."""
+    p = Partition(_source(deleteThreshold=10))
+    p.aggregation("a1", "2026-01-01T00:00:00Z", ACCOUNTS)
+    newcomers = [acct(100 + i) for i in range(20)]
+    # 3 of 20 previous accounts gone = 15% > 10%, though only 3 of 40 stored accounts.
+    outcomes = p.aggregation("a2", "2026-01-02T00:00:00Z", [*ACCOUNTS[3:], *newcomers])
+    assert [e for e in events(outcomes) if e[0] == "ACCOUNT_DELETED"] == []
+    assert outcomes[-1].deletes_suppressed == 3
