@@ -56,13 +56,21 @@ class Settings(BaseSettings):
         description="Kafka client: kafka-python, or confluent (librdkafka; extra 'confluent')",
     )
 
-    topic_sources: str = "ncd.sources"
-    topic_entitlements: str = "ncd.entitlements"
-    topic_aggregations: str = "ncd.aggregations"
-    topic_provisioning: str = "ncd.provisioning"
-    topic_events: str = "ncd.events"
-    topic_remediations: str = "ncd.remediations"
-    topic_dlq: str = "ncd.dlq"
+    topic_sources: str = Field("ncd.sources", description="source descriptors (compacted)")
+    topic_entitlements: str = Field(
+        "ncd.entitlements", description="entitlement catalog entries (compacted)"
+    )
+    topic_aggregations: str = Field(
+        "ncd.aggregations", description="aggregation records: the main input"
+    )
+    topic_provisioning: str = Field(
+        "ncd.provisioning", description="the platform's own std:account:update records"
+    )
+    topic_events: str = Field("ncd.events", description="output: the events")
+    topic_remediations: str = Field(
+        "ncd.remediations", description="output: remediation commands, for sources asking"
+    )
+    topic_dlq: str = Field("ncd.dlq", description="output: dead letters with the reason")
     topic_changelog: str = Field(
         "ncd.state-changelog", description="compacted changelog of the state stores"
     )
@@ -73,13 +81,23 @@ class Settings(BaseSettings):
     # Short enough that a stop request or a config change is noticed quickly, long
     # enough that an idle worker does not spin.
     poll_timeout_s: float = Field(0.5, gt=0, description="longest wait for records in one poll")
-    session_timeout_ms: int = Field(45_000, ge=1000)
-    heartbeat_interval_ms: int = Field(3_000, ge=100)
-    max_poll_interval_ms: int = Field(300_000, ge=1000)
-    transaction_timeout_ms: int = Field(60_000, ge=1000)
+    session_timeout_ms: int = Field(
+        45_000, ge=1000, description="consumer group session timeout: a dead worker's grace"
+    )
+    heartbeat_interval_ms: int = Field(
+        3_000, ge=100, description="consumer heartbeat interval (well under the session)"
+    )
+    max_poll_interval_ms: int = Field(
+        300_000, ge=1000, description="longest gap between polls before the group evicts"
+    )
+    transaction_timeout_ms: int = Field(
+        60_000, ge=1000, description="broker aborts a transaction left open this long"
+    )
     # Backoff after a retriable broker failure: doubles from the first to the cap.
-    retry_backoff_first_s: float = Field(0.5, gt=0)
-    retry_backoff_max_s: float = Field(30.0, gt=0)
+    retry_backoff_first_s: float = Field(
+        0.5, gt=0, description="first wait after a retriable broker failure (then doubles)"
+    )
+    retry_backoff_max_s: float = Field(30.0, gt=0, description="cap of that wait")
     # An hour covers the slowest aggregation of a large source; data time, not wall clock.
     provisioning_hold_s: float = Field(
         3600.0,
@@ -88,20 +106,28 @@ class Settings(BaseSettings):
         "for the aggregation that shows them (against aggregation startedAt)",
     )
 
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
-    ssl_cafile: Path | None = None
-    ssl_certfile: Path | None = None
-    ssl_keyfile: Path | None = None
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None, description="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"
+    )
+    sasl_username: str | None = Field(None, description="SASL user name")
+    sasl_password: SecretStr | None = Field(
+        None, description="SASL password (a secret: never printed or logged)"
+    )
+    ssl_cafile: Path | None = Field(None, description="CA certificate file (PEM) for TLS")
+    ssl_certfile: Path | None = Field(None, description="client certificate file (PEM)")
+    ssl_keyfile: Path | None = Field(None, description="client private key file (PEM)")
 
     http_host: str = Field("0.0.0.0", description="address of the metrics and health endpoint")
     http_port: int = Field(
         8080, ge=0, le=65535, description="port of /metrics, /livez, /readyz; 0 disables it"
     )
 
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="debug, info, warning or error"
+    )
     log_format: Literal["auto", "json", "console"] = Field(
         "auto", description="auto: console on a terminal, JSON otherwise"
     )
