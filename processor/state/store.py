@@ -20,6 +20,7 @@ Every store, on disk or in memory, has the same semantics, checked by the same t
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -110,6 +111,22 @@ class MemoryTable:
 
     items: dict[bytes, bytes] = field(default_factory=dict)
     checkpoint: int | None = None
+    #: The keys in order, rebuilt lazily after keys were added or removed: prefix scans
+    #: bisect it instead of testing every key (the worker scans small prefixes per record).
+    sorted_keys: list[bytes] | None = None
+
+    def ordered(self) -> list[bytes]:
+        if self.sorted_keys is None:
+            self.sorted_keys = sorted(self.items)
+        return self.sorted_keys
+
+    def keys_with(self, prefix: bytes) -> list[bytes]:
+        keys = self.ordered()
+        start = bisect.bisect_left(keys, prefix)
+        end = start
+        while end < len(keys) and keys[end].startswith(prefix):
+            end += 1
+        return keys[start:end]
 
 
 class InMemoryStateStore:
@@ -130,26 +147,27 @@ class InMemoryStateStore:
 
     def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         """Yield every ``(key, value)`` whose key starts with ``prefix``, sorted by key."""
-        items = self._live().items
+        table = self._live()
         # Snapshot before yielding so that a write during iteration cannot break it.
-        keys = sorted(k for k in items if k.startswith(prefix))
-        snapshot = [(k, items[k]) for k in keys]
-        return iter(snapshot)
+        return iter([(k, table.items[k]) for k in table.keys_with(prefix)])
 
     def count(self, prefix: bytes) -> int:
         """Return how many keys start with ``prefix``."""
-        items = self._live().items
+        table = self._live()
         if not prefix:
-            return len(items)
-        return sum(1 for k in items if k.startswith(prefix))
+            return len(table.items)
+        return len(table.keys_with(prefix))
 
     def apply(self, writes: Mapping[bytes, bytes | None], checkpoint: int | None) -> None:
         """Atomically apply puts (``bytes``), deletes (``None``) and, if given, the checkpoint."""
         table = self._live()
         for key, value in check_writes(writes, checkpoint):
             if value is None:
-                table.items.pop(key, None)
+                if table.items.pop(key, None) is not None:
+                    table.sorted_keys = None
             else:
+                if key not in table.items:
+                    table.sorted_keys = None
                 table.items[key] = value
         if checkpoint is not None:
             table.checkpoint = checkpoint
