@@ -91,7 +91,7 @@ def run_demo(examples: Path, out: TextIO, *, as_json: bool = False) -> int:
             publisher.publish_catalog(source.id, catalog)
             expected = _processed(runner)
             out.write(f"Worker started. Publishing the baseline ({len(previous)} accounts)...\n")
-            publisher.publish_aggregation(source.id, previous, started_at="2026-11-22T08:00:00Z")
+            publisher.publish_aggregation(source.id, previous, started_at="2026-11-21T08:00:00Z")
             expected += len(previous) + 2 * DEMO_PARTITIONS
             _wait(lambda: _processed(runner) >= expected, failure, "the baseline")
             out.write(f"Publishing {len(provisioning)} provisioning record(s) of the platform...\n")
@@ -100,7 +100,7 @@ def run_demo(examples: Path, out: TextIO, *, as_json: bool = False) -> int:
             expected += len(provisioning)
             _wait(lambda: _processed(runner) >= expected, failure, "the provisioning")
             out.write(f"Publishing the next aggregation ({len(current)} accounts)...\n\n")
-            publisher.publish_aggregation(source.id, current, started_at="2026-11-22T09:00:00Z")
+            publisher.publish_aggregation(source.id, current, started_at="2026-11-22T08:00:00Z")
             expected += len(current) + 2 * DEMO_PARTITIONS
             _wait(lambda: _processed(runner) >= expected, failure, "the second aggregation")
         finally:
