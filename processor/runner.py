@@ -420,8 +420,9 @@ class Runner:
         remediations = 0
         decided: list[tuple[int, Outcome]] = []
         caught_up = False
-        sink.begin()
         try:
+            # Inside the try: a failed begin must put the polled records back too.
+            sink.begin()
             for partition, batch in by_partition.items():
                 entry = self._partitions.get(partition)
                 if entry is None:  # revoked in this poll: another member owns it now

@@ -6,7 +6,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from kafka.errors import KafkaError
+from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from processor.errors import TransportError
@@ -42,19 +42,36 @@ def consumer_options(settings: ClientSettings) -> dict[str, Any]:
     }
 
 
+#: Said when a client cannot start: what to check (no value of any setting is quoted).
+START_HINT = (
+    "no broker answered: check NCD_BOOTSTRAP_SERVERS, and NCD_SECURITY_PROTOCOL with the "
+    "NCD_SASL_* / NCD_SSL_* settings: a refused TLS or SASL handshake looks the same"
+)
+
+
 @contextmanager
 def mapped_errors(operation: str) -> Iterator[None]:
     """Turn kafka-python's exceptions into ``TransportError``, keeping the cause.
 
-    ``KafkaError.retriable`` decides retriability; socket-level ``OSError`` counts as
-    retriable (the broker may come back). The message names the operation and the
-    error class only: kafka-python messages can quote whole requests.
+    ``KafkaError.retriable`` decides retriability (the unspecific base class counts as
+    retriable); socket-level ``OSError`` counts as retriable (the broker may come back).
+    The message names the operation and the error class only: kafka-python messages can
+    quote whole requests.
     """
     try:
         yield
     except KafkaError as exc:
         name = type(exc).__name__
-        raise TransportError(f"{operation} failed: {name}", retriable=exc.retriable) from exc
+        # kafka-python fails flushed sends of an unreachable broker with the bare base class
+        # (not marked retriable); specific errors (fencing, authorization, ...) keep theirs.
+        retriable = exc.retriable or type(exc) is KafkaError
+        message = f"{operation} failed: {name}"
+        if operation.endswith("start") and isinstance(
+            exc, (KafkaTimeoutError, KafkaConnectionError)
+        ):
+            # kafka-python reports a refused TLS or SASL handshake only as a time-out.
+            message += f" ({START_HINT})"
+        raise TransportError(message, retriable=retriable) from exc
     except OSError as exc:
         name = type(exc).__name__
         raise TransportError(f"{operation} failed: {name}", retriable=True) from exc

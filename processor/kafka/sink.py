@@ -10,6 +10,7 @@ commits offsets on the consumer afterwards (at-least-once).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
@@ -71,18 +72,39 @@ class KafkaTransactionalSink:
     """
 
     def __init__(self, settings: ClientSettings) -> None:
+        self._settings = settings
         self._transactional = settings.transactional_id is not None
         self._futures: list[FutureRecordMetadata] = []
         self._open = False
+        self._client: Any = None
+        self._start()
+
+    def _start(self) -> None:
         with mapped_errors("producer start"):
-            self._client = _ClientProducer(**_producer_options(settings))
-            if self._transactional:
-                self._client.init_transactions()
+            client = _ClientProducer(**_producer_options(self._settings))
+            try:
+                if self._transactional:
+                    client.init_transactions()
+            except BaseException:
+                client.close(timeout=0)
+                raise
+        self._client = client
+
+    def _replace(self) -> None:
+        """Drop a producer whose transaction state is unknown; the next ``begin`` starts a
+        new one, whose ``init_transactions`` fences the old epoch and aborts what it left
+        open (kafka-python cannot use a producer again after a failed abort)."""
+        client, self._client = self._client, None
+        # It is being thrown away and the failure that got it here was already reported.
+        with contextlib.suppress(Exception):
+            client.close(timeout=0)
 
     def begin(self) -> None:
         """Start a transaction (plain mode: start tracking written offsets)."""
         if self._open:
             raise TransportError("begin while a transaction is open", retriable=False)
+        if self._client is None:
+            self._start()
         self._futures = []
         if self._transactional:
             with mapped_errors("begin transaction"):
@@ -119,11 +141,17 @@ class KafkaTransactionalSink:
             return
         self._open = False
         if self._transactional:
-            with mapped_errors("abort transaction"):
-                self._client.abort_transaction()
+            try:
+                with mapped_errors("abort transaction"):
+                    self._client.abort_transaction()
+            except TransportError as exc:
+                self._replace()
+                raise TransportError(f"{exc} (producer replaced)", retriable=True) from exc
 
     def close(self) -> None:
         """Release the producer without waiting for queued records."""
+        if self._client is None:
+            return
         with mapped_errors("producer close"):
             self._client.close(timeout=0 if self._open else FLUSH_TIMEOUT_S)
 

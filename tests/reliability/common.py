@@ -155,6 +155,7 @@ def own_broker_env(tmp_path: Path, partitions: int = 3) -> tuple[TansuBroker, Wo
     """A fresh Tansu for one test (the caller stops it) and a WorkerEnv on it."""
     broker = TansuBroker()
     env = WorkerEnv(broker.bootstrap, tmp_path, partitions=partitions, hides_aborted=False)
+    env.extra_env["NCD_HTTP_PORT"] = "0"
     env.ensure_topics()
     return broker, env
 
@@ -162,5 +163,6 @@ def own_broker_env(tmp_path: Path, partitions: int = 3) -> tuple[TansuBroker, Wo
 def session_env(broker: SessionBroker, tmp_path: Path, partitions: int = 3) -> WorkerEnv:
     env = WorkerEnv(broker.bootstrap, tmp_path, partitions=partitions)
     env.hides_aborted = broker.hides_aborted
+    env.extra_env["NCD_HTTP_PORT"] = "0"  # several workers share the machine
     env.ensure_topics()
     return env

@@ -112,7 +112,7 @@ def test_odd_unicode_values_diff_cleanly(
     """Valid records holding NUL, RTL, combining marks or emoji diff with exit 0 or exit 2."""
     with tempfile.TemporaryDirectory() as tmp:
         line = json.dumps({"nativeIdentity": "CN=a", "attributes": {"title": new}}).encode()
-        code, out, err = _diff(Path(tmp), line + b"\n", capsys)
+        code, _out, err = _diff(Path(tmp), line + b"\n", capsys)
         assert "Traceback" not in err
         assert code in (0, 2)
         if code == 2:

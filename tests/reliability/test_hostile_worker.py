@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from processor.models import Account, SourceDescriptor
 from processor.state import BatchOverlay, InMemoryStateStore
-from processor.worker.partition import PartitionProcessor, Verdict
+from processor.worker.partition import Outcome, PartitionProcessor, Verdict
 from processor.worker.registry import SourceRegistry
 from tests.reliability.hostile import SOURCE_ID, hostile_values, nested
 from tests.unit.memory_worker import MemoryWorker
@@ -58,7 +58,9 @@ def _processor() -> tuple[PartitionProcessor, InMemoryStateStore]:
     return PartitionProcessor(registry), InMemoryStateStore()
 
 
-def _run(processor: PartitionProcessor, store: InMemoryStateStore, values: list[bytes]) -> list:
+def _run(
+    processor: PartitionProcessor, store: InMemoryStateStore, values: list[bytes]
+) -> list[Outcome]:
     overlay = BatchOverlay(store)
     processor.begin_batch()
     outcomes = [processor.process(v, overlay) for v in values]

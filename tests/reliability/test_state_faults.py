@@ -55,16 +55,26 @@ def test_damaged_state_is_rebuilt_before_the_next_aggregation(
     assert env.stop(worker) == 0
     assert len(_data_files(env)) == env.partitions
     damage(env, random.Random(SEED))  # type: ignore[operator]
+    first_run = len(log_events(env, "w1", "state_restored"))
     env.start()
     steps.publish(env, 1)
     env.wait_drained()
     check_exact(env, steps.expected(1, tmp_path / "expected"))
-    restored = log_events(env, "w1", "state_restored")
+    restored = log_events(env, "w1", "state_restored")[first_run:]
     assert sorted(r["partition"] for r in restored) == list(range(env.partitions))
-    assert all(r["from_offset"] is None for r in restored), "restore did not start from scratch"
-    if damage is not _delete:
-        rebuilt = log_events(env, "w1", "state_store_rebuilt")
-        assert sorted(r["partition"] for r in rebuilt) == list(range(env.partitions))
+    rebuilt = {r["partition"] for r in log_events(env, "w1", "state_store_rebuilt")}
+    if damage is _delete:
+        scratch = set(range(env.partitions))
+    elif damage is _truncate:
+        assert rebuilt == set(range(env.partitions))
+        scratch = rebuilt
+    else:
+        # Random bytes may land on a free page (harmless: that store is kept and stays
+        # exact); every store whose used pages were hit is rebuilt.
+        assert rebuilt, "no corruption was noticed"
+        scratch = rebuilt
+    from_scratch = {r["partition"] for r in restored if r["from_offset"] is None}
+    assert scratch <= from_scratch, f"not restored from scratch: {scratch - from_scratch}"
 
 
 def _filled_store(root: Path) -> tuple[Path, dict[bytes, bytes]]:

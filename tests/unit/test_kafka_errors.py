@@ -1,0 +1,46 @@
+"""How kafka-python's exceptions become ``TransportError`` (retriable or not, and what it says)."""
+
+from __future__ import annotations
+
+import pytest
+from kafka.errors import (
+    KafkaConnectionError,
+    KafkaError,
+    KafkaTimeoutError,
+    ProducerFencedError,
+    TopicAuthorizationFailedError,
+)
+
+from processor.errors import TransportError
+from processor.kafka._common import START_HINT, mapped_errors
+
+
+def _mapped(exc: Exception, operation: str = "send") -> TransportError:
+    with pytest.raises(TransportError) as info, mapped_errors(operation):
+        raise exc
+    return info.value
+
+
+def test_the_bare_base_class_is_retriable() -> None:
+    """A flushed send failed by an unreachable broker (bare KafkaError) is retried, not fatal."""
+    assert _mapped(KafkaError("boom")).retriable
+
+
+@pytest.mark.parametrize("exc", [ProducerFencedError(), TopicAuthorizationFailedError()])
+def test_fencing_and_authorization_stay_fatal(exc: Exception) -> None:
+    """Errors that another attempt cannot fix stop the worker."""
+    assert not _mapped(exc).retriable
+
+
+@pytest.mark.parametrize("exc", [KafkaTimeoutError(), KafkaConnectionError()])
+def test_a_client_that_cannot_start_says_what_to_check(exc: Exception) -> None:
+    """A start-up time-out names the settings to check, since a refused handshake looks alike."""
+    error = _mapped(exc, "admin start")
+    assert START_HINT in str(error)
+    assert START_HINT not in str(_mapped(exc, "send"))
+
+
+def test_messages_never_quote_the_cause_text() -> None:
+    """Only the operation and the error class are said: client messages can quote requests."""
+    error = _mapped(KafkaError("SENTINEL-payload"))
+    assert "SENTINEL" not in str(error)
