@@ -76,7 +76,12 @@ class Settings(BaseSettings):
     )
 
     max_batch_records: int = Field(
-        500, ge=1, description="records per poll, and so per transaction"
+        2000, ge=1, description="most records per batch, and so per transaction"
+    )
+    batch_linger_ms: int = Field(
+        100,
+        ge=0,
+        description="how long a batch is filled from further polls before it is processed",
     )
     # Short enough that a stop request or a config change is noticed quickly, long
     # enough that an idle worker does not spin.

@@ -207,6 +207,8 @@ class Runner:
         self.ready = threading.Event()
         self._held_polls: dict[int, int] = {}
         self._holding: set[int] = set()
+        #: Counts rebalance callbacks, so that a batch being filled notices one.
+        self._rebalances = 0
         self.metrics = Metrics(
             verdicts=[v.value for v in Verdict], event_types=[o.value for o in Operation]
         )
@@ -247,6 +249,8 @@ class Runner:
                 follower.follow()
                 try:
                     records = consumer.poll(s.poll_timeout_s, s.max_batch_records)
+                    if records and s.batch_linger_ms > 0:
+                        records = self._linger(consumer, records)
                     if self._joined:  # every assigned partition restored, and polling
                         self.ready.set()
                     self._sample_lag(consumer)
@@ -269,6 +273,28 @@ class Runner:
             for partition in list(self._partitions):
                 self._close_partition(partition)
             log.info("worker_stopped", **self.summary())
+
+    def _linger(self, consumer: GroupConsumer, records: list[InRecord]) -> list[InRecord]:
+        """Fill the batch from further polls for up to ``batch_linger_ms``: one transaction
+        costs a few broker round trips whatever its size, so bigger batches amortise it.
+
+        A rebalance during the wait resets positions to the committed offsets (eager
+        protocol): the records read before it would be read again, so they are dropped.
+        """
+        s = self.settings
+        deadline = time.monotonic() + s.batch_linger_ms / 1000
+        while len(records) < s.max_batch_records:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            generation = self._rebalances
+            more = consumer.poll(min(left, s.poll_timeout_s), s.max_batch_records - len(records))
+            if self._rebalances != generation:
+                return more
+            if not more:
+                break
+            records.extend(more)
+        return records
 
     def live(self, now: float | None = None) -> bool:
         """Whether the loop (or a restore) made progress within ``max_poll_interval_ms``.
@@ -304,6 +330,7 @@ class Runner:
 
         Not ready while restoring: the loop sets ``ready`` again after the poll that called this.
         """
+        self._rebalances += 1
         self.ready.clear()
         for tp in sorted(tps):
             if (
@@ -316,6 +343,7 @@ class Runner:
 
     def on_revoked(self, tps: list[TP]) -> None:
         """Close the stores of partitions taken away (no batch is open during a poll)."""
+        self._rebalances += 1
         for tp in tps:
             self._close_partition(tp.partition)
             self.metrics.forget_partition(tp.partition)
@@ -458,7 +486,9 @@ class Runner:
                 for key, value in overlay.writes.items():
                     sink.send(OutRecord(s.topic_changelog, key, value, partition=partition))
             offsets = {r.tp: r.offset + 1 for r in records if r.partition in overlays}
+            commit_started = time.monotonic()
             produced = sink.commit(offsets, consumer.group_id())
+            commit_s = time.monotonic() - commit_started
             if not self._exactly_once:
                 consumer.commit(offsets)
         except BaseException:
@@ -488,6 +518,7 @@ class Runner:
             events=dict(events),
             remediations=remediations,
             duration_ms=round(duration_s * 1000, 1),
+            commit_ms=round(commit_s * 1000, 1),
         )
         self._summarize(decided)
 

@@ -77,6 +77,9 @@ class WorkerEnv:
                 "NCD_HEARTBEAT_INTERVAL_MS": "1000",
                 "NCD_POLL_TIMEOUT_S": "0.2",
                 "NCD_MAX_BATCH_RECORDS": "100",
+                # A killed worker's open transaction holds read_committed readers back at
+                # its first offset until the broker times it out (or the instance returns).
+                "NCD_TRANSACTION_TIMEOUT_MS": "10000",
                 "NCD_LOG_FORMAT": "json",
                 "NCD_TRANSPORT": self.transport,
                 # No metrics/health endpoint unless a test asks for one: workers share a host.
