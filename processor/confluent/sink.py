@@ -46,6 +46,13 @@ def _producer_options(settings: ClientSettings) -> dict[str, Any]:
     if settings.transactional_id is not None:
         options["transactional.id"] = settings.transactional_id
         options["transaction.timeout.ms"] = settings.transaction_timeout_ms
+        # librdkafka refuses a message timeout longer than the transaction's (its default
+        # is 300 s): a record that cannot be delivered within the transaction fails it.
+        options["message.timeout.ms"] = min(300_000, settings.transaction_timeout_ms)
+        # ... and a socket timeout longer than the transaction's timeout + 100 ms.
+        options["socket.timeout.ms"] = min(
+            options["socket.timeout.ms"], settings.transaction_timeout_ms + 100
+        )
     return options
 
 

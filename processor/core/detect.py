@@ -169,7 +169,8 @@ def build_event(
     }
     cls = event_class(operation)
     draft = cls(**body, id="")
-    event = cls(**body, id=event_id(draft.model_dump(mode="json"), context))
+    # Validated once; the id is a string computed from the validated draft itself.
+    event = draft.model_copy(update={"id": event_id(draft.model_dump(mode="json"), context)})
     return cast(AccountEvent, event)  # event_class(operation) is one of AccountEvent's members
 
 

@@ -1,0 +1,23 @@
+"""librdkafka accepts the producer options the confluent transport derives from the settings."""
+
+from __future__ import annotations
+
+import pytest
+from confluent_kafka import Producer
+
+from processor.confluent.sink import _producer_options
+from processor.transport import ClientSettings
+
+
+@pytest.mark.parametrize("timeout_ms", [1_000, 10_000, 60_000, 900_000])
+def test_any_transaction_timeout_gives_a_valid_transactional_producer(timeout_ms: int) -> None:
+    """Short transaction timeouts bring the message and socket timeouts down with them."""
+    settings = ClientSettings(
+        bootstrap_servers="127.0.0.1:9",
+        transactional_id="t",
+        transaction_timeout_ms=timeout_ms,
+    )
+    options = _producer_options(settings)
+    Producer(options)  # raises KafkaException(_INVALID_ARG) on inconsistent timeouts
+    assert options["message.timeout.ms"] <= timeout_ms
+    assert options["socket.timeout.ms"] <= timeout_ms + 100
