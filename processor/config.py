@@ -78,6 +78,13 @@ class Settings(BaseSettings):
     max_batch_records: int = Field(
         2000, ge=1, description="most records per batch, and so per transaction"
     )
+    # Under Kafka's default 1 MiB message limit, with room for headers: an input record the
+    # worker could neither store in the changelog nor copy to the dead-letter topic.
+    max_record_bytes: int = Field(
+        900_000,
+        ge=1024,
+        description="input records over this size are dead-lettered (the copy without its value)",
+    )
     batch_linger_ms: int = Field(
         100,
         ge=0,

@@ -113,15 +113,26 @@ def event_record(topic: str, event: AccountEvent, timestamp_ms: int) -> OutRecor
     return OutRecord(topic, event_key(event), codec.dumps(event.model_dump(mode="json")), headers)
 
 
-def dead_letter(topic: str, record: InRecord, reason: str) -> OutRecord:
-    """The input record, unchanged, with headers naming the error and where it came from."""
-    headers = (
+def dead_letter(
+    topic: str, record: InRecord, reason: str, max_value_bytes: int | None = None
+) -> OutRecord:
+    """The input record, unchanged, with headers naming the error and where it came from.
+
+    A value over ``max_value_bytes`` is left out (header ``ncd_value_omitted`` gives its
+    size): the producer could not write it, and the headers point at the original, which
+    stays in the input topic. Nothing is lost; the partition keeps flowing.
+    """
+    headers = [
         ("ncd_error", reason.encode()),
         ("ncd_original_topic", record.topic.encode()),
         ("ncd_original_partition", str(record.partition).encode()),
         ("ncd_original_offset", str(record.offset).encode()),
-    )
-    return OutRecord(topic, record.key, record.value, headers)
+    ]
+    value = record.value
+    if value is not None and max_value_bytes is not None and len(value) > max_value_bytes:
+        headers.append(("ncd_value_omitted", str(len(value)).encode()))
+        value = None
+    return OutRecord(topic, record.key, value, tuple(headers))
 
 
 class ConfigFollower:
@@ -368,7 +379,12 @@ class Runner:
             store = self._stores.open(partition)
             self._restore(partition, store)
         self._partitions[partition] = _Partition(
-            store, PartitionProcessor(self._registry, hold_s=self.settings.provisioning_hold_s)
+            store,
+            PartitionProcessor(
+                self._registry,
+                hold_s=self.settings.provisioning_hold_s,
+                max_record_bytes=self.settings.max_record_bytes,
+            ),
         )
         self.metrics.state_size(partition, store.count(b""))
 
@@ -591,7 +607,7 @@ class Runner:
         s = self.settings
         if outcome.verdict == Verdict.DEAD_LETTERED:
             reason = outcome.reason or "invalid record"
-            sink.send(dead_letter(s.topic_dlq, record, reason))
+            sink.send(dead_letter(s.topic_dlq, record, reason, s.max_record_bytes))
             log.warning(
                 "record_dead_lettered",
                 topic=record.topic,

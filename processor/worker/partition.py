@@ -135,8 +135,15 @@ def parse_instant_ms(text: str) -> int:
 class PartitionProcessor:
     """Decides the records of one input partition against its state."""
 
-    def __init__(self, registry: SourceRegistry, *, hold_s: float = DEFAULT_HOLD_S) -> None:
+    def __init__(
+        self,
+        registry: SourceRegistry,
+        *,
+        hold_s: float = DEFAULT_HOLD_S,
+        max_record_bytes: int | None = None,
+    ) -> None:
         self._registry = registry
+        self._max_record_bytes = max_record_bytes
         self._own = OwnChanges(int(hold_s * 1000))
         self._meta: dict[str, SourceMeta] = {}
         self._seen: dict[tuple[str, str], set[str]] = {}
@@ -169,6 +176,9 @@ class PartitionProcessor:
             obj = codec.loads(value)
         except InputError as exc:
             return _dead(exc.reason)
+        if self._max_record_bytes is not None and len(value) > self._max_record_bytes:
+            self._reject(obj, state)
+            return _dead(f"record of {len(value)} bytes is over the limit (NCD_MAX_RECORD_BYTES)")
         input_digest = NO_INPUT_DIGEST
         if isinstance(obj, dict) and obj.get("type") == "account":
             account = obj.get("account")
@@ -255,6 +265,8 @@ class PartitionProcessor:
         """
         if value is None:
             return _dead("tombstone on the provisioning topic")
+        if self._max_record_bytes is not None and len(value) > self._max_record_bytes:
+            return _dead(f"record of {len(value)} bytes is over the limit (NCD_MAX_RECORD_BYTES)")
         try:
             record = codec.validate(ProvisioningRecord, codec.loads(value), "provisioning record")
             done = completed_ms(record)

@@ -285,3 +285,16 @@ def test_delete_guard_counts_the_previous_snapshot_only() -> None:
     outcomes = p.aggregation("a2", "2026-01-02T00:00:00Z", [*ACCOUNTS[3:], *newcomers])
     assert [e for e in events(outcomes) if e[0] == "ACCOUNT_DELETED"] == []
     assert outcomes[-1].deletes_suppressed == 3
+
+
+def test_oversized_records_are_dead_lettered_and_count_as_lost() -> None:
+    """A record over the size limit is dead-lettered, and its FULL aggregation deletes nothing."""
+    p = Partition()
+    p.processor = PartitionProcessor(p.registry, max_record_bytes=2048)
+    p.aggregation("a1", "2026-01-01T00:00:00Z", ACCOUNTS)
+    huge = acct(7, groups=tuple(f"group-{i:04d}" for i in range(400)))
+    outcomes = p.aggregation("a2", "2026-01-02T00:00:00Z", [*ACCOUNTS[:7], huge, *ACCOUNTS[8:]])
+    assert outcomes[8].verdict == Verdict.DEAD_LETTERED
+    assert "NCD_MAX_RECORD_BYTES" in (outcomes[8].reason or "")
+    assert events(outcomes) == []
+    assert outcomes[-1].deletes_suppressed == 1
