@@ -60,6 +60,8 @@ ALLOWED_FIELDS = frozenset(
         "host",
         "remediations",
         "url",
+        "commit_ms",
+        "held_back",
     }
 )
 REDACTED = "[redacted]"
