@@ -32,11 +32,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="scaled down: a few minutes")
     parser.add_argument("--accounts", type=int, help="accounts of the broker runs")
     parser.add_argument("--no-broker", action="store_true", help="pure sections only")
+    parser.add_argument(
+        "--state-accounts",
+        type=int,
+        help="accounts of the separate state run (default 1,000,000; 0 = use the baseline's)",
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
     began = time.time()
     n_broker = args.accounts or (20_000 if args.quick else 200_000)
+    if args.state_accounts is None:
+        args.state_accounts = 0 if args.quick else 1_000_000
     n_core = 4_000 if args.quick else 20_000
     budget = 1.0 if args.quick else 3.0
     from bench.report.core_bench import measure_core, measure_worker_path
@@ -61,6 +68,16 @@ def main(argv: list[str] | None = None) -> int:
         r["state"] = render.state_summary(
             first, r["broker"]["baseline"][first]["samples"], n_broker
         )
+        if args.state_accounts:
+            from bench.report.broker_runs import measure_state
+
+            print(f"4. state, {args.state_accounts:,} accounts", file=sys.stderr)
+            state_run = measure_state(generate(args.state_accounts, 0.05, args.seed), 3)
+            r["state_run"] = {k: v for k, v in state_run.items() if k != "samples"}
+            r["state"] = render.state_summary(
+                state_run["contender"], state_run["samples"], args.state_accounts
+            )
+            r["state"]["restore"] = state_run["restore"]
     r["meta"] = {
         "command": "python -m bench.report" + (" --quick" if args.quick else ""),
         "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),

@@ -460,3 +460,35 @@ def measure_broker(
             bench.kill_all()
         broker.stop()
     return out
+
+
+def measure_state(dataset: Dataset, partitions: int) -> dict[str, Any]:
+    """Section 4 at full size: one worker (kafka-python, exactly-once) takes a baseline of
+    every account of ``dataset`` while its RSS is sampled, then its state directory is
+    deleted and the restore from the changelog is timed."""
+    broker = TansuBroker()
+    work = Path(tempfile.mkdtemp(prefix="ncd-state-"))
+    inputs = f"in-{os.urandom(3).hex()}"
+    bench = Contender(broker.bootstrap, "exactly_once", partitions, work, "kafka-python", inputs)
+    try:
+        create_inputs(broker.bootstrap, inputs, partitions)
+        bench.ensure_topics()
+        source = SourceDescriptor.model_validate(dataset.source)
+        began = time.perf_counter()
+        bench.publish(lambda p: p.publish_source(source))
+        bench.publish(
+            lambda p: p.publish_aggregation(
+                source.id, accounts(dataset.previous()), started_at=PREVIOUS_AT.strftime(ISO)
+            )
+        )
+        published_s = time.perf_counter() - began
+        bounds = bench.aggregation_bounds()
+        row = run_sampled(bench, {tp: end for tp, (_, end) in bounds.items()}, {})
+        row["publish_s"] = published_s
+        row["accounts"] = dataset.n_accounts
+        row["restore"] = restore_run(bench)
+        row["contender"] = bench.tag
+        return row
+    finally:
+        bench.kill_all()
+        broker.stop()

@@ -42,8 +42,16 @@ def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
             True,
             "x",
         )
+        if "unchanged" in core:
+            add(
+                "unchanged accounts >= 150,000/s on one core (diff core, decide_event)",
+                _row(core["unchanged"]["rows"], "core decide_event")["per_s"],
+                150_000,
+                True,
+                "/s",
+            )
         add(
-            "unchanged accounts >= 150,000/s on one core (worker path, from bytes)",
+            "unchanged accounts >= 150,000/s on one core (worker path, from record bytes)",
             _row(r["worker_path"]["unchanged"]["rows"], "worker")["per_s"],
             150_000,
             True,
@@ -75,10 +83,17 @@ def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
             )
     if b and "confluent" not in b.get("transports", []):
         add("worker (confluent) >= 1.5x Quix peer", None, 1.5, True, "x")
-    rss = r.get("state", {}).get("rss_mb_at_accounts")
-    if rss:
+    anon = r.get("state", {}).get("anon_mb_at_accounts")
+    if anon:
+        # The process's own memory (RssAnon). LMDB maps its file: the pages it touched also
+        # count in VmRSS as RssFile, page cache the kernel reclaims under pressure (the
+        # state section shows both).
         add(
-            f"RSS < 400 MB with {r['state']['accounts']:,} accounts in state", rss, 400, False, "MB"
+            f"resident memory (RssAnon) < 400 MB with {r['state']['accounts']:,} accounts in state",
+            anon,
+            400,
+            False,
+            "MB",
         )
     lat = b.get("latency", {})
     if lat:
@@ -304,6 +319,16 @@ def _state_md(st: dict[str, Any]) -> list[str]:
         f"{st['rss_kb_per_1k_accounts']:.1f} kB per 1,000 accounts.",
         "",
     ]
+    rs = st.get("restore")
+    if rs:
+        lines += [
+            f"After the baseline the state directory was deleted and the worker restarted: it "
+            f"restored {rs.get('restored_records', 0):,} changelog records in "
+            f"{rs.get('restore_s', 0):.1f} s = **{rs.get('records_per_s', 0):,.0f} records/s** "
+            f"(RSS after restore: {rs.get('rss_after_restore_kb', {}).get('VmRSS', 0) / 1024:,.0f} MB"
+            f" VmRSS, {rs.get('rss_after_restore_kb', {}).get('RssAnon', 0) / 1024:,.0f} MB RssAnon).",
+            "",
+        ]
     return lines
 
 
@@ -325,4 +350,5 @@ def state_summary(contender: str, samples: list[dict[str, Any]], accounts: int) 
         "anon_kb_per_1k_accounts": (z["RssAnon"] - a["RssAnon"]) / span,
         "rss_kb_per_1k_accounts": (z["VmRSS"] - a["VmRSS"]) / span,
         "rss_mb_at_accounts": z["VmRSS"] / 1024,
+        "anon_mb_at_accounts": z["RssAnon"] / 1024,
     }
