@@ -606,21 +606,36 @@ class Runner:
     def _emit(self, outcome: Outcome, record: InRecord, sink: TransactionalSink) -> None:
         s = self.settings
         if outcome.verdict == Verdict.DEAD_LETTERED:
-            reason = outcome.reason or "invalid record"
-            sink.send(dead_letter(s.topic_dlq, record, reason, s.max_record_bytes))
-            log.warning(
-                "record_dead_lettered",
-                topic=record.topic,
-                partition=record.partition,
-                offset=record.offset,
-                reason=reason,
-            )
-        for event in outcome.events:
-            sink.send(event_record(s.topic_events, event, record.timestamp_ms))
+            self._dead_letter(record, outcome.reason or "invalid record", sink)
+        outputs = [
+            event_record(s.topic_events, event, record.timestamp_ms) for event in outcome.events
+        ]
         for command in outcome.remediations:  # keyed like the event, same transaction
             value = codec.dumps(command.model_dump(mode="json"))
             headers = (("ce_id", command.id.encode()), ("content-type", b"application/json"))
-            sink.send(OutRecord(s.topic_remediations, command_key(command), value, headers))
+            outputs.append(OutRecord(s.topic_remediations, command_key(command), value, headers))
+        for out in outputs:
+            size = len(out.value or b"")
+            if size > s.max_record_bytes:
+                # The producer (and a broker with default limits) would refuse it, and the
+                # batch would fail for ever: the input goes to the DLQ, saying why.
+                self._dead_letter(
+                    record, f"its output of {size} bytes is over NCD_MAX_RECORD_BYTES", sink
+                )
+                continue
+            sink.send(out)
+
+    def _dead_letter(self, record: InRecord, reason: str, sink: TransactionalSink) -> None:
+        sink.send(
+            dead_letter(self.settings.topic_dlq, record, reason, self.settings.max_record_bytes)
+        )
+        log.warning(
+            "record_dead_lettered",
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            reason=reason,
+        )
 
     def _warn_guard(self, outcome: Outcome, partition: int) -> None:
         self.stats.deletes_suppressed += outcome.deletes_suppressed

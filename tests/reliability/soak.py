@@ -107,10 +107,18 @@ def memory_kb(pid: int) -> tuple[int, int]:
     return fields["VmRSS"], fields["RssAnon"]
 
 
-def paced(accounts: Iterable[Account], due: Callable[[], float]) -> Iterator[Account]:
+class Stopped(Exception):
+    """The soak was stopped before the producer was done."""
+
+
+def paced(
+    accounts: Iterable[Account], due: Callable[[], float], stop: threading.Event
+) -> Iterator[Account]:
     """Yield accounts, sleeping until ``due()`` (when the next record is due) every few."""
     for n, account in enumerate(accounts):
         if n % PACE_EVERY == 0:
+            if stop.is_set():
+                raise Stopped
             ahead = due() - time.monotonic()
             if ahead > 0:
                 time.sleep(ahead)
@@ -127,10 +135,13 @@ class _Producer(threading.Thread):
         self.steps = 0
         self.expected_events = 0
         self.error: BaseException | None = None
+        self.stop = threading.Event()
 
     def run(self) -> None:
         try:
             self._publish()
+        except Stopped:
+            pass
         except BaseException as exc:  # reported by the main thread
             self.error = exc
 
@@ -153,7 +164,7 @@ class _Producer(threading.Thread):
                     break
                 publisher.publish_aggregation(
                     self.workload.source.id,
-                    paced(snapshot, due),
+                    paced(snapshot, due, self.stop),
                     started_at=Workload.started_at(step),
                     progress=count,
                 )
@@ -205,8 +216,9 @@ def run_soak(
             time.sleep(SAMPLE_S)
         out(_interval_line(last, result.samples[-1]))
     finally:
-        committed.close()
+        producer.stop.set()
         producer.join(timeout=60)
+        committed.close()
     result.produced, result.steps = producer.produced, producer.steps
     result.expected_events = producer.expected_events
     return result

@@ -19,9 +19,9 @@ RATE = 3_000.0
 ACCOUNTS = 1_000
 SEED = 11
 #: Median RssAnon of the last quarter of the records over that of the third quarter. The
-#: heap settles within the first ~50k records (malloc arenas, client buffers; RELIABILITY.md);
-#: one that grows with the records processed (say 1 KiB per record: +25 MB) exceeds this.
-MAX_ANON_GROWTH = 1.2
+#: heap still rises slowly over the first ~150k records (1.11-1.13 seen here) and is flat
+#: after (RELIABILITY.md); a leak of ~1 KiB per record (+25 MB per quarter) exceeds this.
+MAX_ANON_GROWTH = 1.3
 
 
 def _expected(workload: Workload, steps: int, workdir: Path) -> list[dict[str, Any]]:

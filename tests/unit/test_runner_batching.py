@@ -44,3 +44,26 @@ def test_lingering_puts_many_small_polls_into_one_batch(tmp_path: Path) -> None:
     with_linger = _run(tmp_path / "b", 1000)
     assert without >= 62 // CHUNK
     assert with_linger < without / 4
+
+
+def test_an_output_over_the_size_limit_dead_letters_its_input(tmp_path: Path) -> None:
+    """An event the producer would refuse sends its input to the DLQ; the batch commits."""
+    worker = MemoryWorker(tmp_path)
+    source = make_source()
+    worker.publish(source, [make_account("CN=small", {"title": "t"})])
+    runner = worker.runner()
+    runner.settings = worker.settings.model_copy(update={"max_record_bytes": 1024})
+    worker.run(runner)
+    big = make_account("CN=big", {"title": "x" * 600})
+    worker.publish(source, [make_account("CN=small", {"title": "t"}), big])
+    runner = worker.runner()
+    runner.settings = worker.settings.model_copy(update={"max_record_bytes": 1024})
+    worker.run(runner)
+    dlq = [s.record for log in worker.broker.logs[worker.settings.topic_dlq] for s in log]
+    dlq = [r for r in dlq if r is not None]  # not the transaction markers
+    assert len(dlq) == 1
+    reason = dict(dlq[0].headers)["ncd_error"].decode()
+    assert "over NCD_MAX_RECORD_BYTES" in reason
+    assert "x" * 20 not in reason
+    events = [s.record for log in worker.broker.logs[worker.settings.topic_events] for s in log]
+    assert [r for r in events if r is not None] == []

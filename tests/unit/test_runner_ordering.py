@@ -23,7 +23,8 @@ def _accounts(title_of_3: str) -> list[Account]:
 
 def _events(worker: MemoryWorker) -> list[tuple[str, str]]:
     logs = worker.broker.logs.get(worker.settings.topic_events, [])
-    values = [r.value for log in logs for r in log if r.value is not None]
+    records = [slot.record for log in logs for slot in log if slot.record is not None]
+    values = [r.value for r in records if r.value is not None]
     return sorted(
         (e["eventType"], e["account"]["nativeIdentity"]) for e in map(orjson.loads, values)
     )
