@@ -46,6 +46,7 @@ from processor.publisher import record_key
 from processor.state.overlay import BatchOverlay
 from processor.state.store import StateStore, StoreFactory
 from processor.transport import (
+    LAG_UNKNOWN,
     TP,
     GroupConsumer,
     InRecord,
@@ -265,6 +266,8 @@ class Runner:
                     if self._joined:  # every assigned partition restored, and polling
                         self.ready.set()
                     self._sample_lag(consumer)
+                    # Every iteration, records or not: held partitions are resumed here.
+                    records = self._wait_for_provisioning(records, consumer)
                     if records:
                         self._batch(records, sink, consumer, follower)
                     backoff = s.retry_backoff_first_s
@@ -447,9 +450,6 @@ class Runner:
     ) -> None:
         started = time.monotonic()
         s = self.settings
-        records = self._wait_for_provisioning(records, consumer)
-        if not records:
-            return
         by_partition: dict[int, list[InRecord]] = {}
         for record in records:
             by_partition.setdefault(record.partition, []).append(record)
@@ -569,7 +569,8 @@ class Runner:
         behind = {
             tp.partition
             for tp, count in consumer.lag().items()
-            if tp.topic == s.topic_provisioning and count > 0
+            # Unknown (no fetch answered yet, e.g. just after assignment) counts as behind.
+            if tp.topic == s.topic_provisioning and (count > 0 or count == LAG_UNKNOWN)
         }
         resume = []
         for partition in sorted(self._holding):

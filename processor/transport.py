@@ -28,6 +28,10 @@ class TP(NamedTuple):
     partition: int
 
 
+#: ``GroupConsumer.lag()`` of a partition whose high watermark no fetch has told yet.
+LAG_UNKNOWN = -1
+
+
 @dataclass(frozen=True, slots=True)
 class InRecord:
     """A record read from the broker."""
@@ -140,8 +144,8 @@ class GroupConsumer(Protocol):
     def lag(self) -> dict[TP, int]:
         """Records behind the high watermark of every assigned partition.
 
-        Known from the consumer's last fetch, so cheap to call after every poll; ``0`` for a
-        partition whose high watermark is not known yet.
+        Known from the consumer's last fetch, so cheap to call after every poll;
+        :data:`LAG_UNKNOWN` for a partition no fetch has answered for yet.
         """
         ...
 

@@ -37,7 +37,7 @@ from processor.confluent._common import (
     to_offsets,
     to_tp,
 )
-from processor.transport import TP, ClientSettings, InRecord, RebalanceListener
+from processor.transport import LAG_UNKNOWN, TP, ClientSettings, InRecord, RebalanceListener
 
 # Longest wait for a broker answer in committed/commit (the request timeout is per try).
 ANSWER_TIMEOUT_S = 30.0
@@ -167,8 +167,10 @@ class ConfluentGroupConsumer:
             for current in positions:
                 marks = self._consumer.get_watermark_offsets(current, cached=True)
                 high = -1 if marks is None else marks[1]
-                behind = high - current.offset if high >= 0 and current.offset >= 0 else 0
-                lags[to_tp(current)] = max(behind, 0)
+                if high < 0 or current.offset < 0:
+                    lags[to_tp(current)] = LAG_UNKNOWN  # no fetch has answered yet
+                else:
+                    lags[to_tp(current)] = max(high - current.offset, 0)
         return lags
 
     def pause(self, tps: Iterable[TP]) -> None:

@@ -34,7 +34,7 @@ from processor.kafka._common import (
     to_offsets,
     to_tp,
 )
-from processor.transport import TP, ClientSettings, InRecord, RebalanceListener
+from processor.transport import LAG_UNKNOWN, TP, ClientSettings, InRecord, RebalanceListener
 
 _Event = tuple[Literal["assigned", "revoked"], list[TP]]
 
@@ -160,7 +160,7 @@ class KafkaGroupConsumer:
         return self._group_id
 
     def lag(self) -> dict[TP, int]:
-        """High watermark of the last fetch minus position, per assigned partition (0: unknown)."""
+        """High watermark of the last fetch minus position, per assigned partition."""
         out: dict[TP, int] = {}
         with mapped_errors("lag"):
             for ktp in self._consumer.assignment():
@@ -168,8 +168,10 @@ class KafkaGroupConsumer:
                 # A known high watermark means a fetch happened, so the position is known
                 # too and ``timeout_ms=0`` never waits on the coordinator.
                 position = None if highwater is None else self._consumer.position(ktp, 0)
-                behind = 0 if position is None else int(highwater) - int(position)
-                out[to_tp(ktp)] = max(behind, 0)
+                if position is None:
+                    out[to_tp(ktp)] = LAG_UNKNOWN
+                else:
+                    out[to_tp(ktp)] = max(int(highwater) - int(position), 0)
         return out
 
     def close(self) -> None:

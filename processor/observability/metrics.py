@@ -123,7 +123,7 @@ class Metrics:
         """
         per_partition: dict[int, int] = {}
         for (_topic, partition), behind in lag.items():
-            per_partition[partition] = per_partition.get(partition, 0) + behind
+            per_partition[partition] = per_partition.get(partition, 0) + max(behind, 0)
         for partition, behind in per_partition.items():
             self.consumer_lag.labels(partition=str(partition)).set(behind)
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import orjson
+import pytest
 
+from processor.memory_transport import MemoryGroupConsumer
 from processor.models import Account, ProvisioningRecord
-from processor.transport import TP
+from processor.transport import LAG_UNKNOWN, TP
 from tests.unit.conftest import make_account, make_source
 from tests.unit.memory_worker import MemoryWorker
 
@@ -60,3 +62,26 @@ def test_provisioning_behind_in_the_fetch_is_applied_before_the_accounts(tmp_pat
     assert worker.broker.group_offsets[(worker.settings.group_id, aggregations)] == (
         worker.broker.end_offset(aggregations)
     )
+
+
+def test_an_unknown_provisioning_lag_holds_aggregations_until_known(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before any fetch has told the provisioning high watermark, aggregation records wait."""
+    original = MemoryGroupConsumer.lag
+    calls = {"n": 0}
+
+    def lag(self: MemoryGroupConsumer) -> dict[TP, int]:
+        calls["n"] += 1
+        known = original(self)
+        if calls["n"] > 2:
+            return known
+        return {tp: LAG_UNKNOWN if "provisioning" in tp.topic else n for tp, n in known.items()}
+
+    monkeypatch.setattr(MemoryGroupConsumer, "lag", lag)
+    worker = MemoryWorker(tmp_path)
+    worker.publish(make_source(), _accounts("Engineer"))
+    runner = worker.runner()
+    worker.run(runner)
+    assert runner.stats.held_back > 0
+    assert runner.stats.verdicts["stored"] == N
