@@ -71,6 +71,8 @@ class KafkaGroupConsumer:
         self._events: queue.SimpleQueue[_Event] = queue.SimpleQueue()
         # Partitions the listener sought during the current delivery of events.
         self._sought: set[TP] = set()
+        # Paused partitions (emulated: see ``pause``).
+        self._paused: set[TP] = set()
         options: dict[str, Any] = {
             **consumer_options(settings),
             "group_id": group_id,
@@ -88,6 +90,8 @@ class KafkaGroupConsumer:
         with mapped_errors("poll"):
             batches = self._consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
         records = to_in_records(batches)
+        if self._paused:
+            records = self._put_back_paused(records)
         newly_assigned = self._deliver_events()
         if not newly_assigned:
             return records
@@ -103,6 +107,20 @@ class KafkaGroupConsumer:
                 self.seek(tp, offset)
         return kept
 
+    def _put_back_paused(self, records: list[InRecord]) -> list[InRecord]:
+        """Drop the records of paused partitions and seek back to the first of them."""
+        kept: list[InRecord] = []
+        firsts: dict[TP, int] = {}
+        for record in records:
+            if record.tp in self._paused:
+                firsts.setdefault(record.tp, record.offset)
+            else:
+                kept.append(record)
+        for tp, offset in firsts.items():
+            with mapped_errors("seek"):
+                self._consumer.seek(to_kafka_tp(tp), offset)
+        return kept
+
     def _deliver_events(self) -> set[TP]:
         """Hand queued rebalance events to the listener; return the partitions assigned."""
         assigned: set[TP] = set()
@@ -114,6 +132,7 @@ class KafkaGroupConsumer:
                 return assigned
             if kind == "revoked":
                 assigned.difference_update(tps)
+                self._paused.difference_update(tps)
                 self._listener.on_revoked(tps)
             else:
                 assigned.update(tps)
@@ -148,12 +167,18 @@ class KafkaGroupConsumer:
             self._consumer.commit(offsets=to_offsets(offsets))
 
     def pause(self, tps: Iterable[TP]) -> None:
-        """Stop fetching from ``tps`` (the member keeps them)."""
-        self._consumer.pause(*(to_kafka_tp(tp) for tp in tps))
+        """Return no records of ``tps`` until resumed (the member keeps them).
+
+        Emulated: kafka-python 3.0's own ``pause``/``resume`` left a resumed partition
+        without fetches for good (seen on Tansu: position stays, high watermark grows, no
+        records). Records of a paused partition are dropped after each fetch and the
+        partition is sought back to the first of them, so they are read again on resume.
+        """
+        self._paused.update(tps)
 
     def resume(self, tps: Iterable[TP]) -> None:
-        """Fetch from ``tps`` again."""
-        self._consumer.resume(*(to_kafka_tp(tp) for tp in tps))
+        """Return records of ``tps`` again, from where they were paused."""
+        self._paused.difference_update(tps)
 
     def group_id(self) -> str:
         """The consumer group this member belongs to."""

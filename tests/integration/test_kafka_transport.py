@@ -422,3 +422,28 @@ def test_seek_in_on_assigned_sets_where_reading_starts(
         assert listener.events == [("assigned", [TP(topic, 0)])]
     finally:
         consumer.close()
+
+
+def test_a_sought_back_and_paused_partition_reads_again_after_resume(
+    admin: Admin, kafka_transport: Transport
+) -> None:
+    """seek + pause + resume (how the runner holds aggregation records): no records while
+    paused, then the same records again from the sought offset (kafka-python's own
+    pause/resume stopped fetching the partition for good; the adapter emulates it)."""
+    topic, other = make_topic(admin, 1), make_topic(admin, 1)
+    _produce(kafka_transport, topic, 300)
+    consumer = kafka_transport.group_consumer([topic, other], unique_topic("g"), Recorder())
+    tp = TP(topic, 0)
+    try:
+        got: list[InRecord] = []
+        wait_for(lambda: got.extend(consumer.poll(0.5, 100)) is None and len(got) >= 1, "1")
+        consumer.seek(tp, got[0].offset)
+        consumer.pause([tp])
+        for _ in range(3):
+            assert [r for r in consumer.poll(0.3, 100) if r.tp == tp] == []
+        consumer.resume([tp])
+        again: list[InRecord] = []
+        wait_for(lambda: again.extend(consumer.poll(0.3, 100)) is None and len(again) >= 300, "all")
+        assert [r.offset for r in again] == list(range(300))
+    finally:
+        consumer.close()
