@@ -44,6 +44,11 @@ def now_rfc3339() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+#: Records an aggregation is flushed after: flush failures surface early and nothing waits
+#: in the producer long enough to expire.
+FLUSH_EVERY = 10_000
+
+
 @dataclass(frozen=True)
 class Topics:
     sources: str = "ncd.sources"
@@ -119,6 +124,10 @@ class Publisher:
             key = account_record_key(source_id, account)
             self._producer.send(OutRecord(self._topics.aggregations, key, codec.dumps(body)))
             count += 1
+            if count % FLUSH_EVERY == 0:
+                # Bounded in flight: a slow broker must not let queued records expire
+                # (the producer's delivery timeout) while millions more are queued behind.
+                self._producer.flush()
             if progress is not None:
                 progress(count)
         self._markers(
