@@ -23,4 +23,4 @@ schemas: setup
 	.venv/bin/ncd-processor schemas schemas
 
 bench: setup
-	.venv/bin/python -m bench.diff_bench
+	.venv/bin/python -m bench.report
