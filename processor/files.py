@@ -7,7 +7,7 @@ file and the 1-based line.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, TypeVar
@@ -42,21 +42,34 @@ def read_document(path: Path, model: type[M], what: str) -> M:
         raise FileInputError(str(path), 1, exc.reason) from exc
 
 
-def iter_lines(path: Path, model: type[M], what: str) -> Iterator[Located[M]]:
-    """Yield each non-blank line of a JSON Lines file as a validated record."""
+def numbered_lines(
+    path: Path, on_bytes: Callable[[int], None] | None = None
+) -> Iterator[tuple[int, bytes]]:
+    """(1-based line number, stripped bytes) of each non-blank line of a file.
+
+    ``on_bytes`` is told the size of every line read (blank ones too): a progress bar.
+    """
     try:
         handle = path.open("rb")
     except OSError as exc:
         raise FileInputError(str(path), 1, f"cannot read file: {exc.strerror}") from exc
     with handle:
         for number, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
-            try:
-                record = codec.validate(model, codec.loads(raw), what)
-            except InputError as exc:
-                raise FileInputError(str(path), number, exc.reason) from exc
-            yield Located(number, record)
+            if on_bytes is not None:
+                on_bytes(len(raw))
+            line = raw.strip()
+            if line:
+                yield number, line
+
+
+def iter_lines(path: Path, model: type[M], what: str) -> Iterator[Located[M]]:
+    """Yield each non-blank line of a JSON Lines file as a validated record."""
+    for number, raw in numbered_lines(path):
+        try:
+            record = codec.validate(model, codec.loads(raw), what)
+        except InputError as exc:
+            raise FileInputError(str(path), number, exc.reason) from exc
+        yield Located(number, record)
 
 
 def read_lines(path: Path, model: type[M], what: str) -> list[Located[M]]:

@@ -45,7 +45,7 @@ from typing import BinaryIO
 from processor import codec
 from processor.core import SourcePolicy
 from processor.errors import FileInputError, InputError
-from processor.files import iter_lines, read_document
+from processor.files import iter_lines, numbered_lines, read_document
 from processor.models import Account, CatalogEntry, ProvisioningRecord, SourceDescriptor
 from processor.progress import ProgressBar
 from processor.state import BatchOverlay, LmdbStoreFactory, StateStore
@@ -225,16 +225,7 @@ def _check_snapshot(path: Path, policy: SourcePolicy, bar: ProgressBar) -> None:
 
 def _lines(path: Path, bar: ProgressBar) -> Iterator[tuple[int, bytes]]:
     """(line number, stripped line) of each non-blank line; advances ``bar`` by bytes."""
-    try:
-        handle = path.open("rb")
-    except OSError as exc:
-        raise FileInputError(str(path), 1, f"cannot read file: {exc.strerror}") from exc
-    with handle:
-        for number, raw in enumerate(handle, start=1):
-            bar.update(len(raw))
-            line = raw.strip()
-            if line:
-                yield number, line
+    return numbered_lines(path, bar.update)
 
 
 def _no_bar(_total: int, _label: str) -> ProgressBar:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -265,9 +265,10 @@ class Runner:
                         records = self._linger(consumer, records)
                     if self._joined:  # every assigned partition restored, and polling
                         self.ready.set()
-                    self._sample_lag(consumer)
+                    lag = consumer.lag()  # from the last fetch: no broker round trip
+                    self._sample_lag(lag)
                     # Every iteration, records or not: held partitions are resumed here.
-                    records = self._wait_for_provisioning(records, consumer)
+                    records = self._wait_for_provisioning(records, consumer, lag)
                     if records:
                         self._batch(records, sink, consumer, follower)
                     backoff = s.retry_backoff_first_s
@@ -321,11 +322,11 @@ class Runner:
         now = time.monotonic() if now is None else now
         return beat is not None and now - beat < limit_s
 
-    def _sample_lag(self, consumer: GroupConsumer) -> None:
+    def _sample_lag(self, lag: Mapping[TP, int]) -> None:
         now = time.monotonic()
         if now - self._lag_sampled >= LAG_SAMPLE_S:
             self._lag_sampled = now
-            self.metrics.lag(consumer.lag())
+            self.metrics.lag(lag)
 
     def summary(self) -> dict[str, Any]:
         """Counters for the shutdown line and for tests."""
@@ -491,8 +492,7 @@ class Runner:
                     if outcome.deletes_suppressed:
                         guard_trips += 1
                         self._warn_guard(outcome, partition)
-                    # ``remediations`` arrives with the remediation work; count it when there.
-                    remediations += len(getattr(outcome, "remediations", ()))
+                    remediations += len(outcome.remediations)
                     decided.append((partition, outcome))
                 # Aggregation offsets grow per partition: the batch's first one names its chunk.
                 entry.processor.end_batch(
@@ -552,7 +552,7 @@ class Runner:
                 log.info("aggregation_summary", **summary)
 
     def _wait_for_provisioning(
-        self, records: list[InRecord], consumer: GroupConsumer
+        self, records: list[InRecord], consumer: GroupConsumer, lag: Mapping[TP, int]
     ) -> list[InRecord]:
         """Hold back a partition's aggregation records while its provisioning input is behind.
 
@@ -568,7 +568,7 @@ class Runner:
         s = self.settings
         behind = {
             tp.partition
-            for tp, count in consumer.lag().items()
+            for tp, count in lag.items()
             # Unknown (no fetch answered yet, e.g. just after assignment) counts as behind.
             if tp.topic == s.topic_provisioning and (count > 0 or count == LAG_UNKNOWN)
         }

@@ -176,9 +176,9 @@ class PartitionProcessor:
             obj = codec.loads(value)
         except InputError as exc:
             return _dead(exc.reason)
-        if self._max_record_bytes is not None and len(value) > self._max_record_bytes:
+        if (too_big := self._too_big(value)) is not None:
             self._reject(obj, state)
-            return _dead(f"record of {len(value)} bytes is over the limit (NCD_MAX_RECORD_BYTES)")
+            return too_big
         input_digest = NO_INPUT_DIGEST
         if isinstance(obj, dict) and obj.get("type") == "account":
             account = obj.get("account")
@@ -218,6 +218,12 @@ class PartitionProcessor:
         if agg is not None:
             agg.rejected += 1
             self._dirty_meta.add(source_id)
+
+    def _too_big(self, value: bytes) -> Outcome | None:
+        """The dead-letter outcome of a record over the size limit, else ``None``."""
+        if self._max_record_bytes is None or len(value) <= self._max_record_bytes:
+            return None
+        return _dead(f"record of {len(value)} bytes is over the limit (NCD_MAX_RECORD_BYTES)")
 
     def _unchanged_input(
         self,
@@ -265,8 +271,8 @@ class PartitionProcessor:
         """
         if value is None:
             return _dead("tombstone on the provisioning topic")
-        if self._max_record_bytes is not None and len(value) > self._max_record_bytes:
-            return _dead(f"record of {len(value)} bytes is over the limit (NCD_MAX_RECORD_BYTES)")
+        if (too_big := self._too_big(value)) is not None:
+            return too_big
         try:
             record = codec.validate(ProvisioningRecord, codec.loads(value), "provisioning record")
             done = completed_ms(record)
