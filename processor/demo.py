@@ -60,6 +60,9 @@ def run_demo(examples: Path, out: TextIO, *, as_json: bool = False) -> int:
             heartbeat_interval_ms=1_000,
             poll_timeout_s=0.2,
             log_level="warning",
+            # librdkafka: kafka-python 2.3's transactional producer cannot initialise on
+            # Tansu (InitProducerId answers UnknownError), librdkafka's can.
+            transport="confluent",
         )
         transport = make_transport(settings)
         runner = Runner(settings, transport, LmdbStoreFactory(settings.state_dir, "aggregations"))

@@ -68,6 +68,8 @@ CATCH_UP_POLL_S = 1.0
 CATCH_UP_STALL_S = 60.0
 #: Polls in a row a partition's aggregation records may wait for its provisioning input.
 MAX_HOLD_POLLS = 20
+#: How long start-up retries retriable faults (a fresh cluster, topics just created).
+START_RETRY_S = 60.0
 #: Consumer lag is sampled at most this often (it asks the client for every partition).
 LAG_SAMPLE_S = 1.0
 
@@ -237,14 +239,7 @@ class Runner:
     def run(self, stop: threading.Event) -> None:
         """Run until ``stop`` is set; the batch in progress is committed or aborted first."""
         s = self.settings
-        if s.create_topics:
-            admin = self._transport.admin()
-            try:
-                admin.ensure_topics(s.topic_specs())
-            finally:
-                admin.close()
-        follower = ConfigFollower(self._transport.partition_reader(), s, self._registry)
-        follower.catch_up()
+        follower = self._start(stop)
         log.info("config_loaded", sources=len(self._registry), rejected=follower.rejected)
         self._restorer = self._transport.partition_reader()
         sink = self._transport.sink(s.transactional_id)
@@ -288,6 +283,39 @@ class Runner:
             for partition in list(self._partitions):
                 self._close_partition(partition)
             log.info("worker_stopped", **self.summary())
+
+    def _start(self, stop: threading.Event) -> ConfigFollower:
+        """Create missing topics and read the config topics, retrying retriable faults.
+
+        Workers started together on a fresh cluster race: a topic one of them has just
+        created has leaders in the controller's metadata a moment before its partitions
+        answer reads (NOT_LEADER_FOR_PARTITION), and a broker may still be starting.
+        Such faults are retried with the loop's backoff for up to ``START_RETRY_S``.
+        """
+        s = self.settings
+        deadline = time.monotonic() + START_RETRY_S
+        backoff = s.retry_backoff_first_s
+        while True:
+            reader = None
+            try:
+                if s.create_topics:
+                    admin = self._transport.admin()
+                    try:
+                        admin.ensure_topics(s.topic_specs())
+                    finally:
+                        admin.close()
+                reader = self._transport.partition_reader()
+                follower = ConfigFollower(reader, s, self._registry)
+                follower.catch_up()
+                return follower
+            except TransportError as exc:
+                if reader is not None:
+                    reader.close()
+                if not exc.retriable or time.monotonic() > deadline or stop.is_set():
+                    raise
+                log.warning("start_retried", error=str(exc), backoff_s=backoff)
+                self._sleep(backoff)
+                backoff = min(backoff * 2, s.retry_backoff_max_s)
 
     def _linger(self, consumer: GroupConsumer, records: list[InRecord]) -> list[InRecord]:
         """Fill the batch from further polls for up to ``batch_linger_ms``: one transaction

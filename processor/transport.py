@@ -32,6 +32,17 @@ class TP(NamedTuple):
 LAG_UNKNOWN = -1
 
 
+#: Said when a client cannot start or authenticate: what to check (no value is quoted).
+START_HINT = (
+    "no broker answered: check NCD_BOOTSTRAP_SERVERS, and NCD_SECURITY_PROTOCOL with the "
+    "NCD_SASL_* / NCD_SSL_* settings: a refused TLS or SASL handshake looks the same"
+)
+AUTH_HINT = (
+    "the broker refused the credentials: check NCD_SASL_USERNAME, NCD_SASL_PASSWORD and "
+    "NCD_SASL_MECHANISM"
+)
+
+
 @dataclass(frozen=True, slots=True)
 class InRecord:
     """A record read from the broker."""

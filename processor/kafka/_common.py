@@ -6,11 +6,17 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
+from kafka.errors import (
+    IncompatibleBrokerVersion,
+    KafkaConnectionError,
+    KafkaError,
+    KafkaTimeoutError,
+    NoBrokersAvailable,
+)
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from processor.errors import TransportError
-from processor.transport import TP, ClientSettings, InRecord
+from processor.transport import START_HINT, TP, ClientSettings, InRecord
 
 
 def common_options(settings: ClientSettings) -> dict[str, Any]:
@@ -42,13 +48,6 @@ def consumer_options(settings: ClientSettings) -> dict[str, Any]:
     }
 
 
-#: Said when a client cannot start: what to check (no value of any setting is quoted).
-START_HINT = (
-    "no broker answered: check NCD_BOOTSTRAP_SERVERS, and NCD_SECURITY_PROTOCOL with the "
-    "NCD_SASL_* / NCD_SSL_* settings: a refused TLS or SASL handshake looks the same"
-)
-
-
 @contextmanager
 def mapped_errors(operation: str) -> Iterator[None]:
     """Turn kafka-python's exceptions into ``TransportError``, keeping the cause.
@@ -67,9 +66,16 @@ def mapped_errors(operation: str) -> Iterator[None]:
         retriable = exc.retriable or type(exc) is KafkaError
         message = f"{operation} failed: {name}"
         if operation.endswith("start") and isinstance(
-            exc, (KafkaTimeoutError, KafkaConnectionError)
+            exc,
+            (
+                KafkaTimeoutError,
+                KafkaConnectionError,
+                NoBrokersAvailable,
+                IncompatibleBrokerVersion,
+            ),
         ):
-            # kafka-python reports a refused TLS or SASL handshake only as a time-out.
+            # kafka-python reports a refused TLS or SASL handshake only as a time-out, or as
+            # a failed version probe (no broker, "incompatible" broker).
             message += f" ({START_HINT})"
         raise TransportError(message, retriable=retriable) from exc
     except OSError as exc:

@@ -15,7 +15,7 @@ import pytest
 from bench.generate import Dataset, generate, write
 from processor.cli import run_diff
 from processor.models import Account, AggregationStatus, CatalogEntry, SourceDescriptor
-from tests.broker import SessionBroker
+from tests.broker import SessionBroker, require_exactly_once
 from tests.conftest import TRANSPORTS
 from tests.integration.harness import WorkerEnv, canonical
 
@@ -126,16 +126,10 @@ def test_sigkill_mid_aggregation_gives_each_event_once(env: WorkerEnv, tmp_path:
     env.stop(worker, signal.SIGKILL)
     env.start("w1")
     env.wait_drained()
+    require_exactly_once(env.hides_aborted)
     events = env.events()
     ids = [e["id"] for e in events]
-    if env.hides_aborted:
-        assert len(ids) == len(set(ids)), "an event was delivered twice"
-    else:
-        # Tansu 0.6.0 shows records of aborted transactions to read_committed readers
-        # (RELIABILITY.md): the transaction open at the kill is aborted but stays visible,
-        # and its batch is processed again. What still holds: a replay repeats an event
-        # with the same deterministic id, so dropping repeated ids gives exactly the set.
-        events = list({e["id"]: e for e in events}.values())
+    assert len(ids) == len(set(ids)), "an event was delivered twice"
     assert canonical(events) == canonical(expected)
 
 

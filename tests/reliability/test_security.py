@@ -5,13 +5,17 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from processor.config import load_settings
-from processor.embedded import EmbeddedBroker
 from processor.kafka._common import common_options
+from tests.apache_kafka import SCRAM_MECHANISM, SCRAM_USERS
+from tests.broker import SessionBroker
+from tests.conftest import TRANSPORTS
+from tests.reliability.common import chain, check_exact, session_env
 
 SENTINEL = "sentinel-Pa55-7f1e"
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,34 +48,84 @@ def test_settings_never_print_the_password() -> None:
     assert SENTINEL not in repr(settings.client())
 
 
+def _sasl_bootstrap(broker: SessionBroker) -> str:
+    """The broker's SASL/SCRAM-SHA-512 listener; skip only on the no-JDK Tansu fallback."""
+    if broker.sasl_bootstrap is None:
+        if broker.kind == "tansu":
+            pytest.skip("no SASL listener on the Tansu fallback (no JDK): SCRAM is not checked")
+        pytest.fail("an external broker needs KAFKA_SASL_BOOTSTRAP_SERVERS for this test")
+    return broker.sasl_bootstrap
+
+
+def _scram_env(bootstrap: str, user: str, password: str) -> dict[str, str]:
+    return {
+        "NCD_BOOTSTRAP_SERVERS": bootstrap,
+        "NCD_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+        "NCD_SASL_MECHANISM": SCRAM_MECHANISM,
+        "NCD_SASL_USERNAME": user,
+        "NCD_SASL_PASSWORD": password,
+    }
+
+
 @pytest.mark.broker
 @pytest.mark.slow
-def test_wrong_credentials_fail_at_start_clearly_without_the_secret(tmp_path: Path) -> None:
-    """`run` on an authenticating Tansu with unknown credentials exits 2: one line, no secret."""
-    with EmbeddedBroker(["--authentication"]) as broker:
-        env = {
-            **os.environ,
-            "NCD_BOOTSTRAP_SERVERS": broker.bootstrap,
-            "NCD_STATE_DIR": str(tmp_path / "state"),
-            "NCD_HTTP_PORT": "0",
-            "NCD_LOG_FORMAT": "json",
-            "NCD_LOG_LEVEL": "debug",
-            **{f"NCD_{k.upper()}": v for k, v in _sasl().items()},
-        }
-        done = subprocess.run(
-            [sys.executable, "-m", "processor.cli", "run"],
-            env=env,
-            cwd=ROOT,
-            capture_output=True,
-            timeout=180,
-            check=False,
-        )
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_worker_with_scram_credentials_processes_an_aggregation(
+    kafka_broker: SessionBroker, tmp_path: Path, transport: str
+) -> None:
+    """On Apache Kafka's SCRAM-SHA-512 listener the worker authenticates and emits exactly
+    the events ``diff`` gives, on both transports."""
+    env = session_env(kafka_broker, tmp_path)
+    env.transport = transport
+    env.extra_env.update(
+        _scram_env(_sasl_bootstrap(kafka_broker), "ncd-admin", SCRAM_USERS["ncd-admin"])
+    )
+    steps = chain(90, 2, 73)
+    try:
+        worker = env.start()
+        steps.publish(env, 0)
+        steps.publish(env, 1)
+        env.wait_drained()
+        check_exact(env, steps.expected(1, tmp_path / "expected"))
+        assert env.stop(worker) == 0
+    finally:
+        env.stop_all()
+    assert SCRAM_USERS["ncd-admin"] not in env.log_text()
+
+
+@pytest.mark.broker
+@pytest.mark.slow
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_wrong_password_fails_at_start_clearly_without_the_secret(
+    kafka_broker: SessionBroker, tmp_path: Path, transport: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A wrong SCRAM password: `run` exits 2 with one line naming the settings to check,
+    no traceback, and the password nowhere in its output (both transports)."""
+    env = {
+        **os.environ,
+        **_scram_env(_sasl_bootstrap(kafka_broker), "ncd-worker", SENTINEL),
+        "NCD_TRANSPORT": transport,
+        "NCD_STATE_DIR": str(tmp_path / "state"),
+        "NCD_HTTP_PORT": "0",
+        "NCD_LOG_FORMAT": "json",
+        "NCD_LOG_LEVEL": "debug",
+    }
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "processor.cli", "run"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        timeout=180,
+        check=False,
+    )
+    took = time.monotonic() - started
     output = (done.stdout + done.stderr).decode("utf-8", "replace")
     assert done.returncode == 2, output[-2000:]
     assert "Traceback" not in output
     assert SENTINEL not in output
     last = done.stderr.decode().strip().splitlines()[-1]
     assert last.startswith("ncd-processor: "), last
-    # kafka-python reports a refused SASL handshake only as a time-out: the line says what
-    # to check instead of leaving the operator with the exception class.
-    assert "NCD_SASL_" in last and "NCD_SECURITY_PROTOCOL" in last, last
+    assert "NCD_SASL_" in last, last
+    with capsys.disabled():
+        print(f"\n[security] wrong SCRAM password on {transport}: exit 2 after {took:.1f} s")

@@ -12,7 +12,8 @@ from kafka.errors import (
 )
 
 from processor.errors import TransportError
-from processor.kafka._common import START_HINT, mapped_errors
+from processor.kafka._common import mapped_errors
+from processor.transport import START_HINT
 
 
 def _mapped(exc: Exception, operation: str = "send") -> TransportError:
