@@ -141,10 +141,7 @@ def debian_base(engine: Engine, refresh: bool = False) -> str:
     """A python3 base image made from Debian's packages, built once and kept by tag."""
     recipe = " ".join((DEBIAN_SUITE, *DEBIAN_PACKAGES, *DEBIAN_PRUNE))
     tag = f"localhost/ncd-base:{DEBIAN_SUITE}-{hashlib.sha256(recipe.encode()).hexdigest()[:12]}"
-    exists = engine("image", "exists", tag, check=False) if engine.kind == "podman" else None
-    if exists is None:
-        exists = engine("image", "inspect", tag, check=False)
-    if exists.returncode == 0 and not refresh:
+    if engine("image", "inspect", tag, check=False).returncode == 0 and not refresh:
         say(f"base image {tag} (cached)")
         return tag
     if shutil.which("debootstrap") is None:
@@ -203,10 +200,13 @@ def build_image(engine: Engine, base: str | None, tag: str = IMAGE) -> float:
     ca = pip_ca_bundle()
     if ca is not None:
         args += ["--secret", f"id=pip-ca,src={ca}"]
+    before = engine("image", "inspect", "--format", "{{.Id}}", tag, check=False).stdout.strip()
     started = time.monotonic()
     engine(*args, str(ROOT), timeout=1800)
     elapsed = time.monotonic() - started
     say(f"built {tag} in {elapsed:.1f} s")
+    if before and before != engine.inspect("image", tag, "{{.Id}}"):
+        engine("rmi", before, check=False)  # the last run's image, unless still in use
     return elapsed
 
 
