@@ -461,6 +461,10 @@ def check_container(stack: Stack, name: str, healthcheck: list[str]) -> None:
     done = stack.engine("exec", name, *healthcheck, check=False)
     if done.returncode != 0:
         raise SmokeError(f"the HEALTHCHECK command failed ({done.returncode}): {done.stderr}")
+    if stack.engine.kind == "podman":  # and podman's own run of it ("healthy" or not)
+        done = stack.engine("healthcheck", "run", name, check=False)
+        if done.returncode != 0:
+            raise SmokeError(f"podman healthcheck run: {done.stdout}{done.stderr}")
 
 
 def state_keys(samples: dict[str, dict[tuple[tuple[str, str], ...], float]]) -> int:
