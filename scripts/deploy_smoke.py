@@ -98,6 +98,8 @@ class Engine:
     def __call__(
         self, *args: str, check: bool = True, timeout: float = 600, stdin: Any = None
     ) -> subprocess.CompletedProcess[str]:
+        # The Dockerfile mounts a build secret: BuildKit (Docker's default builder since 23).
+        env = {**os.environ, "DOCKER_BUILDKIT": "1"} if self.kind == "docker" else None
         done = subprocess.run(
             [*self.command, *args],
             capture_output=True,
@@ -105,6 +107,7 @@ class Engine:
             timeout=timeout,
             check=False,
             stdin=stdin,
+            env=env,
         )
         if check and done.returncode != 0:
             raise SmokeError(
@@ -192,9 +195,10 @@ def pip_ca_bundle() -> Path | None:
 
 def build_image(engine: Engine, base: str | None, tag: str = IMAGE) -> float:
     """Build deploy/Dockerfile as ``tag`` on ``base`` (the Dockerfile's default if None)."""
-    args = ["build", "--network", "host", "-f", str(DOCKERFILE), "-t", tag]
+    args = ["build", "-f", str(DOCKERFILE), "-t", tag]
     if engine.kind == "podman":
-        args += ["--format", "docker"]  # OCI images have no HEALTHCHECK
+        # OCI images have no HEALTHCHECK; the host network spares podman's network set-up.
+        args += ["--format", "docker", "--network", "host"]
     if base:
         args += ["--build-arg", f"PYTHON_IMAGE={base}"]
     ca = pip_ca_bundle()
