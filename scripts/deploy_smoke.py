@@ -55,16 +55,6 @@ STATE_DIR = "/var/lib/ncd"
 UID = 10001
 IMAGE = "localhost/ncd-processor:smoke"
 PARTITIONS = 3
-TOPICS = (
-    "sources",
-    "entitlements",
-    "aggregations",
-    "provisioning",
-    "events",
-    "remediations",
-    "dlq",
-    "changelog",
-)
 #: Debian base for --debian-base: what debootstrap installs. Its hash names the cached image.
 DEBIAN_SUITE = "bookworm"
 DEBIAN_PACKAGES = ("python3", "python3-venv", "ca-certificates")
@@ -249,7 +239,7 @@ class Stack:
             "NCD_HTTP_HOST": "127.0.0.1",
             "NCD_HTTP_PORT": str(self.port),
         }
-        env.update({f"NCD_TOPIC_{n.upper()}": self.topic(n) for n in TOPICS})
+        env.update({f"NCD_{n.upper()}": self.topic(n[len("topic_") :]) for n in topic_settings()})
         return env
 
     # ---------------------------------------------------------------- containers
@@ -499,20 +489,19 @@ def run_smoke(
         first = stack.start()
         stack.wait_ready(first)
         say(f"{first} ready on :{stack.port}")
-        stack.publish(
-            "--source", str(EXAMPLES / "source.json"),
-            "--entitlements", str(EXAMPLES / "catalog.jsonl"),
-            "--started-at", "2026-11-21T08:00:00Z",
-            str(EXAMPLES / "previous.jsonl"),
-        )  # fmt: skip
-        stack.wait_drained(first)
-        stack.publish(
-            "--source", str(EXAMPLES / "source.json"),
-            "--provisioning", str(EXAMPLES / "provisioning.jsonl"),
-            "--started-at", "2026-11-22T08:00:00Z",
-            str(EXAMPLES / "current.jsonl"),
-        )  # fmt: skip
-        stack.wait_drained(first)
+        # The baseline with the catalog, then the platform's own change with the next
+        # aggregation, each processed and committed before the next publish.
+        for flag, extra, started_at, snapshot in (
+            ("--entitlements", "catalog.jsonl", "2026-11-21T08:00:00Z", "previous.jsonl"),
+            ("--provisioning", "provisioning.jsonl", "2026-11-22T08:00:00Z", "current.jsonl"),
+        ):
+            stack.publish(
+                "--source", str(EXAMPLES / "source.json"),
+                flag, str(EXAMPLES / extra),
+                "--started-at", started_at,
+                str(EXAMPLES / snapshot),
+            )  # fmt: skip
+            stack.wait_drained(first)
         events = stack.read("events")
         if canonical(events) != expected:
             raise SmokeError(
@@ -557,6 +546,13 @@ def run_smoke(
 
 
 # ----------------------------------------------------------------------------- helpers
+
+
+def topic_settings() -> list[str]:
+    """The worker's topic settings (``topic_events``, ...): each run gets its own topics."""
+    from processor.config import Settings
+
+    return [name for name in Settings.model_fields if name.startswith("topic_")]
 
 
 def free_port() -> int:
