@@ -14,7 +14,7 @@ import shutil
 
 import pytest
 
-from tests.deploy.conftest import load_smoke, missing
+from tests.deploy.support import load_smoke, missing
 
 pytestmark = pytest.mark.deploy
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.deploy.conftest import tool
+from tests.deploy.support import tool
 
 pytestmark = pytest.mark.deploy
 

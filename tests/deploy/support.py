@@ -1,4 +1,4 @@
-"""The deploy tests' tools: missing ones fail the test in CI and skip it, loudly, elsewhere."""
+"""Helpers of the deploy tests: missing tools fail the test in CI and skip it, loudly, elsewhere."""
 
 from __future__ import annotations
 
