@@ -209,6 +209,17 @@ def test_dockerfile_healthcheck_probes_livez(dockerfile: list[tuple[str, str]]) 
     assert exposed == [str(Settings.model_fields["http_port"].default)]
 
 
+def test_image_and_manifests_listen_on_every_address(
+    dockerfile: list[tuple[str, str]], compose: dict[str, Any]
+) -> None:
+    """The image, the ConfigMap and the compose worker set NCD_HTTP_HOST=0.0.0.0 themselves,
+    whatever the code's default, so probes and scrapes from outside the container connect."""
+    env = " ".join(a for k, a in stages(dockerfile)[-1] if k == "ENV").split()
+    assert "NCD_HTTP_HOST=0.0.0.0" in env
+    assert _config()["NCD_HTTP_HOST"] == "0.0.0.0"
+    assert compose["services"]["worker"]["environment"]["NCD_HTTP_HOST"] == "0.0.0.0"
+
+
 def test_dockerfile_copies_only_what_dockerignore_keeps(
     dockerfile: list[tuple[str, str]],
 ) -> None:
