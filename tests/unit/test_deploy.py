@@ -1,20 +1,25 @@
 """deploy/: the image, compose file, Kubernetes manifests and dashboard, checked by parsing.
 
-No Docker engine or cluster runs here, so these tests read the files and check what must
-hold for them to work with this code base: settings that exist, the user, the volume, the
-probes, the topics and the metric names the code defines.
+These tests read the files and check what must hold for them to work with this code base
+(settings that exist, the user, the volume, the probes, the topics, the metric names the code
+defines), and validate the manifests against Kubernetes' own schemas and the compose file
+against the Compose Specification's. The image itself is built and run by tests/deploy.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import shlex
+import subprocess
+import sys
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import kubernetes_validate
 import pytest
 import yaml
 
@@ -204,6 +209,17 @@ def test_dockerfile_healthcheck_probes_livez(dockerfile: list[tuple[str, str]]) 
     assert exposed == [str(Settings.model_fields["http_port"].default)]
 
 
+def test_image_and_manifests_listen_on_every_address(
+    dockerfile: list[tuple[str, str]], compose: dict[str, Any]
+) -> None:
+    """The image, the ConfigMap and the compose worker set NCD_HTTP_HOST=0.0.0.0 themselves,
+    whatever the code's default, so probes and scrapes from outside the container connect."""
+    env = " ".join(a for k, a in stages(dockerfile)[-1] if k == "ENV").split()
+    assert "NCD_HTTP_HOST=0.0.0.0" in env
+    assert _config()["NCD_HTTP_HOST"] == "0.0.0.0"
+    assert compose["services"]["worker"]["environment"]["NCD_HTTP_HOST"] == "0.0.0.0"
+
+
 def test_dockerfile_copies_only_what_dockerignore_keeps(
     dockerfile: list[tuple[str, str]],
 ) -> None:
@@ -290,6 +306,25 @@ def test_compose_prometheus_scrapes_the_worker(compose: dict[str, Any]) -> None:
     targets = [t for job in jobs for sc in job["static_configs"] for t in sc["targets"]]
     assert f"worker:{port}" in targets
     assert all(job.get("metrics_path", "/metrics") == "/metrics" for job in jobs)
+
+
+def _compose_schema_errors(path: Path) -> str:
+    """check-jsonschema's report on ``path`` against the Compose Specification ("" if valid)."""
+    done = subprocess.run(
+        [Path(sys.executable).parent / "check-jsonschema", "--builtin-schema",
+         "vendor.compose-spec", str(path)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    return "" if done.returncode == 0 else done.stdout + done.stderr
+
+
+def test_compose_file_follows_the_compose_specification(tmp_path: Path) -> None:
+    """compose.yaml validates against the Compose Specification's schema; a typo would not."""
+    assert _compose_schema_errors(DEPLOY / "compose.yaml") == ""
+    broken = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    broken["services"]["worker"]["restrat"] = "always"
+    (tmp_path / "compose.yaml").write_text(yaml.safe_dump(broken))
+    assert "'restrat' was unexpected" in _compose_schema_errors(tmp_path / "compose.yaml")
 
 
 def test_compose_env_vars_are_settings(compose: dict[str, Any]) -> None:
@@ -409,6 +444,27 @@ def test_k8s_replicas_do_not_exceed_partitions() -> None:
     """More workers than partitions of ncd.aggregations would leave some idle."""
     replicas = k8s("StatefulSet")["spec"]["replicas"]
     assert 1 <= replicas <= int(_config()["NCD_PARTITIONS"])
+
+
+def test_k8s_manifests_validate_strictly_against_kubernetes_schemas() -> None:
+    """Every manifest validates against the newest Kubernetes release kubernetes-validate
+    bundles, strictly (an unknown field fails), and a misspelt field is caught."""
+    version = kubernetes_validate.latest_version()
+    docs = k8s_documents()
+    resources = [d for d in docs if d["kind"] != "Kustomization"]
+    assert {d["kind"] for d in resources} == {
+        "ConfigMap",
+        "Secret",
+        "Service",
+        "StatefulSet",
+        "PodDisruptionBudget",
+    }
+    for doc in resources:
+        kubernetes_validate.validate(doc, version, strict=True)
+    broken = copy.deepcopy(k8s("StatefulSet"))
+    broken["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError, match="readinesProbe"):
+        kubernetes_validate.validate(broken, version, strict=True)
 
 
 def test_k8s_kustomization_lists_every_manifest() -> None:
