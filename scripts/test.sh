@@ -9,6 +9,11 @@ VENV=${VENV:-.venv}
 "$VENV/bin/ruff" check processor tests bench scripts
 "$VENV/bin/mypy"
 "$VENV/bin/python" scripts/audit.py
+# The test broker, Apache Kafka, assembled from Maven Central on its own line so its time
+# shows (seconds with a warm ~/.m2; skipped where no JDK exists: the suite says so loudly).
+if command -v java >/dev/null && command -v mvn >/dev/null; then
+    "$VENV/bin/python" -m tests.apache_kafka --assemble
+fi
 # Test files run in parallel processes (each with its own broker where it needs one): the
 # broker tests spend most of their time waiting, so this halves the wall time on 2 cores.
 "$VENV/bin/python" -m pytest -n "${TEST_WORKERS:-4}" --dist loadfile "$@"

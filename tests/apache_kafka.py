@@ -319,11 +319,15 @@ def _tail(server: KafkaServer) -> str:
     return "(no broker output)"
 
 
-if __name__ == "__main__":  # python -m tests.apache_kafka: assemble, start, print, wait
+if __name__ == "__main__":  # python -m tests.apache_kafka [--assemble]: start, print, wait
+    import sys
     import tempfile
 
-    print("assembling Apache Kafka", KAFKA_VERSION, "in", CACHE)
+    started = time.monotonic()
     kafka_classpath()
+    print(f"Apache Kafka {KAFKA_VERSION} in {CACHE} ({time.monotonic() - started:.1f} s)")
+    if "--assemble" in sys.argv[1:]:
+        sys.exit(0)
     server = start_kafka(Path(tempfile.mkdtemp(prefix="ncd-kafka-")))
     print("PLAINTEXT", server.bootstrap, "SASL_PLAINTEXT", server.sasl_bootstrap)
     print("log:", server.log_file, "- Ctrl-C stops it")
