@@ -8,6 +8,7 @@ from typing import Any
 
 from kafka.errors import (
     IncompatibleBrokerVersion,
+    InvalidProducerEpochError,
     KafkaConnectionError,
     KafkaError,
     KafkaTimeoutError,
@@ -63,7 +64,10 @@ def mapped_errors(operation: str) -> Iterator[None]:
         name = type(exc).__name__
         # kafka-python fails flushed sends of an unreachable broker with the bare base class
         # (not marked retriable); specific errors (fencing, authorization, ...) keep theirs.
-        retriable = exc.retriable or type(exc) is KafkaError
+        # An epoch bumped by the coordinator (it aborted a transaction that outlived its
+        # timeout, e.g. while the broker was frozen) is cured by the abort that replaces the
+        # producer; a fenced producer (another worker with our transactional id) is not.
+        retriable = exc.retriable or type(exc) in (KafkaError, InvalidProducerEpochError)
         message = f"{operation} failed: {name}"
         if operation.endswith("start") and isinstance(
             exc,

@@ -48,6 +48,8 @@ class WorkerEnv:
     partitions: int = 3
     tag: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    #: The latest process of each instance name.
+    instances: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     extra_env: dict[str, str] = field(default_factory=dict)
     #: Whether the broker hides aborted transactions from read_committed readers.
     hides_aborted: bool = True
@@ -111,6 +113,7 @@ class WorkerEnv:
             stderr=log,
         )
         self.procs.append(proc)
+        self.instances[instance] = proc
         return proc
 
     def log_text(self, instance: str = "w1") -> str:
@@ -192,12 +195,14 @@ class WorkerEnv:
 
     # ---------------------------------------------------------------- reading
 
-    def _consumer(self, group: str | None = None) -> KafkaConsumer:
+    def _consumer(
+        self, group: str | None = None, isolation: str = "read_committed"
+    ) -> KafkaConsumer:
         return KafkaConsumer(
             bootstrap_servers=self.bootstrap,
             group_id=group,
             enable_auto_commit=False,
-            isolation_level="read_committed",
+            isolation_level=isolation,
             auto_offset_reset="earliest",
         )
 
@@ -223,9 +228,12 @@ class WorkerEnv:
                 done = all((consumer.committed(tp) or 0) >= end for tp, end in ends.items())
                 if done:
                     return
-                for proc in self.procs:
+                for instance, proc in self.instances.items():
                     if proc.poll() not in (None, 0, -signal.SIGTERM, -signal.SIGKILL):
-                        raise AssertionError(f"worker exited with {proc.returncode}")
+                        tail = "\n".join(self.log_text(instance).splitlines()[-15:])
+                        raise AssertionError(
+                            f"worker {instance} exited with {proc.returncode}; log tail:\n{tail}"
+                        )
                 if time.monotonic() > deadline:
                     committed = {tp.partition: consumer.committed(tp) for tp in ends}
                     raise AssertionError(f"not drained: committed {committed}, ends {ends}")
@@ -233,9 +241,12 @@ class WorkerEnv:
         finally:
             consumer.close()
 
-    def read_all(self, name: str) -> list[ReadRecord]:
-        """Every committed record of a topic, read to its end offsets."""
-        consumer = self._consumer()
+    def read_all(self, name: str, isolation: str = "read_committed") -> list[ReadRecord]:
+        """Every committed record of a topic, read to its end offsets.
+
+        ``isolation="read_uncommitted"`` also returns the records of aborted transactions.
+        """
+        consumer = self._consumer(isolation=isolation)
         try:
             topic = self.topic(name)
             tps = [

@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import random
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from processor.models import ChangeType, RemediationConfig
+from processor.revert import run_revert
 from tests.integration.harness import WorkerEnv
 from tests.reliability.common import Committed, chain, check_exact, wait_for
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
 KILLS = 10
+#: Kills go on past KILLS until one has landed inside an open transaction (seen as aborted
+#: records on the changelog); this bounds that, far above what it takes in practice.
+MAX_KILLS = 30
 SEED = 20261122
 #: Snapshots available (the baseline and up to this many minus one aggregations).
 MAX_STEPS = 14
@@ -25,12 +32,44 @@ def _aggregation_end(env: WorkerEnv) -> int:
     return sum(offset for tp, offset in ends.items() if tp.topic == env.topic("aggregations"))
 
 
+def _aborted_records(env: WorkerEnv, name: str) -> int:
+    """Records of ``name`` that only a read_uncommitted reader sees: aborted transactions."""
+    return len(env.read_all(name, "read_uncommitted")) - len(env.read_all(name))
+
+
+def _check_remediations(env: WorkerEnv, source_path: Path, tmp_path: Path) -> int:
+    """The remediation topic holds exactly one command per native event, none repeated:
+    what ``ncd-processor revert`` makes of the events the worker committed."""
+    events_path = tmp_path / "committed-events.jsonl"
+    events_path.write_text("".join(json.dumps(e) + "\n" for e in env.events()))
+    expected = [
+        json.loads(line)
+        for line in run_revert(events_path=events_path, source_path=source_path).splitlines()
+    ]
+    commands = [r.json() for r in env.read_all("remediations")]
+    ids = [c["id"] for c in commands]
+    assert len(ids) == len(set(ids)), "a remediation command was delivered twice"
+
+    def key(command: dict[str, Any]) -> str:
+        return json.dumps(command, sort_keys=True)
+
+    assert sorted(map(key, commands)) == sorted(map(key, expected))
+    assert expected, "the run produced no remediation commands to check"
+    return len(commands)
+
+
 def test_repeated_sigkill_leaves_exactly_the_expected_events(
     env: WorkerEnv, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Ten SIGKILLs at random points of aggregations leave exactly the expected events."""
+    """Ten or more SIGKILLs at random points of aggregations, some inside an open
+    transaction, leave exactly the expected events and remediation commands, each once."""
     rng = random.Random(SEED)
     steps = chain(500, MAX_STEPS, SEED)
+    steps.source = steps.source.model_copy(
+        update={"remediation": RemediationConfig(revert=list(ChangeType))}
+    )
+    source_path = tmp_path / "source.json"
+    source_path.write_text(steps.source.model_dump_json())
     # Small batches: many transactions per aggregation, so kills land between and inside them.
     env.extra_env["NCD_MAX_BATCH_RECORDS"] = "20"
     worker = env.start()
@@ -41,8 +80,9 @@ def test_repeated_sigkill_leaves_exactly_the_expected_events(
     end = 0
     committed = Committed(env)
     kills: list[tuple[int, int]] = []  # (committed at the kill, input end then)
+    aborted = 0
     started = time.monotonic()
-    for _ in range(KILLS):
+    while len(kills) < KILLS or (aborted == 0 and len(kills) < MAX_KILLS):
         # Keep work queued: two aggregations ahead of what is committed.
         while published < MAX_STEPS - 1 and (published < 2 or committed.total() >= end - 1):
             published += 1
@@ -55,15 +95,22 @@ def test_repeated_sigkill_leaves_exactly_the_expected_events(
         time.sleep(rng.uniform(0.0, 0.3))
         env.stop(worker, signal.SIGKILL)
         kills.append((committed.total(), end))
+        aborted = _aborted_records(env, "changelog")
     committed.close()
     env.start()
     env.wait_drained()
     note = check_exact(env, steps.expected_upto(published, tmp_path / "expected"))
+    commands = _check_remediations(env, source_path, tmp_path)
+    aborted = _aborted_records(env, "changelog")
+    aborted_events = _aborted_records(env, "events")
     mid_run = sum(1 for at, end in kills if at < end)
     with capsys.disabled():
         print(
-            f"\n[crash] {KILLS} SIGKILLs ({mid_run} with input left to process) over "
+            f"\n[crash] {len(kills)} SIGKILLs ({mid_run} with input left to process) over "
             f"{published} aggregations ({_aggregation_end(env)} aggregation records) in "
-            f"{time.monotonic() - started:.1f} s; committed/end at the kills: {kills}; {note}"
+            f"{time.monotonic() - started:.1f} s; aborted by the kills: {aborted} changelog "
+            f"and {aborted_events} event records, hidden from read_committed readers; "
+            f"{commands} remediation commands exact; {note}"
         )
+    assert aborted > 0, f"no kill landed inside an open transaction: {kills}"
     assert mid_run >= KILLS // 2, f"too few kills landed mid-run: {kills}"

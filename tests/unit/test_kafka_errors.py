@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from kafka.errors import (
+    InvalidProducerEpochError,
     KafkaConnectionError,
     KafkaError,
     KafkaTimeoutError,
@@ -25,6 +26,11 @@ def _mapped(exc: Exception, operation: str = "send") -> TransportError:
 def test_the_bare_base_class_is_retriable() -> None:
     """A flushed send failed by an unreachable broker (bare KafkaError) is retried, not fatal."""
     assert _mapped(KafkaError("boom")).retriable
+
+
+def test_an_epoch_bumped_by_the_coordinator_is_retriable() -> None:
+    """A transaction the coordinator aborted for its timeout (epoch bumped) is retried."""
+    assert _mapped(InvalidProducerEpochError()).retriable
 
 
 @pytest.mark.parametrize("exc", [ProducerFencedError(), TopicAuthorizationFailedError()])
