@@ -42,7 +42,7 @@ from processor.kafka import KafkaTransport
 from processor.models import Account, CatalogEntry, ProvisioningRecord, SourceDescriptor
 from processor.publisher import Publisher, Topics
 from processor.transport import ClientSettings
-from tests.broker import TansuBroker
+from tests.broker import bench_broker
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
@@ -402,7 +402,7 @@ def measure(accounts: int, partitions: int, seed: int) -> dict[str, Any]:
         "partitions": partitions,
         "second_aggregation_records": n_records,
     }
-    broker = TansuBroker()
+    broker = _Broker(*bench_broker())
     work = Path(tempfile.mkdtemp(prefix="ncd-worker-bench-"))
     benches = [
         Bench(broker.bootstrap, g, partitions, work) for g in ("exactly_once", "at_least_once")
@@ -501,3 +501,12 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+class _Broker:
+    """The benchmark broker (``tests.broker.bench_broker``) under the names used here."""
+
+    def __init__(self, bootstrap: str, name: str, stop: Any) -> None:
+        self.bootstrap = bootstrap
+        self.name = name
+        self.stop = stop

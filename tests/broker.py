@@ -30,7 +30,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from processor.embedded import EmbeddedBroker
-from tests.apache_kafka import KafkaServer, KafkaUnavailableError, java_available, start_kafka
+from tests.apache_kafka import (
+    KAFKA_VERSION,
+    KafkaServer,
+    KafkaUnavailableError,
+    java_available,
+    start_kafka,
+)
 
 # Tansu is ready in milliseconds; 30 s only guards against a machine under heavy load.
 READY_TIMEOUT_S = 30.0
@@ -201,3 +207,16 @@ def kafka_server(workdir: Path) -> Iterator[KafkaServer]:
         yield server
     finally:
         server.stop()
+
+
+def bench_broker() -> tuple[str, str, Callable[[], None]]:
+    """The benchmarks' broker: (bootstrap, a name for the report, stop).
+
+    Apache Kafka from Maven where a JDK is (the broker users run); Tansu only without one.
+    """
+    if java_available():
+        server = start_kafka(Path(tempfile.mkdtemp(prefix="ncd-bench-kafka-")))
+        return server.bootstrap, f"Apache Kafka {KAFKA_VERSION} (KRaft, one node)", server.stop
+    warnings.warn("no JDK: the benchmarks run on Tansu", stacklevel=2)
+    tansu = TansuBroker()
+    return tansu.bootstrap, "Tansu 0.6.0 (memory storage)", tansu.stop

@@ -1,4 +1,5 @@
-"""Sections 2-5 on one embedded Tansu broker: worker, ceilings, the Quix peer, state, latency.
+"""Sections 2-5 on one broker (Apache Kafka from Maven; Tansu without a JDK): worker,
+ceilings, the Quix peer, state, latency.
 
 One set of input topics is shared by every contender (each has its own group, output
 topics and state), so all of them read the very same records: the baseline is published
@@ -30,7 +31,7 @@ from bench.generate import CURRENT_AT, PREVIOUS_AT, Dataset
 from bench.report import ceilings
 from bench.worker_bench import ROOT, Bench, _timestamp
 from processor.models import Account, CatalogEntry, ProvisioningRecord, SourceDescriptor
-from tests.broker import TansuBroker
+from tests.broker import bench_broker
 
 INPUTS = ("sources", "entitlements", "aggregations", "provisioning")
 #: Tansu reports no retention.ms; Quix needs it on the input topic.
@@ -363,12 +364,13 @@ def publish_inputs(bench: Contender, action: Any) -> Any:
 def measure_broker(
     dataset: Dataset, partitions: int, latency_s: float, guarantees: tuple[str, ...]
 ) -> dict[str, Any]:
-    """Everything that needs the broker, in one run on one Tansu."""
-    broker = TansuBroker()
+    """Everything that needs the broker, in one run on one broker."""
+    broker = _Broker(*bench_broker())
     work = Path(tempfile.mkdtemp(prefix="ncd-report-"))
     inputs = f"in-{os.urandom(3).hex()}"
     out: dict[str, Any] = {
         "work_dir": str(work),
+        "broker": broker.name,
         "transports": transports(),
         "partitions": partitions,
     }
@@ -466,7 +468,7 @@ def measure_state(dataset: Dataset, partitions: int) -> dict[str, Any]:
     """Section 4 at full size: one worker (exactly-once) takes a baseline of
     every account of ``dataset`` while its RSS is sampled, then its state directory is
     deleted and the restore from the changelog is timed."""
-    broker = TansuBroker()
+    broker = _Broker(*bench_broker())
     work = Path(tempfile.mkdtemp(prefix="ncd-state-"))
     inputs = f"in-{os.urandom(3).hex()}"
     # librdkafka when installed: the baseline of a million accounts is mostly changelog
@@ -495,3 +497,12 @@ def measure_state(dataset: Dataset, partitions: int) -> dict[str, Any]:
     finally:
         bench.kill_all()
         broker.stop()
+
+
+class _Broker:
+    """The benchmark broker (``tests.broker.bench_broker``) under the names used here."""
+
+    def __init__(self, bootstrap: str, name: str, stop: Any) -> None:
+        self.bootstrap = bootstrap
+        self.name = name
+        self.stop = stop

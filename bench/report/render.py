@@ -245,7 +245,7 @@ def markdown(r: dict[str, Any]) -> str:
 
 def _broker_md(b: dict[str, Any]) -> list[str]:
     lines = [
-        "## 2-3. Worker, ceilings and the Quix peer on one Tansu broker",
+        f"## 2-3. Worker, ceilings and the Quix peer on one broker: {b.get('broker', 'Tansu')}",
         "",
         f"Second aggregation: {b['second_records']:,} records on {b['partitions']} partitions, "
         f"read by every contender from the same topic. Transports: {', '.join(b['transports'])}.",
