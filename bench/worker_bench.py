@@ -340,10 +340,25 @@ def consume_only(bootstrap: str, start: dict[TopicPartition, int], ends: dict[An
     return elapsed
 
 
+def _create_topic(bootstrap: str, topic: str, partitions: int) -> None:
+    """Create ``topic`` (brokers like ours do not create topics on first use)."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.create_topics([NewTopic(topic, partitions, 1)])
+    except TopicAlreadyExistsError:
+        pass
+    finally:
+        admin.close()
+
+
 def consume_produce(
     bootstrap: str, start: dict[TopicPartition, int], ends: dict[Any, int], target: str
 ) -> float:
     """Seconds to read [start, ends), produce every value to ``target`` and flush."""
+    _create_topic(bootstrap, target, len({tp.partition for tp in start}))
     consumer = KafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level="read_committed"
     )

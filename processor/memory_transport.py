@@ -320,6 +320,10 @@ class MemoryPartitionReader:
         """Offset after the last slot of each partition."""
         return {tp: self._broker.end_offset(tp) for tp in tps}
 
+    def written_ends(self, tps: Iterable[TP]) -> dict[TP, int]:
+        """The same as ``end_offsets``: a transaction's records are appended at its end."""
+        return self.end_offsets(tps)
+
     def partitions_for(self, topic: str) -> list[TP]:
         """Partitions of ``topic``; ``[]`` when it does not exist."""
         return [TP(topic, p) for p in range(len(self._broker.logs.get(topic, [])))]

@@ -426,10 +426,19 @@ class Runner:
             entry.store.close()
 
     def _restore(self, partition: int, store: StateStore) -> None:
-        """Apply the changelog from the store's checkpoint to its end offset."""
+        """Apply the changelog from the store's checkpoint to its end.
+
+        The end is the high watermark, not the last stable offset, and the changelog is
+        read with read_committed: so the restore waits for every transaction that was still
+        open when it began. The group can hand a partition over while the previous owner's
+        last commit is still writing its markers (its input offsets already visible, its
+        changelog records not yet): restoring only to the last stable offset would then
+        miss that batch's state. A transaction left open by a killed worker ends when the
+        broker aborts it (``transaction_timeout_ms``) or that worker comes back.
+        """
         assert self._restorer is not None
         tp = TP(self.settings.topic_changelog, partition)
-        end = self._restorer.end_offsets([tp])[tp]
+        end = self._restorer.written_ends([tp])[tp]
         start = store.checkpoint()
         if start is not None and start > end:
             raise StateCorruptError("checkpoint is past the changelog's end (topic recreated?)")
@@ -440,15 +449,18 @@ class Runner:
         self.metrics.restoring(partition, 0, max(end - self._restorer.position(tp), 0))
         started = time.monotonic()
         restored = 0
-        deadline = time.monotonic() + CATCH_UP_STALL_S
+        # An open transaction may hold the restore until the broker aborts it.
+        stall_s = CATCH_UP_STALL_S + self.settings.transaction_timeout_ms / 1000
+        deadline = time.monotonic() + stall_s
         while self._restorer.position(tp) < end:
             records = self._restorer.poll(CATCH_UP_POLL_S, RESTORE_BATCH)
+            self._last_beat = time.monotonic()
             if not records:
                 if time.monotonic() > deadline:
                     raise TransportError("changelog restore stopped advancing", retriable=True)
                 # Transaction markers take offsets too; position may reach end without data.
                 continue
-            deadline = time.monotonic() + CATCH_UP_STALL_S
+            deadline = time.monotonic() + stall_s
             writes = {r.key: r.value for r in records if r.key is not None}
             position = self._restorer.position(tp)
             store.apply(writes, position)

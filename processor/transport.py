@@ -187,7 +187,17 @@ class TransactionalSink(Protocol):
 class PartitionReader(Protocol):
     """Manual assignment, no group: restores changelogs, reads compacted topics in full."""
 
-    def end_offsets(self, tps: Iterable[TP]) -> dict[TP, int]: ...
+    def end_offsets(self, tps: Iterable[TP]) -> dict[TP, int]:
+        """The last stable offset of each partition: the end of what read_committed reads."""
+        ...
+
+    def written_ends(self, tps: Iterable[TP]) -> dict[TP, int]:
+        """The high watermark: the end of everything written, committed or not yet.
+
+        Reading with read_committed until ``position >= written_ends()`` waits until every
+        transaction open (or still writing its commit markers) at the call has ended.
+        """
+        ...
 
     def partitions_for(self, topic: str) -> list[TP]:
         """Partitions of ``topic`` in order; ``[]`` when the topic does not exist."""

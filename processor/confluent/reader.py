@@ -47,8 +47,24 @@ class ConfluentPartitionReader:
             "fetch.wait.max.ms": FETCH_WAIT_MS,
         }
         self._starts: dict[TP, int] = {}
+        # Asks for high watermarks only (read_uncommitted); made on first use.
+        self._uncommitted_options = {**options, "isolation.level": "read_uncommitted"}
+        self._uncommitted: Consumer | None = None
         with mapped_errors("reader start"):
             self._consumer = Consumer(options)
+
+    def written_ends(self, tps: Iterable[TP]) -> dict[TP, int]:
+        """The high watermark of each partition (ListOffsets, read_uncommitted)."""
+        ends: dict[TP, int] = {}
+        with mapped_errors("end offsets"):
+            if self._uncommitted is None:
+                self._uncommitted = Consumer(self._uncommitted_options)
+            for tp in tps:
+                _, high = self._uncommitted.get_watermark_offsets(
+                    to_ck_tp(tp), ANSWER_TIMEOUT_S, cached=False
+                )
+                ends[tp] = int(high)
+        return ends
 
     def end_offsets(self, tps: Iterable[TP]) -> dict[TP, int]:
         """The offset after the last readable record of each partition."""
@@ -107,3 +123,5 @@ class ConfluentPartitionReader:
         """Release the connections."""
         with mapped_errors("reader close"):
             self._consumer.close()
+            if self._uncommitted is not None:
+                self._uncommitted.close()

@@ -25,8 +25,21 @@ class KafkaPartitionReader:
     """
 
     def __init__(self, settings: ClientSettings) -> None:
+        self._settings = settings
+        # Asks for high watermarks only (read_uncommitted); made on first use.
+        self._uncommitted: KafkaConsumer | None = None
         with mapped_errors("reader start"):
             self._consumer = KafkaConsumer(**consumer_options(settings), group_id=None)
+
+    def written_ends(self, tps: Iterable[TP]) -> dict[TP, int]:
+        """The high watermark of each partition (ListOffsets, read_uncommitted)."""
+        with mapped_errors("end offsets"):
+            if self._uncommitted is None:
+                options = {**consumer_options(self._settings), "group_id": None}
+                options["isolation_level"] = "read_uncommitted"
+                self._uncommitted = KafkaConsumer(**options)
+            ends = self._uncommitted.end_offsets([to_kafka_tp(tp) for tp in tps])
+        return {to_tp(tp): int(offset) for tp, offset in ends.items()}
 
     def end_offsets(self, tps: Iterable[TP]) -> dict[TP, int]:
         """The offset after the last readable record of each partition."""
@@ -66,3 +79,5 @@ class KafkaPartitionReader:
         """Release the connections."""
         with mapped_errors("reader close"):
             self._consumer.close(autocommit=False)
+            if self._uncommitted is not None:
+                self._uncommitted.close(autocommit=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import signal
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,9 @@ from tests.reliability.common import Committed, chain, check_exact, wait_for
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
 KILLS = 10
-#: Kills go on past KILLS until one has landed inside an open transaction (seen as aborted
-#: records on the changelog); this bounds that, far above what it takes in practice.
-MAX_KILLS = 30
+#: Every other kill waits (freezing and thawing the worker) for a moment when one of its
+#: transactions is open on the broker; this bounds the freezes per kill.
+MAX_FREEZES = 400
 SEED = 20261122
 #: Snapshots available (the baseline and up to this many minus one aggregations).
 MAX_STEPS = 14
@@ -30,6 +31,48 @@ MAX_STEPS = 14
 def _aggregation_end(env: WorkerEnv) -> int:
     ends = env.input_end_offsets()
     return sum(offset for tp, offset in ends.items() if tp.topic == env.topic("aggregations"))
+
+
+class OpenTransactions:
+    """Whether the worker has a transaction open on the broker: an output partition whose
+    high watermark is past its last stable offset (records written, not yet committed)."""
+
+    def __init__(self, env: WorkerEnv) -> None:
+        from kafka import KafkaConsumer, TopicPartition
+
+        self._consumers = [
+            KafkaConsumer(bootstrap_servers=env.bootstrap, isolation_level=isolation)
+            for isolation in ("read_committed", "read_uncommitted")
+        ]
+        self._tps = [
+            TopicPartition(env.topic(name), p)
+            for name in ("changelog", "events")
+            for p in range(env.partitions)
+        ]
+
+    def any_open(self) -> bool:
+        stable, written = (c.end_offsets(self._tps) for c in self._consumers)
+        return any(stable[tp] < written[tp] for tp in self._tps)
+
+    def close(self) -> None:
+        for consumer in self._consumers:
+            consumer.close()
+
+
+def _kill_inside_a_transaction(
+    worker: subprocess.Popen[bytes], probe: OpenTransactions, rng: random.Random
+) -> None:
+    """Freeze the worker at random moments until one finds a transaction of it open on the
+    broker, then SIGKILL it there."""
+    for _ in range(MAX_FREEZES):
+        worker.send_signal(signal.SIGSTOP)
+        if probe.any_open():
+            worker.send_signal(signal.SIGKILL)
+            worker.wait(timeout=60)
+            return
+        worker.send_signal(signal.SIGCONT)
+        time.sleep(rng.uniform(0.0, 0.05))
+    raise AssertionError(f"no open transaction seen in {MAX_FREEZES} freezes")
 
 
 def _aborted_records(env: WorkerEnv, name: str) -> int:
@@ -61,7 +104,7 @@ def _check_remediations(env: WorkerEnv, source_path: Path, tmp_path: Path) -> in
 def test_repeated_sigkill_leaves_exactly_the_expected_events(
     env: WorkerEnv, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Ten or more SIGKILLs at random points of aggregations, some inside an open
+    """Ten SIGKILLs at random points of aggregations, half of them inside an open
     transaction, leave exactly the expected events and remediation commands, each once."""
     rng = random.Random(SEED)
     steps = chain(500, MAX_STEPS, SEED)
@@ -80,22 +123,27 @@ def test_repeated_sigkill_leaves_exactly_the_expected_events(
     end = 0
     committed = Committed(env)
     kills: list[tuple[int, int]] = []  # (committed at the kill, input end then)
-    aborted = 0
+    probe = OpenTransactions(env)
     started = time.monotonic()
-    while len(kills) < KILLS or (aborted == 0 and len(kills) < MAX_KILLS):
-        # Keep work queued: two aggregations ahead of what is committed.
-        while published < MAX_STEPS - 1 and (published < 2 or committed.total() >= end - 1):
-            published += 1
-            steps.publish(env, published)
-            end = _aggregation_end(env)
+    # Every aggregation queued at once: each life of the worker has work until it is killed.
+    while published < MAX_STEPS - 1:
+        published += 1
+        steps.publish(env, published)
+    end = _aggregation_end(env)
+    while len(kills) < KILLS:
         before = committed.total()
+        assert before < end, f"the work ran out after {len(kills)} kills"
         worker = env.start()
-        # Kill once this life has committed a batch, after a further seeded random delay.
+        # Kill once this life has committed a batch: every other time inside one of its
+        # open transactions, else after a further seeded random delay.
         wait_for(lambda b=before: committed.total() > b, "the worker to commit a batch")
-        time.sleep(rng.uniform(0.0, 0.3))
-        env.stop(worker, signal.SIGKILL)
+        if len(kills) % 2 == 0:
+            _kill_inside_a_transaction(worker, probe, rng)
+        else:
+            time.sleep(rng.uniform(0.0, 0.3))
+            env.stop(worker, signal.SIGKILL)
         kills.append((committed.total(), end))
-        aborted = _aborted_records(env, "changelog")
+    probe.close()
     committed.close()
     env.start()
     env.wait_drained()
