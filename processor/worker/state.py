@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from processor import codec
@@ -213,6 +213,11 @@ class SourceMeta:
             },
             done={str(k): int(v) for k, v in obj["done"].items()},
         )
+
+    def copy(self) -> SourceMeta:
+        """An independent copy (the running aggregations' counters included)."""
+        running = {k: replace(v) for k, v in self.running.items()}
+        return SourceMeta(self.baseline, running, dict(self.done))
 
     def latest_start(self) -> int:
         """The latest start (ms) of any running or remembered aggregation; 0 if none."""
