@@ -12,7 +12,7 @@ from kafka import KafkaProducer
 from processor.config import Settings
 from tests.integration.harness import WorkerEnv
 from tests.reliability.common import chain, check_exact
-from tests.reliability.hostile import lone_surrogate, nested
+from tests.reliability.hostile import lone_surrogate, nested, poison_records
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
@@ -109,3 +109,37 @@ def test_hostile_records_are_dead_lettered_and_partitions_keep_flowing(
         reasons = sorted({d.headers["ncd_error"].decode()[:60] for d in dead})
         print(f"\n[hostile-broker] {len(dead)} dead letters (largest {big} B); {note}")
         print("[hostile-broker] reasons: " + " | ".join(reasons))
+
+
+def test_poison_records_are_dead_lettered_and_never_stop_the_worker(
+    env: WorkerEnv, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Nesting 200-1,100 deep, odd ids, huge values, wrong types: the worker stays up."""
+    steps = chain(90, 3, SEED)
+    poison_source = steps.source.model_copy(update={"id": "src-poison"})
+    poison = poison_records(poison_source.id, "p1", MAX_RECORD_BYTES)
+    started = {"type": "aggregation.started", "sourceId": poison_source.id, "aggregationId": "p1"}
+    marker = json.dumps({**started, "startedAt": steps.started_at(0)}).encode()
+    worker = env.start()
+    steps.publish(env, 0)
+    publisher, producer = env.publisher()
+    try:
+        publisher.publish_source(poison_source)
+    finally:
+        producer.close()
+    _produce(env, [("marker", b"p1", marker)] * env.partitions)
+    records = [(p.name, b"src-poison/x", p.value) for p in poison]
+    _produce(env, records[: len(records) // 2])
+    steps.publish(env, 1)
+    _produce(env, records[len(records) // 2 :])
+    steps.publish(env, 2)
+    env.wait_drained()
+    assert worker.poll() is None, "the worker exited"
+    dead = env.read_all("dlq")
+    names = {_copied(p.value): p.name for p in poison}
+    got = sorted(names.get(_dead_value(d.value, d.headers), "unknown") for d in dead)
+    assert got == sorted(p.name for p in poison if p.dead)
+    assert all(d.headers["ncd_error"] for d in dead), "a dead letter without a reason"
+    note = check_exact(env, steps.expected_upto(2, tmp_path / "expected"))
+    with capsys.disabled():
+        print(f"\n[poison-broker] {len(poison)} poison records, {len(dead)} dead letters; {note}")
