@@ -130,6 +130,25 @@ def failure_reason(exc: Exception) -> str:
     return f"could not be decided ({type(exc).__name__} in {where})"
 
 
+def key_matches(key: bytes | None, outcome: Outcome) -> bool:
+    """Whether a record's key names the source (and account) its decided value names.
+
+    Keys are ``sourceId/<uuid or nativeIdentity>`` (:func:`~processor.publisher.record_key`);
+    markers and provisioning records are checked up to the source (a marker's key names its
+    aggregation; a provisioning record's may name a uuid the record does not carry).
+    """
+    source_id = outcome.source_id
+    if key is None or source_id is None:
+        return False
+    if outcome.account_ref is not None:
+        return key == record_key(source_id, None, outcome.account_ref)
+    return key.startswith(record_key(source_id, None, ""))
+
+
+#: Why a record whose key does not match its value is dead-lettered.
+KEY_MISMATCH = "record key does not match the sourceId and account of its value"
+
+
 def dead_letter(
     topic: str, record: InRecord, reason: str, max_value_bytes: int | None = None
 ) -> OutRecord:
@@ -645,6 +664,10 @@ class Runner:
             outcome = decide(record.value, overlay)
             if outcome.reason == UNKNOWN_SOURCE and catch_up():
                 outcome = decide(record.value, overlay)
+            if outcome.verdict != Verdict.DEAD_LETTERED and not key_matches(record.key, outcome):
+                # Whoever may write the topic could speak for any source, or put an account's
+                # records on a partition that does not hold its state.
+                outcome = processor.abandon(record.value, overlay, KEY_MISMATCH)
             return outcome, self._outputs(outcome, record)
         except (TransportError, StateError, MemoryError):
             raise

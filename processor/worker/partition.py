@@ -122,6 +122,9 @@ class Outcome:
     completed: tuple[str, str] | None = None
     #: Commands reverting the events, for sources that ask for remediation.
     remediations: list[RemediationCommand] = field(default_factory=list)
+    #: Set on an account record: its account's uuid, else its nativeIdentity (what its
+    #: record key names after the source id).
+    account_ref: str | None = None
 
 
 def _dead(reason: str, source_id: str | None = None) -> Outcome:
@@ -264,7 +267,9 @@ class PartitionProcessor:
         if isinstance(record, AggregationStarted):
             return self._started(record, state)
         if isinstance(record, AccountRecord):
-            return self._account(policy, record, state, input_digest)
+            outcome = self._account(policy, record, state, input_digest)
+            outcome.account_ref = record.account.uuid or record.account.nativeIdentity
+            return outcome
         return self._completed(policy, record, state)
 
     def _reject(self, obj: Any, state: BatchOverlay) -> None:
@@ -317,7 +322,7 @@ class PartitionProcessor:
         if raw is None or not StoredAccount.matches_input(raw, agg.started_ms, input_digest):
             return None
         self._saw(source_id, aggregation_id, key)
-        return Outcome(Verdict.UNCHANGED, source_id=source_id)
+        return Outcome(Verdict.UNCHANGED, source_id=source_id, account_ref=uuid or native)
 
     def process_provisioning(self, value: bytes | None, state: BatchOverlay) -> Outcome:
         """Decide one provisioning record (R15; docs/provisioning.md).

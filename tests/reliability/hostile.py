@@ -103,6 +103,8 @@ class Poison:
     name: str
     value: bytes
     dead: bool
+    #: ``sourceId/<uuid or nativeIdentity>`` as the publisher keys it, unless the poison is the key.
+    key: bytes | None
 
 
 def _with_deep(record: dict[str, Any], levels: int) -> bytes:
@@ -130,21 +132,33 @@ def poison_records(source_id: str, aggregation_id: str, max_record_bytes: int) -
             "deleted": False,
         } | changes
 
-    def add(name: str, value: dict[str, Any] | bytes, dead: bool) -> None:
+    def add(
+        name: str,
+        value: dict[str, Any] | bytes,
+        dead: bool,
+        keyed: dict[str, Any] | None = None,
+        **key: bytes | None,
+    ) -> None:
+        """Add a record keyed like ``keyed`` (default: ``value``), or by ``key=``."""
         raw = value if isinstance(value, bytes) else json.dumps(value).encode()
-        out.append(Poison(name, raw, dead))
+        shown = keyed if keyed is not None else value
+        ref: Any = "x"
+        if isinstance(shown, dict) and isinstance(shown.get("account"), dict):
+            ref = shown["account"].get("uuid") or shown["account"].get("nativeIdentity")
+        default = f"{source_id}/{ref}".encode(errors="surrogatepass")
+        out.append(Poison(name, raw, dead, key.get("key", default)))
 
     # Nesting: the record, its account and attributes are 3 levels; decoding stops past 1,024.
     for levels in (200, 254, 300, 600, 1000, 1021, 1022, 1100):
         deep = record(f"CN=deep-attr-{levels}", account={"attributes": {"title": DEEP}})
-        add(f"attribute nested {levels}", _with_deep(deep, levels), True)
+        add(f"attribute nested {levels}", _with_deep(deep, levels), True, deep)
     # The raw account is encoded for its digest: dead past 254 levels in all.
     for levels in (200, 253, 254, 300, 1000, 1100):
         deep = record(f"CN=deep-extra-{levels}", account={"extra": DEEP})
-        add(f"account field nested {levels}", _with_deep(deep, levels), levels + 1 > 254)
+        add(f"account field nested {levels}", _with_deep(deep, levels), levels + 1 > 254, deep)
     for levels in (300, 1000, 1023, 1100):
         deep = record(f"CN=deep-top-{levels}", extra=DEEP)
-        add(f"ignored field nested {levels}", _with_deep(deep, levels), levels + 1 > 1024)
+        add(f"ignored field nested {levels}", _with_deep(deep, levels), levels + 1 > 1024, deep)
     # Long and odd ids.
     add("nativeIdentity of 600 bytes", record("N" * 600), False)
     add("nativeIdentity of 100 KB", record("N" * 100_000), False)
@@ -163,6 +177,10 @@ def poison_records(source_id: str, aggregation_id: str, max_record_bytes: int) -
     add("sourceId of 600 bytes", record("CN=src-long", sourceId="s" * 600), True)
     add("sourceId with a slash", record("CN=src-slash", sourceId=f"{source_id}/x"), True)
     add("lone surrogate", lone_surrogate(), True)
+    # Keys that do not match the value: another source's, another account's, none.
+    add("key of another source", record("CN=key-src"), True, key=b"other-source/CN=key-src")
+    add("key of another account", record("CN=key-acct"), True, key=f"{source_id}/CN=x".encode())
+    add("no key", record("CN=key-none"), True, key=None)
     # Huge strings and numbers.
     add(
         "title of 500 KB",
@@ -185,7 +203,8 @@ def poison_records(source_id: str, aggregation_id: str, max_record_bytes: int) -
         ("1e-400", "1e-400", False),
     ):
         number = record(f"CN=number-{name}", account={"attributes": {"title": DEEP}})
-        add(f"number {name}", json.dumps(number).replace(f'"{DEEP}"', literal).encode(), dead)
+        raw = json.dumps(number).replace(f'"{DEEP}"', literal).encode()
+        add(f"number {name}", raw, dead, number)
     # A wrong type at every field.
     for path, accepted in ACCEPTED_TYPES.items():
         for kind, wrong in WRONG_TYPES.items():

@@ -127,8 +127,8 @@ def test_poison_records_are_dead_lettered_and_never_stop_the_worker(
         publisher.publish_source(poison_source)
     finally:
         producer.close()
-    _produce(env, [("marker", b"p1", marker)] * env.partitions)
-    records = [(p.name, b"src-poison/x", p.value) for p in poison]
+    _produce(env, [("marker", b"src-poison/p1", marker)] * env.partitions)
+    records = [(p.name, p.key, p.value) for p in poison]
     _produce(env, records[: len(records) // 2])
     steps.publish(env, 1)
     _produce(env, records[len(records) // 2 :])

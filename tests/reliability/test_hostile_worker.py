@@ -135,11 +135,12 @@ def test_every_poison_shape_is_dead_lettered_or_accepted_and_good_records_flow(
     worker.publisher().publish_source(poison_source)
     started = {"type": "aggregation.started", "startedAt": "2026-11-22T01:30:00Z"}
     worker.produce_raw(
-        b"p", json.dumps({**started, "sourceId": "src-poison", "aggregationId": "p1"}).encode()
+        b"src-poison/p1",
+        json.dumps({**started, "sourceId": "src-poison", "aggregationId": "p1"}).encode(),
     )
     poison = poison_records("src-poison", "p1", s.max_record_bytes)
     for record in poison:
-        worker.produce_raw(b"p", record.value)
+        worker.produce_raw(record.key, record.value)
     changed = account.model_copy(update={"attributes": {"title": "b"}})
     worker.publish(source, [changed], started_at="2026-11-22T02:00:00Z")
     runner = worker.runner()
