@@ -82,7 +82,7 @@ class Settings(BaseSettings):
     # worker could neither store in the changelog nor copy to the dead-letter topic.
     max_record_bytes: int = Field(
         900_000,
-        ge=1024,
+        ge=65_536,
         description="input records over this size are dead-lettered (the copy without its value)",
     )
     batch_linger_ms: int = Field(
@@ -110,6 +110,13 @@ class Settings(BaseSettings):
         0.5, gt=0, description="first wait after a retriable broker failure (then doubles)"
     )
     retry_backoff_max_s: float = Field(30.0, gt=0, description="cap of that wait")
+    # A day covers clocks set wrong by hours; a date years ahead would make every later real
+    # change of the accounts it touched look stale.
+    future_allowance_s: float = Field(
+        86_400.0,
+        ge=0,
+        description="startedAt and completedAt later than now plus this are dead-lettered",
+    )
     # An hour covers the slowest aggregation of a large source; data time, not wall clock.
     provisioning_hold_s: float = Field(
         3600.0,

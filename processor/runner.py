@@ -242,12 +242,15 @@ class Runner:
         stores: StoreFactory,
         *,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         self.stats = Stats()
         self._transport = transport
         self._stores = stores
         self._sleep = sleep
+        #: Wall clock (seconds since the epoch): bounds how far in the future instants may be.
+        self._clock = clock
         self._registry = SourceRegistry()
         self._partitions: dict[int, _Partition] = {}
         self._exactly_once = settings.guarantee == Guarantee.EXACTLY_ONCE
@@ -501,6 +504,7 @@ class Runner:
         remediations = 0
         decided: list[tuple[int, Outcome]] = []
         caught_up = False
+        latest_ms = int((self._clock() + s.future_allowance_s) * 1000)
 
         def catch_up() -> bool:
             """Read the config topics once per batch: a descriptor may have just come."""
@@ -518,8 +522,8 @@ class Runner:
                 entry = self._partitions.get(partition)
                 if entry is None:  # revoked in this poll: another member owns it now
                     continue
-                overlay = overlays[partition] = BatchOverlay(entry.store)
-                entry.processor.begin_batch()
+                overlay = overlays[partition] = BatchOverlay(entry.store, s.max_record_bytes)
+                entry.processor.begin_batch(latest_ms)
                 for record in batch:
                     outcome, outputs = self._decide(entry.processor, record, overlay, catch_up)
                     for out in outputs:

@@ -14,14 +14,17 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from types import MappingProxyType
 
+from processor.errors import InputError
 from processor.state.store import StateReader, check_key
 
 
 class BatchOverlay:
     """Pending puts and deletes in front of a :class:`~processor.state.store.StateReader`."""
 
-    def __init__(self, store: StateReader) -> None:
+    def __init__(self, store: StateReader, max_value_bytes: int | None = None) -> None:
         self._store = store
+        # Every write goes to the changelog: one the producer would refuse fails the batch.
+        self._max_value_bytes = max_value_bytes
         self._pending: dict[bytes, bytes | None] = {}
         # Every key written since the savepoint -> its pending write then, ``(value,)``, or
         # ``None`` if it had none.
@@ -37,10 +40,12 @@ class BatchOverlay:
         return len(self._pending)
 
     def put(self, key: bytes, value: bytes) -> None:
-        """Buffer a put of ``value`` under ``key``."""
+        """Buffer a put of ``value`` under ``key``; :class:`InputError` if it is too big."""
         check_key(key)
         if not isinstance(value, bytes):
             raise TypeError(f"state value must be bytes, not {type(value).__name__}")
+        if self._max_value_bytes is not None and len(value) > self._max_value_bytes:
+            raise InputError(f"its state value of {len(value)} bytes is over NCD_MAX_RECORD_BYTES")
         self._remember(key)
         self._pending[key] = value
 

@@ -161,11 +161,17 @@ class PartitionProcessor:
         # How to undo the current record's changes to the three above (see ``abandon``).
         self._undo: list[Callable[[], None]] = []
         self._touched: set[str] = set()
+        self._latest_ms: int | None = None
 
     # ----------------------------------------------------------------- batch bracket
 
-    def begin_batch(self) -> None:
-        """Forget anything cached from an aborted batch."""
+    def begin_batch(self, latest_ms: int | None = None) -> None:
+        """Forget anything cached from an aborted batch.
+
+        ``latest_ms``: instants (``startedAt``, ``completedAt``) after it are dead-lettered;
+        the runner passes its clock plus ``NCD_FUTURE_ALLOWANCE_S`` (``None``: no bound).
+        """
+        self._latest_ms = latest_ms
         self._meta.clear()
         self._seen.clear()
         self._dirty_meta.clear()
@@ -175,11 +181,33 @@ class PartitionProcessor:
     def end_batch(self, state: BatchOverlay, batch_id: int) -> None:
         """Write the batch's seen-account chunks and changed metadata into ``state``."""
         for (source_id, aggregation_id), keys in self._seen.items():
-            if keys:
-                state.put(k_seen(source_id, aggregation_id, batch_id), codec.dumps(sorted(keys)))
+            for n, chunk in enumerate(self._chunks(sorted(keys))):
+                state.put(k_seen(source_id, aggregation_id, batch_id, n), codec.dumps(chunk))
         for source_id in self._dirty_meta:
             state.put(k_meta(source_id), self._meta[source_id].encode())
-        self.begin_batch()
+        self.begin_batch(self._latest_ms)
+
+    def _chunks(self, keys: list[str]) -> list[list[str]]:
+        """``keys`` in runs whose JSON stays within half the record size limit (if any)."""
+        if self._max_record_bytes is None:
+            return [keys] if keys else []
+        budget = self._max_record_bytes // 2
+        chunks: list[list[str]] = []
+        size = budget
+        for key in keys:
+            cost = len(key.encode("utf-8", "surrogatepass")) + 3  # quotes and a comma
+            if size + cost > budget:
+                chunks.append([])
+                size = 2
+            chunks[-1].append(key)
+            size += cost
+        return chunks
+
+    def _not_future(self, instant_ms: int, name: str) -> int:
+        """``instant_ms``, unless it is later than the batch's latest allowed instant."""
+        if self._latest_ms is not None and instant_ms > self._latest_ms:
+            raise InputError(f"{name} is in the future (beyond NCD_FUTURE_ALLOWANCE_S)")
+        return instant_ms
 
     # ----------------------------------------------------------------- savepoint
 
@@ -347,6 +375,8 @@ class PartitionProcessor:
     def _provisioning_record(self, value: bytes, state: BatchOverlay) -> Outcome:
         record = codec.validate(ProvisioningRecord, codec.loads(value), "provisioning record")
         done = completed_ms(record)
+        if done is not None:
+            self._not_future(done, "completedAt")
         source_id = record.sourceId
         policy = self._registry.policy(source_id)
         if policy is None:
@@ -428,12 +458,18 @@ class PartitionProcessor:
         return meta
 
     def _started(self, record: AggregationStarted, state: BatchOverlay) -> Outcome:
-        started = parse_instant_ms(record.startedAt)
-        meta = self._meta_of(record.sourceId, state)
+        started = self._not_future(parse_instant_ms(record.startedAt), "startedAt")
+        source_id = record.sourceId
+        meta = self._meta_of(source_id, state)
         if record.aggregationId in meta.done:
-            return Outcome(Verdict.STALE, source_id=record.sourceId)
+            return Outcome(Verdict.STALE, source_id=source_id)
         info = AggregationInfo(started, record.mode.value)
-        self._changing(record.sourceId).running[record.aggregationId] = info
+        self._changing(source_id).running[record.aggregationId] = info
+        for dropped in meta.overdue():  # bounded: a flood of markers cannot grow the metadata
+            if dropped == record.aggregationId:
+                raise InputError("older than every running aggregation of its source, at the cap")
+            del meta.running[dropped]
+            self._forget(source_id, dropped, state)
         return Outcome(Verdict.MARKER, source_id=record.sourceId)
 
     def _running(

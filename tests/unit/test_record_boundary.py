@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +13,8 @@ import pytest
 import processor.runner
 import processor.worker.partition
 from processor.models import SourceDescriptor
-from processor.state import BatchOverlay, InMemoryStateStore
+from processor.runner import Runner
+from processor.state import BatchOverlay, InMemoryStateStore, InMemoryStoreFactory
 from processor.transport import OutRecord
 from tests.unit.conftest import SOURCE_ID, make_source
 from tests.unit.memory_worker import MemoryWorker
@@ -72,9 +75,14 @@ class Upstream:
             self.send(record)
         self.send({**base, "type": "aggregation.completed", "status": "COMPLETED"})
 
-    def run(self) -> None:
-        """Run a fresh worker until it has committed every input record (it must not raise)."""
-        self.worker.run(self.worker.runner())
+    def run(self, clock: Callable[[], float] = time.time, **settings: Any) -> None:
+        """Run a fresh worker until it has committed every input record (it must not raise).
+
+        ``clock`` is the worker's wall clock; ``settings`` override the worker's settings.
+        """
+        configured = self.worker.settings.model_copy(update=settings)
+        runner = Runner(configured, self.worker.broker, InMemoryStoreFactory(), clock=clock)
+        self.worker.run(runner)
 
     def dead(self) -> list[str]:
         """The reason of every dead letter so far."""
