@@ -32,7 +32,7 @@ from processor.core import (
     diff_snapshots,
 )
 from processor.errors import FileInputError, ProcessorError
-from processor.files import read_document, read_lines
+from processor.files import open_private, private_dir, read_document, read_lines
 from processor.models import Account, CatalogEntry, ProvisioningRecord, SourceDescriptor
 
 if TYPE_CHECKING:
@@ -289,7 +289,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     settings = _settings_from(args)
     configure_logging(settings.log_level, settings.log_format)
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.state_dir)
     runner = Runner(
         settings,
         make_transport(settings),
@@ -412,7 +412,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         sys.stdout.flush()
         summary = replay(inputs, state_dir, sys.stdout.buffer, bar=bar, warn=warn)
     else:
-        with args.output.open("ab") as out:
+        with open_private(args.output) as out:
             summary = replay(inputs, state_dir, out, bar=bar, warn=warn)
     print(codec.dumps(summary.as_dict()).decode(), file=sys.stderr)
     return EXIT_OK

@@ -54,6 +54,7 @@ import crc32c
 import lmdb
 
 from processor.errors import StateCorruptError, StateError
+from processor.files import PRIVATE_FILE_MODE, private_dir
 from processor.state.store import check_key, check_partition, check_writes
 
 FORMAT_VERSION = 1
@@ -65,6 +66,7 @@ DATA_DB = b"data"
 META_KEY = b"meta"
 CHECKPOINT_KEY = b"checkpoint"
 DATA_FILE = "data.mdb"
+LOCK_FILE = "lock.mdb"
 
 # Initial map size. Without writemap the file grows with the data, not with the map, so this
 # only reserves virtual address space; 1 GiB holds ~250k 3 KB values before the first growth.
@@ -317,12 +319,17 @@ def _open_env(
     if existed and verify:
         _verify_in_child(directory, store_id, size)
     try:
-        directory.mkdir(parents=True, exist_ok=True)
+        # Owner-only: the store holds every account's attributes (personal data).
+        private_dir(directory)
+        for name in (DATA_FILE, LOCK_FILE):  # made by an older version, or another umask
+            if (directory / name).exists():
+                (directory / name).chmod(PRIVATE_FILE_MODE)
     except OSError as exc:
         raise StateError(f"cannot create state directory for {store_id}: {exc}") from exc
     with _mapped_errors(f"open {store_id}"):
         env = lmdb.open(
             str(directory),
+            mode=PRIVATE_FILE_MODE,
             map_size=_round_up(max(map_size_bytes, 2 * size)),
             subdir=True,
             max_dbs=2,

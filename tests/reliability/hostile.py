@@ -177,6 +177,14 @@ def poison_records(source_id: str, aggregation_id: str, max_record_bytes: int) -
     add("sourceId of 600 bytes", record("CN=src-long", sourceId="s" * 600), True)
     add("sourceId with a slash", record("CN=src-slash", sourceId=f"{source_id}/x"), True)
     add("lone surrogate", lone_surrogate(), True)
+    # Time from the future.
+    future = {"type": "aggregation.started", "sourceId": source_id, "aggregationId": "p9"}
+    add(
+        "start dated 9999",
+        future | {"startedAt": "9999-12-31T00:00:00Z"},
+        True,
+        key=b"%s/p9" % source_id.encode(),
+    )
     # Keys that do not match the value: another source's, another account's, none.
     add("key of another source", record("CN=key-src"), True, key=b"other-source/CN=key-src")
     add("key of another account", record("CN=key-acct"), True, key=f"{source_id}/CN=x".encode())
