@@ -158,7 +158,11 @@ class Settings(BaseSettings):
         None, description="file holding the client private key's password, instead of it"
     )
 
-    http_host: str = Field("0.0.0.0", description="address of the metrics and health endpoint")
+    http_host: str = Field(
+        "127.0.0.1",
+        description="address of the metrics and health endpoint (0.0.0.0: every interface, "
+        "as the image sets for probes)",
+    )
     http_port: int = Field(
         8080, ge=0, le=65535, description="port of /metrics, /livez, /readyz; 0 disables it"
     )
