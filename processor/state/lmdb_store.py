@@ -37,7 +37,6 @@ process is refused (LMDB forbids it).
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import struct
@@ -508,19 +507,23 @@ def verify_directory(directory: Path, store_id: str) -> None:
 
 
 def _verify_in_child(directory: Path, store_id: str, size: int) -> None:
-    """Run :func:`verify_directory` in a child process; damage, crash or hang is corruption."""
+    """Run :func:`verify_directory` in a child process; damage, crash or hang is corruption.
+
+    The child runs isolated (``python -I``: no ``PYTHON*`` variables, no user site, no script
+    or working directory on its path) in ``/``, with this package's own root first on its
+    path: a module planted in the state volume (a ``crc32c.py``, say) is never imported.
+    """
     code = (
-        "import sys; from pathlib import Path; "
+        "import sys; sys.path.insert(0, sys.argv[3]); from pathlib import Path; "
         "from processor.state.lmdb_store import _verify_main; "
         "sys.exit(_verify_main(Path(sys.argv[1]), sys.argv[2]))"
     )
     timeout = VERIFY_BASE_TIMEOUT_S + size / VERIFY_BYTES_PER_S
     root = str(Path(__file__).resolve().parents[2])  # so the child imports this package
-    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
     try:
         done = subprocess.run(
-            [sys.executable, "-c", code, str(directory), store_id],
-            env={**os.environ, "PYTHONPATH": path},
+            [sys.executable, "-I", "-c", code, str(directory.resolve()), store_id, root],
+            cwd="/",
             capture_output=True,
             timeout=timeout,
             check=False,
