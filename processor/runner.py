@@ -76,6 +76,9 @@ LAG_SAMPLE_S = 1.0
 
 CE_SPECVERSION = b"1.0"
 
+#: Failures while handling a record that are not the record's fault: they end the batch.
+NOT_THE_RECORDS_FAULT = (TransportError, StateError, MemoryError)
+
 
 @dataclass
 class Stats:
@@ -207,19 +210,22 @@ class ConfigFollower:
             pass
 
     def _apply(self, record: InRecord) -> None:
+        """Apply one config record; one that fails in any way is logged and skipped."""
         try:
             if record.topic == self._sources:
                 self._registry.apply_source(record.key, record.value)
             else:
                 self._registry.apply_entitlement(record.key, record.value)
-        except InputError as exc:
+        except NOT_THE_RECORDS_FAULT:
+            raise
+        except Exception as exc:  # no single record can stop the worker (see the module doc)
             self.rejected += 1
             log.warning(
                 "config_record_rejected",
                 topic=record.topic,
                 partition=record.partition,
                 offset=record.offset,
-                reason=exc.reason,
+                reason=failure_reason(exc),
             )
 
     def close(self) -> None:
@@ -673,7 +679,7 @@ class Runner:
                 # records on a partition that does not hold its state.
                 outcome = processor.abandon(record.value, overlay, KEY_MISMATCH)
             return outcome, self._outputs(outcome, record)
-        except (TransportError, StateError, MemoryError):
+        except NOT_THE_RECORDS_FAULT:
             raise
         except Exception as exc:
             outcome = processor.abandon(record.value, overlay, failure_reason(exc))

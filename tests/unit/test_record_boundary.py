@@ -12,6 +12,7 @@ import pytest
 
 import processor.runner
 import processor.worker.partition
+import processor.worker.registry
 from processor.models import SourceDescriptor
 from processor.runner import Runner
 from processor.state import BatchOverlay, InMemoryStateStore, InMemoryStoreFactory
@@ -245,3 +246,23 @@ def test_rollback_undoes_the_writes_since_the_savepoint_only() -> None:
     overlay.rollback()
     assert dict(overlay.writes) == {b"k-kept": b"1"}
     assert overlay.get(b"k-stored") == b"0"
+
+
+def test_a_config_record_that_fails_is_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A source descriptor whose compilation raises is logged and skipped; the rest flows."""
+    real = processor.worker.registry.SourcePolicy.from_source
+
+    def failing(source: Any) -> Any:
+        if source.id == "bad":
+            raise RecursionError("compiling it")
+        return real(source)
+
+    monkeypatch.setattr(processor.worker.registry.SourcePolicy, "from_source", failing)
+    up = Upstream(tmp_path)
+    up.worker.publisher().publish_source(make_source(id="bad"))
+    _baseline(up, "CN=a")
+    up.aggregation("a2", T2, [account("CN=a", "t2", agg="a2")])
+    up.run()
+    assert up.changes() == [("ACCOUNT_UPDATED", "CN=a", "t2")]
