@@ -32,7 +32,7 @@ from processor.core import (
     diff_snapshots,
 )
 from processor.errors import FileInputError, ProcessorError
-from processor.files import read_document, read_lines
+from processor.files import open_private, private_dir, read_document, read_lines
 from processor.models import Account, CatalogEntry, ProvisioningRecord, SourceDescriptor
 
 if TYPE_CHECKING:
@@ -165,13 +165,21 @@ _PUBLISH_SETTINGS = frozenset(
         "sasl_mechanism",
         "sasl_username",
         "sasl_password",
+        "sasl_password_file",
+        "allow_plaintext_sasl",
         "ssl_cafile",
         "ssl_certfile",
         "ssl_keyfile",
+        "ssl_password",
+        "ssl_password_file",
         "log_level",
         "log_format",
     }
 )
+
+
+#: Settings that hold a secret: never shown as a default; their flags warn when used.
+_SECRETS = frozenset({"sasl_password", "ssl_password"})
 
 
 def _add_setting_flags(parser: argparse.ArgumentParser, only: frozenset[str] | None = None) -> None:
@@ -180,9 +188,7 @@ def _add_setting_flags(parser: argparse.ArgumentParser, only: frozenset[str] | N
     for name, info in Settings.model_fields.items():
         if only is not None and name not in only:
             continue
-        default = (
-            "(secret)" if name == "sasl_password" else info.get_default(call_default_factory=True)
-        )
+        default = "(secret)" if name in _SECRETS else info.get_default(call_default_factory=True)
         text = (
             info.description or name.replace("_", " ")
         ) + f" [env NCD_{name.upper()}; default {default}]"
@@ -197,6 +203,13 @@ def _settings_from(args: argparse.Namespace) -> Settings:
         for key, value in vars(args).items()
         if key.startswith("setting_") and value is not None
     }
+    for name in sorted(_SECRETS & overrides.keys()):
+        flag = "--" + name.replace("_", "-")
+        print(
+            f"ncd-processor: warning: {flag} shows in process listings to every local user; "
+            f"use NCD_{name.upper()}_FILE (or NCD_{name.upper()}) instead",
+            file=sys.stderr,
+        )
     return load_settings(**overrides)
 
 
@@ -289,7 +302,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     settings = _settings_from(args)
     configure_logging(settings.log_level, settings.log_format)
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.state_dir)
     runner = Runner(
         settings,
         make_transport(settings),
@@ -412,7 +425,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         sys.stdout.flush()
         summary = replay(inputs, state_dir, sys.stdout.buffer, bar=bar, warn=warn)
     else:
-        with args.output.open("ab") as out:
+        with open_private(args.output) as out:
             summary = replay(inputs, state_dir, out, bar=bar, warn=warn)
     print(codec.dumps(summary.as_dict()).decode(), file=sys.stderr)
     return EXIT_OK

@@ -19,6 +19,8 @@ M = TypeVar("M", bound=BaseModel)
 
 #: Reasons are cut to this length so that a dead-letter header stays small.
 MAX_REASON_CHARS = 300
+#: The deepest nesting orjson encodes (it decodes up to 1,024 levels).
+MAX_ENCODE_DEPTH = 254
 
 
 def loads(data: bytes | str) -> Any:
@@ -32,13 +34,31 @@ def loads(data: bytes | str) -> Any:
 
 
 def dumps(obj: Any) -> bytes:
-    """Encode JSON compactly; keys keep their insertion order (models dump in field order)."""
-    return orjson.dumps(obj)
+    """Encode JSON compactly; keys keep their insertion order (models dump in field order).
+
+    A value JSON cannot hold raises :class:`InputError`: orjson decodes 1,024 levels of
+    nesting but encodes only 254, so a record that decoded may still not encode.
+    """
+    try:
+        return orjson.dumps(obj)
+    except orjson.JSONEncodeError as exc:
+        raise _encode_error(exc) from exc
 
 
 def dumps_canonical(obj: Any) -> bytes:
     """Encode JSON with sorted keys: the same value always gives the same bytes."""
-    return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+    try:
+        return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError as exc:
+        raise _encode_error(exc) from exc
+
+
+def _encode_error(exc: orjson.JSONEncodeError) -> InputError:
+    # orjson's messages name the problem and a type, never a value.
+    detail = str(exc)
+    if "Recursion limit" in detail:
+        detail = f"nested deeper than {MAX_ENCODE_DEPTH} levels"
+    return InputError(_cut(f"cannot be encoded as JSON: {detail}"))
 
 
 def describe_validation_error(exc: ValidationError, what: str) -> str:

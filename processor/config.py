@@ -4,7 +4,11 @@ Every setting comes from an ``NCD_``-prefixed environment variable (``NCD_STATE_
 ``NCD_TOPIC_EVENTS``...), from an optional ``.env``-style file named by ``NCD_ENV_FILE``,
 or from a command-line flag, in rising order of precedence. Everything is validated
 before anything connects; a bad setting is a :class:`~processor.errors.ConfigError`
-naming it. The SASL password is a ``SecretStr``: masked whenever settings are printed.
+naming it. The SASL password and the client key's password are ``SecretStr``: masked
+whenever settings are printed. Each can come from a file instead (``NCD_SASL_PASSWORD_FILE``,
+``NCD_SSL_PASSWORD_FILE``: a mounted secret), so that it shows in no process listing or
+environment dump. The env file must be owner-only, and SASL PLAIN, which sends the password
+as it is, is refused over a connection without TLS unless ``NCD_ALLOW_PLAINTEXT_SASL`` says so.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from processor.errors import ConfigError
@@ -82,7 +86,7 @@ class Settings(BaseSettings):
     # worker could neither store in the changelog nor copy to the dead-letter topic.
     max_record_bytes: int = Field(
         900_000,
-        ge=1024,
+        ge=65_536,
         description="input records over this size are dead-lettered (the copy without its value)",
     )
     batch_linger_ms: int = Field(
@@ -110,6 +114,13 @@ class Settings(BaseSettings):
         0.5, gt=0, description="first wait after a retriable broker failure (then doubles)"
     )
     retry_backoff_max_s: float = Field(30.0, gt=0, description="cap of that wait")
+    # A day covers clocks set wrong by hours; a date years ahead would make every later real
+    # change of the accounts it touched look stale.
+    future_allowance_s: float = Field(
+        86_400.0,
+        ge=0,
+        description="startedAt and completedAt later than now plus this are dead-lettered",
+    )
     # An hour covers the slowest aggregation of a large source; data time, not wall clock.
     provisioning_hold_s: float = Field(
         3600.0,
@@ -126,13 +137,32 @@ class Settings(BaseSettings):
     )
     sasl_username: str | None = Field(None, description="SASL user name")
     sasl_password: SecretStr | None = Field(
-        None, description="SASL password (a secret: never printed or logged)"
+        None,
+        description="SASL password (a secret: never printed or logged; the flag shows in "
+        "process listings, prefer the file)",
+    )
+    sasl_password_file: Path | None = Field(
+        None, description="file holding the SASL password (a mounted secret), instead of it"
+    )
+    allow_plaintext_sasl: bool = Field(
+        False,
+        description="allow SASL PLAIN without TLS (SASL_PLAINTEXT: the password travels in clear)",
     )
     ssl_cafile: Path | None = Field(None, description="CA certificate file (PEM) for TLS")
     ssl_certfile: Path | None = Field(None, description="client certificate file (PEM)")
     ssl_keyfile: Path | None = Field(None, description="client private key file (PEM)")
+    ssl_password: SecretStr | None = Field(
+        None, description="password of the client private key (a secret, like the SASL one)"
+    )
+    ssl_password_file: Path | None = Field(
+        None, description="file holding the client private key's password, instead of it"
+    )
 
-    http_host: str = Field("0.0.0.0", description="address of the metrics and health endpoint")
+    http_host: str = Field(
+        "127.0.0.1",
+        description="address of the metrics and health endpoint (0.0.0.0: every interface, "
+        "as the image sets for probes)",
+    )
     http_port: int = Field(
         8080, ge=0, le=65535, description="port of /metrics, /livez, /readyz; 0 disables it"
     )
@@ -152,6 +182,39 @@ class Settings(BaseSettings):
             if not sep or not host or not port.isdigit():
                 raise ValueError("must be host:port[,host:port...]")
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secret_files(cls, data: Any) -> Any:
+        """Read ``*_password_file`` into its password (given both, the setting is refused)."""
+        if not isinstance(data, dict):
+            return data
+        for name in ("sasl_password", "ssl_password"):
+            path = data.get(f"{name}_file")
+            if path is None:
+                continue
+            if data.get(name) is not None:
+                raise ValueError(f"NCD_{name.upper()} and NCD_{name.upper()}_FILE are both set")
+            try:
+                text = Path(path).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = getattr(exc, "strerror", None) or type(exc).__name__
+                raise ValueError(f"NCD_{name.upper()}_FILE: cannot read {path}: {reason}") from exc
+            data = {**data, name: text.rstrip("\r\n")}
+        return data
+
+    @model_validator(mode="after")
+    def _no_plain_password_in_clear(self) -> Settings:
+        if (
+            self.security_protocol == "SASL_PLAINTEXT"
+            and self.sasl_mechanism == "PLAIN"
+            and not self.allow_plaintext_sasl
+        ):
+            raise ValueError(
+                "SASL PLAIN over SASL_PLAINTEXT sends the password in clear: use "
+                "NCD_SECURITY_PROTOCOL=SASL_SSL (or SCRAM), or set NCD_ALLOW_PLAINTEXT_SASL=true"
+            )
+        return self
 
     @property
     def transactional_id(self) -> str | None:
@@ -174,6 +237,9 @@ class Settings(BaseSettings):
             ssl_cafile=None if self.ssl_cafile is None else str(self.ssl_cafile),
             ssl_certfile=None if self.ssl_certfile is None else str(self.ssl_certfile),
             ssl_keyfile=None if self.ssl_keyfile is None else str(self.ssl_keyfile),
+            ssl_password=None
+            if self.ssl_password is None
+            else self.ssl_password.get_secret_value(),
             session_timeout_ms=self.session_timeout_ms,
             heartbeat_interval_ms=self.heartbeat_interval_ms,
             max_poll_interval_ms=self.max_poll_interval_ms,
@@ -203,13 +269,28 @@ def load_settings(**overrides: Any) -> Settings:
     """
     given = {k: v for k, v in overrides.items() if v is not None}
     env_file = os.environ.get("NCD_ENV_FILE")
-    if env_file and not Path(env_file).is_file():
-        raise ConfigError(f"NCD_ENV_FILE: no such file: {env_file}")
+    if env_file:
+        _check_env_file(Path(env_file))
     try:
         return Settings(_env_file=env_file, **given)
     except ValidationError as exc:
         problems = []
         for err in exc.errors(include_input=False, include_url=False):
-            name = "NCD_" + "_".join(str(p) for p in err["loc"]).upper()
-            problems.append(f"{name}: {err['msg']}")
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["loc"]:
+                problems.append("NCD_" + "_".join(str(p) for p in err["loc"]).upper() + ": " + msg)
+            else:
+                problems.append(msg)
         raise ConfigError("invalid settings: " + "; ".join(problems)) from exc
+
+
+def _check_env_file(path: Path) -> None:
+    """An env file holds secrets: refuse one that is missing or that others may read."""
+    if not path.is_file():
+        raise ConfigError(f"NCD_ENV_FILE: no such file: {path}")
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o066:
+        raise ConfigError(
+            f"NCD_ENV_FILE: {path} can be read or written by group or others (mode "
+            f"{mode:04o}) and may hold secrets; make it owner-only: chmod 600 {path}"
+        )

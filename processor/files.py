@@ -1,4 +1,5 @@
-"""Reading contract records from local files, with ``FILE:LINE: reason`` errors.
+"""Reading contract records from local files, with ``FILE:LINE: reason`` errors; and the
+owner-only directories and files the worker and ``replay`` write.
 
 A snapshot, catalog or provisioning file is JSON Lines (blank lines are skipped); a source
 descriptor is one JSON document. Every failure is a :class:`FileInputError` naming the
@@ -7,10 +8,11 @@ file and the 1-based line.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import BinaryIO, Generic, TypeVar
 
 from pydantic import BaseModel
 
@@ -18,6 +20,28 @@ from processor import codec
 from processor.errors import FileInputError, InputError
 
 M = TypeVar("M", bound=BaseModel)
+
+#: Account attributes are personal data: what the worker keeps is for its user alone.
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+
+
+def private_dir(path: Path) -> Path:
+    """Create ``path`` (and its parents) if missing; make it owner-only (0700) if ours.
+
+    The mode is set explicitly, so the umask does not matter. A directory of another owner
+    (a mounted volume's root, say) is left as it is: what we create inside it is private.
+    """
+    path.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+    if path.stat().st_uid == os.geteuid():
+        path.chmod(PRIVATE_DIR_MODE)
+    return path
+
+
+def open_private(path: Path) -> BinaryIO:
+    """Open ``path`` for appending bytes; a new file is owner-only (0600) whatever the umask."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, PRIVATE_FILE_MODE)
+    return os.fdopen(fd, "ab")
 
 
 @dataclass(frozen=True, slots=True)

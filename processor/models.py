@@ -23,6 +23,19 @@ Scalar = StrictStr | StrictBool | StrictInt | StrictFloat | None
 #: An attribute value: a scalar or a list of scalars.
 AttributeValue = Scalar | list[Scalar]
 
+#: Longest source id, in characters.
+MAX_SOURCE_ID_CHARS = 128
+#: What a source id may hold: ASCII letters, digits, ``.``, ``_``, ``:`` and ``-``. Never ``/``,
+#: which separates the parts of record and state keys: no source's keys can then be a prefix
+#: of another's (``hr`` and ``hr/payroll`` would share ``a/hr/``).
+SOURCE_ID_PATTERN = r"^[A-Za-z0-9._:-]+$"
+SourceId = Annotated[
+    str, Field(min_length=1, max_length=MAX_SOURCE_ID_CHARS, pattern=SOURCE_ID_PATTERN)
+]
+#: Longest aggregation id, in characters (they are kept per running aggregation).
+MAX_AGGREGATION_ID_CHARS = 128
+AggregationId = Annotated[str, Field(min_length=1, max_length=MAX_AGGREGATION_ID_CHARS)]
+
 
 class _Input(BaseModel):
     """Base of input models: unknown fields are ignored (forward compatible)."""
@@ -103,7 +116,7 @@ class RemediationConfig(_Input):
 
 
 class SourceDescriptor(_Input):
-    id: Annotated[str, Field(min_length=1)]
+    id: SourceId
     name: str
     alias: str | None = None
     owner: OwnerRef | None = None
@@ -165,7 +178,7 @@ class CatalogEntry(_Input):
     name: str | None = None
     owner: EntitlementOwner | None = None
     #: Present on ``ncd.entitlements`` stream records; absent in a catalog file.
-    sourceId: str | None = None
+    sourceId: SourceId | None = None
 
 
 # --------------------------------------------------------------------------- provisioning
@@ -226,7 +239,7 @@ class ProvisioningStatus(StrEnum):
 
 
 class ProvisioningRecord(_Input):
-    sourceId: Annotated[str, Field(min_length=1)]
+    sourceId: SourceId
     command: Literal["std:account:update"] = "std:account:update"
     input: StdAccountUpdateInput
     output: StdAccountUpdateOutput = Field(default_factory=StdAccountUpdateOutput)
@@ -305,24 +318,24 @@ class AggregationStatus(StrEnum):
 
 class AggregationStarted(_Input):
     type: Literal["aggregation.started"]
-    sourceId: Annotated[str, Field(min_length=1)]
-    aggregationId: Annotated[str, Field(min_length=1)]
+    sourceId: SourceId
+    aggregationId: AggregationId
     startedAt: str
     mode: AggregationMode = AggregationMode.FULL
 
 
 class AccountRecord(_Input):
     type: Literal["account"]
-    sourceId: Annotated[str, Field(min_length=1)]
-    aggregationId: Annotated[str, Field(min_length=1)]
+    sourceId: SourceId
+    aggregationId: AggregationId
     account: Account
     deleted: bool = False
 
 
 class AggregationCompleted(_Input):
     type: Literal["aggregation.completed"]
-    sourceId: Annotated[str, Field(min_length=1)]
-    aggregationId: Annotated[str, Field(min_length=1)]
+    sourceId: SourceId
+    aggregationId: AggregationId
     status: AggregationStatus
     accountCount: Annotated[int, Field(ge=0)] | None = None
 

@@ -45,7 +45,7 @@ from typing import BinaryIO
 from processor import codec
 from processor.core import SourcePolicy
 from processor.errors import FileInputError, InputError
-from processor.files import iter_lines, numbered_lines, read_document
+from processor.files import iter_lines, numbered_lines, private_dir, read_document
 from processor.models import Account, CatalogEntry, ProvisioningRecord, SourceDescriptor
 from processor.progress import ProgressBar
 from processor.state import BatchOverlay, LmdbStoreFactory, StateStore
@@ -244,7 +244,7 @@ def replay(
     warn: Callable[[str], None] = lambda _message: None,
 ) -> ReplaySummary:
     """Replay checked inputs against the store in ``state_dir``; events go to ``out``."""
-    state_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(state_dir)
     store = LmdbStoreFactory(state_dir, STORE_NAME).open(0)
     try:
         return _Replayer(inputs, store, out, warn).run(bar or _no_bar)

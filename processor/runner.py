@@ -17,16 +17,19 @@ of a batch, and why:
 In at-least-once mode step 4 is a flush followed by a commit of the offsets on the
 consumer; a crash in between re-emits events with the same deterministic ids.
 
-A retriable broker failure aborts the batch, rewinds the consumer to the batch's first
-offsets, and retries after a capped exponential backoff. Anything else ends the loop with
-the exception (the orchestrator restarts the worker). This is the one place that catches
-every exception.
+No single record can stop the loop: any failure while deciding one record or building its
+outputs (:meth:`Runner._decide`) undoes what the record did and dead-letters it with its
+reason, and the batch goes on. Only broker and state failures end a batch: a retriable broker
+failure aborts it, rewinds the consumer to the batch's first offsets, and retries after a
+capped exponential backoff; anything else ends the loop with the exception (the orchestrator
+restarts the worker).
 """
 
 from __future__ import annotations
 
 import threading
 import time
+import traceback
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -38,7 +41,7 @@ import structlog
 from processor import codec
 from processor.config import Guarantee, Settings
 from processor.core.remediation import command_key
-from processor.errors import InputError, StateCorruptError, TransportError
+from processor.errors import InputError, StateCorruptError, StateError, TransportError
 from processor.models import AccountEvent, Operation
 from processor.observability.aggregations import AggregationTracker
 from processor.observability.metrics import Metrics
@@ -74,6 +77,9 @@ START_RETRY_S = 60.0
 LAG_SAMPLE_S = 1.0
 
 CE_SPECVERSION = b"1.0"
+
+#: Failures while handling a record that are not the record's fault: they end the batch.
+NOT_THE_RECORDS_FAULT = (TransportError, StateError, MemoryError)
 
 
 @dataclass
@@ -116,6 +122,38 @@ def event_record(topic: str, event: AccountEvent, timestamp_ms: int) -> OutRecor
     return OutRecord(topic, event_key(event), codec.dumps(event.model_dump(mode="json")), headers)
 
 
+def failure_reason(exc: Exception) -> str:
+    """The dead-letter reason of a record whose decision raised ``exc``, free of values.
+
+    An :class:`InputError` has its own reason; anything else is named by its type and the
+    function that raised it, never by its message (which may quote the record).
+    """
+    if isinstance(exc, InputError):
+        return exc.reason
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = frames[-1].name if frames else "?"
+    return f"could not be decided ({type(exc).__name__} in {where})"
+
+
+def key_matches(key: bytes | None, outcome: Outcome) -> bool:
+    """Whether a record's key names the source (and account) its decided value names.
+
+    Keys are ``sourceId/<uuid or nativeIdentity>`` (:func:`~processor.publisher.record_key`);
+    markers and provisioning records are checked up to the source (a marker's key names its
+    aggregation; a provisioning record's may name a uuid the record does not carry).
+    """
+    source_id = outcome.source_id
+    if key is None or source_id is None:
+        return False
+    if outcome.account_ref is not None:
+        return key == record_key(source_id, None, outcome.account_ref)
+    return key.startswith(record_key(source_id, None, ""))
+
+
+#: Why a record whose key does not match its value is dead-lettered.
+KEY_MISMATCH = "record key does not match the sourceId and account of its value"
+
+
 def dead_letter(
     topic: str, record: InRecord, reason: str, max_value_bytes: int | None = None
 ) -> OutRecord:
@@ -126,7 +164,8 @@ def dead_letter(
     stays in the input topic. Nothing is lost; the partition keeps flowing.
     """
     headers = [
-        ("ncd_error", reason.encode()),
+        # A reason may name a field of the input, which may hold a lone surrogate.
+        ("ncd_error", reason.encode(errors="backslashreplace")),
         ("ncd_original_topic", record.topic.encode()),
         ("ncd_original_partition", str(record.partition).encode()),
         ("ncd_original_offset", str(record.offset).encode()),
@@ -173,19 +212,22 @@ class ConfigFollower:
             pass
 
     def _apply(self, record: InRecord) -> None:
+        """Apply one config record; one that fails in any way is logged and skipped."""
         try:
             if record.topic == self._sources:
                 self._registry.apply_source(record.key, record.value)
             else:
                 self._registry.apply_entitlement(record.key, record.value)
-        except InputError as exc:
+        except NOT_THE_RECORDS_FAULT:
+            raise
+        except Exception as exc:  # no single record can stop the worker (see the module doc)
             self.rejected += 1
             log.warning(
                 "config_record_rejected",
                 topic=record.topic,
                 partition=record.partition,
                 offset=record.offset,
-                reason=exc.reason,
+                reason=failure_reason(exc),
             )
 
     def close(self) -> None:
@@ -208,12 +250,15 @@ class Runner:
         stores: StoreFactory,
         *,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         self.stats = Stats()
         self._transport = transport
         self._stores = stores
         self._sleep = sleep
+        #: Wall clock (seconds since the epoch): bounds how far in the future instants may be.
+        self._clock = clock
         self._registry = SourceRegistry()
         self._partitions: dict[int, _Partition] = {}
         self._exactly_once = settings.guarantee == Guarantee.EXACTLY_ONCE
@@ -505,6 +550,17 @@ class Runner:
         remediations = 0
         decided: list[tuple[int, Outcome]] = []
         caught_up = False
+        latest_ms = int((self._clock() + s.future_allowance_s) * 1000)
+
+        def catch_up() -> bool:
+            """Read the config topics once per batch: a descriptor may have just come."""
+            nonlocal caught_up
+            if caught_up:
+                return False
+            follower.catch_up()
+            caught_up = True
+            return True
+
         try:
             # Inside the try: a failed begin must put the polled records back too.
             sink.begin()
@@ -512,20 +568,12 @@ class Runner:
                 entry = self._partitions.get(partition)
                 if entry is None:  # revoked in this poll: another member owns it now
                     continue
-                overlay = overlays[partition] = BatchOverlay(entry.store)
-                entry.processor.begin_batch()
+                overlay = overlays[partition] = BatchOverlay(entry.store, s.max_record_bytes)
+                entry.processor.begin_batch(latest_ms)
                 for record in batch:
-                    decide = (
-                        entry.processor.process_provisioning
-                        if record.topic == s.topic_provisioning
-                        else entry.processor.process
-                    )
-                    outcome = decide(record.value, overlay)
-                    if outcome.reason == UNKNOWN_SOURCE and not caught_up:
-                        follower.catch_up()  # the descriptor may have just been published
-                        caught_up = True
-                        outcome = decide(record.value, overlay)
-                    self._emit(outcome, record, sink)
+                    outcome, outputs = self._decide(entry.processor, record, overlay, catch_up)
+                    for out in outputs:
+                        sink.send(out)
                     verdicts[outcome.verdict] += 1
                     for event in outcome.events:
                         events[event.eventType] += 1
@@ -644,10 +692,45 @@ class Runner:
             consumer.pause(list(firsts))
         return kept
 
-    def _emit(self, outcome: Outcome, record: InRecord, sink: TransactionalSink) -> None:
+    def _decide(
+        self,
+        processor: PartitionProcessor,
+        record: InRecord,
+        overlay: BatchOverlay,
+        catch_up: Callable[[], bool],
+    ) -> tuple[Outcome, list[OutRecord]]:
+        """Decide one record and build its outputs: the per-record failure boundary.
+
+        Whatever fails here (decoding, validation, a digest, a state key, an output) is this
+        record's fault: what it did is undone and it is dead-lettered with the reason. Broker
+        and state failures are not, and end the batch.
+        """
+        decide = (
+            processor.process_provisioning
+            if record.topic == self.settings.topic_provisioning
+            else processor.process
+        )
+        try:
+            outcome = decide(record.value, overlay)
+            if outcome.reason == UNKNOWN_SOURCE and catch_up():
+                outcome = decide(record.value, overlay)
+            if outcome.verdict != Verdict.DEAD_LETTERED and not key_matches(record.key, outcome):
+                # Whoever may write the topic could speak for any source, or put an account's
+                # records on a partition that does not hold its state.
+                outcome = processor.abandon(record.value, overlay, KEY_MISMATCH)
+            return outcome, self._outputs(outcome, record)
+        except NOT_THE_RECORDS_FAULT:
+            raise
+        except Exception as exc:
+            outcome = processor.abandon(record.value, overlay, failure_reason(exc))
+            return outcome, self._outputs(outcome, record)
+
+    def _outputs(self, outcome: Outcome, record: InRecord) -> list[OutRecord]:
+        """The records a decision produces: events, commands and dead letters."""
         s = self.settings
+        produced: list[OutRecord] = []
         if outcome.verdict == Verdict.DEAD_LETTERED:
-            self._dead_letter(record, outcome.reason or "invalid record", sink)
+            produced.append(self._dead_letter(record, outcome.reason or "invalid record"))
         outputs = [
             event_record(s.topic_events, event, record.timestamp_ms) for event in outcome.events
         ]
@@ -660,16 +743,13 @@ class Runner:
             if size > s.max_record_bytes:
                 # The producer (and a broker with default limits) would refuse it, and the
                 # batch would fail for ever: the input goes to the DLQ, saying why.
-                self._dead_letter(
-                    record, f"its output of {size} bytes is over NCD_MAX_RECORD_BYTES", sink
-                )
+                reason = f"its output of {size} bytes is over NCD_MAX_RECORD_BYTES"
+                produced.append(self._dead_letter(record, reason))
                 continue
-            sink.send(out)
+            produced.append(out)
+        return produced
 
-    def _dead_letter(self, record: InRecord, reason: str, sink: TransactionalSink) -> None:
-        sink.send(
-            dead_letter(self.settings.topic_dlq, record, reason, self.settings.max_record_bytes)
-        )
+    def _dead_letter(self, record: InRecord, reason: str) -> OutRecord:
         log.warning(
             "record_dead_lettered",
             topic=record.topic,
@@ -677,6 +757,7 @@ class Runner:
             offset=record.offset,
             reason=reason,
         )
+        return dead_letter(self.settings.topic_dlq, record, reason, self.settings.max_record_bytes)
 
     def _warn_guard(self, outcome: Outcome, partition: int) -> None:
         self.stats.deletes_suppressed += outcome.deletes_suppressed

@@ -93,8 +93,9 @@ class TopicSpec:
 class ClientSettings:
     """How to reach the broker; built by config code, turned into client options by adapters.
 
-    Timeouts are in milliseconds as in Kafka's own settings. The SASL password is
-    kept out of ``repr`` so that logging the settings never prints it.
+    Timeouts are in milliseconds as in Kafka's own settings. The SASL password and the
+    client key's password are kept out of ``repr`` so that logging the settings never
+    prints them.
     """
 
     bootstrap_servers: str
@@ -106,6 +107,7 @@ class ClientSettings:
     ssl_cafile: str | None = None
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
+    ssl_password: str | None = field(default=None, repr=False)
     # Kafka's default session timeout is 45 s; a group join waits up to about half of
     # it on some brokers (Tansu), so tests lower it to 6 s with a 1 s heartbeat.
     session_timeout_ms: int = 45_000

@@ -67,6 +67,7 @@ def common_options(settings: ClientSettings) -> dict[str, Any]:
         ("ssl_cafile", "ssl.ca.location"),
         ("ssl_certfile", "ssl.certificate.location"),
         ("ssl_keyfile", "ssl.key.location"),
+        ("ssl_password", "ssl.key.password"),
     ):
         value = getattr(settings, ours)
         if value is not None:

@@ -32,7 +32,7 @@ def common_options(settings: ClientSettings) -> dict[str, Any]:
         options["sasl_mechanism"] = settings.sasl_mechanism
         options["sasl_plain_username"] = settings.sasl_username
         options["sasl_plain_password"] = settings.sasl_password
-    for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+    for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_password"):
         value = getattr(settings, name)
         if value is not None:
             options[name] = value

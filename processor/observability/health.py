@@ -8,6 +8,12 @@ else; the handlers only read values that are safe across threads (a ``threading.
 float, the prometheus-client registry, which locks itself). Each request gets its own thread,
 so a slow scraper cannot hold up a kubelet probe; the threads are daemons, so the endpoint
 never keeps a stopping worker alive.
+
+Bounded, because anyone who can reach the port can open connections: a connection that sends
+nothing for ``REQUEST_TIMEOUT_S`` is closed (100 half-sent requests would otherwise hold 100
+threads for ever), and beyond ``MAX_CONNECTIONS`` at once a new one is closed at once. It binds
+127.0.0.1 unless told otherwise (``NCD_HTTP_HOST``; the image and the manifests set 0.0.0.0
+for the probes).
 """
 
 from __future__ import annotations
@@ -22,6 +28,37 @@ from processor.observability.metrics import CONTENT_TYPE, Metrics
 
 Check = Callable[[], bool]
 
+#: A connection idle this long (a request not sent in full, a keep-alive left open) is closed.
+REQUEST_TIMEOUT_S = 10.0
+#: Connections served at once; more are closed at once (probes and a scraper need a few).
+MAX_CONNECTIONS = 16
+
+
+class _BoundedServer(ThreadingHTTPServer):
+    """A threading HTTP server that serves at most ``max_connections`` connections at once."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: Any, max_connections: int) -> None:
+        super().__init__(address, handler)
+        self._slots = threading.BoundedSemaphore(max_connections)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)  # over the cap: refuse rather than queue
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
 
 class HealthServer:
     """Serves the metrics and the probes of one worker until :meth:`stop`.
@@ -30,10 +67,19 @@ class HealthServer:
     configured port of 0 as "no endpoint" and does not create a server at all.
     """
 
-    def __init__(self, host: str, port: int, metrics: Metrics, live: Check, ready: Check) -> None:
-        handler = _handler(metrics, live, ready)
-        self._server = ThreadingHTTPServer((host, port), handler)
-        self._server.daemon_threads = True
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        metrics: Metrics,
+        live: Check,
+        ready: Check,
+        *,
+        timeout_s: float = REQUEST_TIMEOUT_S,
+        max_connections: int = MAX_CONNECTIONS,
+    ) -> None:
+        handler = _handler(metrics, live, ready, timeout_s)
+        self._server = _BoundedServer((host, port), handler, max_connections)
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="ncd-health", daemon=True
         )
@@ -56,9 +102,18 @@ class HealthServer:
         self._server.server_close()
 
 
-def _handler(metrics: Metrics, live: Check, ready: Check) -> type[BaseHTTPRequestHandler]:
+def _handler(
+    metrics: Metrics, live: Check, ready: Check, timeout_s: float
+) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "ncd-processor"
+        timeout = timeout_s  # a socket timeout on every read and write of the connection
+
+        def handle(self) -> None:
+            try:
+                super().handle()
+            except (TimeoutError, ConnectionError):
+                self.close_connection = True  # a client that stalls or goes: drop it quietly
 
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]

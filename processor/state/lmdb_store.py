@@ -37,7 +37,6 @@ process is refused (LMDB forbids it).
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import struct
@@ -54,6 +53,7 @@ import crc32c
 import lmdb
 
 from processor.errors import StateCorruptError, StateError
+from processor.files import PRIVATE_FILE_MODE, private_dir
 from processor.state.store import check_key, check_partition, check_writes
 
 FORMAT_VERSION = 1
@@ -65,6 +65,7 @@ DATA_DB = b"data"
 META_KEY = b"meta"
 CHECKPOINT_KEY = b"checkpoint"
 DATA_FILE = "data.mdb"
+LOCK_FILE = "lock.mdb"
 
 # Initial map size. Without writemap the file grows with the data, not with the map, so this
 # only reserves virtual address space; 1 GiB holds ~250k 3 KB values before the first growth.
@@ -317,12 +318,17 @@ def _open_env(
     if existed and verify:
         _verify_in_child(directory, store_id, size)
     try:
-        directory.mkdir(parents=True, exist_ok=True)
+        # Owner-only: the store holds every account's attributes (personal data).
+        private_dir(directory)
+        for name in (DATA_FILE, LOCK_FILE):  # made by an older version, or another umask
+            if (directory / name).exists():
+                (directory / name).chmod(PRIVATE_FILE_MODE)
     except OSError as exc:
         raise StateError(f"cannot create state directory for {store_id}: {exc}") from exc
     with _mapped_errors(f"open {store_id}"):
         env = lmdb.open(
             str(directory),
+            mode=PRIVATE_FILE_MODE,
             map_size=_round_up(max(map_size_bytes, 2 * size)),
             subdir=True,
             max_dbs=2,
@@ -501,19 +507,23 @@ def verify_directory(directory: Path, store_id: str) -> None:
 
 
 def _verify_in_child(directory: Path, store_id: str, size: int) -> None:
-    """Run :func:`verify_directory` in a child process; damage, crash or hang is corruption."""
+    """Run :func:`verify_directory` in a child process; damage, crash or hang is corruption.
+
+    The child runs isolated (``python -I``: no ``PYTHON*`` variables, no user site, no script
+    or working directory on its path) in ``/``, with this package's own root first on its
+    path: a module planted in the state volume (a ``crc32c.py``, say) is never imported.
+    """
     code = (
-        "import sys; from pathlib import Path; "
+        "import sys; sys.path.insert(0, sys.argv[3]); from pathlib import Path; "
         "from processor.state.lmdb_store import _verify_main; "
         "sys.exit(_verify_main(Path(sys.argv[1]), sys.argv[2]))"
     )
     timeout = VERIFY_BASE_TIMEOUT_S + size / VERIFY_BYTES_PER_S
     root = str(Path(__file__).resolve().parents[2])  # so the child imports this package
-    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
     try:
         done = subprocess.run(
-            [sys.executable, "-c", code, str(directory), store_id],
-            env={**os.environ, "PYTHONPATH": path},
+            [sys.executable, "-I", "-c", code, str(directory.resolve()), store_id, root],
+            cwd="/",
             capture_output=True,
             timeout=timeout,
             check=False,

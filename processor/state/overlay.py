@@ -4,6 +4,9 @@ The runner decides a batch of records against a :class:`BatchOverlay`: each deci
 writes of the decisions before it, nothing reaches the store until the batch's Kafka
 transaction has committed, and then ``store.apply(overlay.writes, checkpoint)`` applies them.
 If the transaction aborts, ``clear()`` discards them.
+
+Within a batch, ``savepoint()`` before each record and ``rollback()`` after a record that
+could not be decided undo that record's writes alone (the worker dead-letters it and goes on).
 """
 
 from __future__ import annotations
@@ -11,15 +14,21 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from types import MappingProxyType
 
+from processor.errors import InputError
 from processor.state.store import StateReader, check_key
 
 
 class BatchOverlay:
     """Pending puts and deletes in front of a :class:`~processor.state.store.StateReader`."""
 
-    def __init__(self, store: StateReader) -> None:
+    def __init__(self, store: StateReader, max_value_bytes: int | None = None) -> None:
         self._store = store
+        # Every write goes to the changelog: one the producer would refuse fails the batch.
+        self._max_value_bytes = max_value_bytes
         self._pending: dict[bytes, bytes | None] = {}
+        # Every key written since the savepoint -> its pending write then, ``(value,)``, or
+        # ``None`` if it had none.
+        self._undo: dict[bytes, tuple[bytes | None] | None] | None = None
 
     @property
     def writes(self) -> Mapping[bytes, bytes | None]:
@@ -31,19 +40,43 @@ class BatchOverlay:
         return len(self._pending)
 
     def put(self, key: bytes, value: bytes) -> None:
-        """Buffer a put of ``value`` under ``key``."""
+        """Buffer a put of ``value`` under ``key``; :class:`InputError` if it is too big."""
         check_key(key)
         if not isinstance(value, bytes):
             raise TypeError(f"state value must be bytes, not {type(value).__name__}")
+        if self._max_value_bytes is not None and len(value) > self._max_value_bytes:
+            raise InputError(f"its state value of {len(value)} bytes is over NCD_MAX_RECORD_BYTES")
+        self._remember(key)
         self._pending[key] = value
 
     def delete(self, key: bytes) -> None:
         """Buffer a delete of ``key`` (whether or not the store has it)."""
-        self._pending[check_key(key)] = None
+        self._remember(check_key(key))
+        self._pending[key] = None
 
     def clear(self) -> None:
-        """Discard every pending write."""
+        """Discard every pending write (and the savepoint)."""
         self._pending.clear()
+        self._undo = None
+
+    def savepoint(self) -> None:
+        """Mark the pending writes as they are now: ``rollback()`` returns to them."""
+        self._undo = {}
+
+    def rollback(self) -> None:
+        """Undo every write since the last ``savepoint()`` (nothing if there was none)."""
+        for key, old in (self._undo or {}).items():
+            if old is None:
+                del self._pending[key]
+            else:
+                self._pending[key] = old[0]
+        if self._undo is not None:
+            self._undo = {}
+
+    def _remember(self, key: bytes) -> None:
+        undo = self._undo
+        if undo is not None and key not in undo:
+            undo[key] = (self._pending[key],) if key in self._pending else None
 
     def get(self, key: bytes) -> bytes | None:
         """Return the pending value of ``key`` if any (``None`` if deleted), else the store's."""

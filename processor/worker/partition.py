@@ -17,6 +17,11 @@ Lifecycle per source and partition:
   FAILED and TERMINATED delete nothing.
 - A record of an aggregation older than the state it would overwrite is ignored (stale).
 
+A record that cannot be decided leaves no trace: each decision starts at a savepoint of the
+overlay and of this processor's per-batch memory, and :meth:`PartitionProcessor.abandon`
+returns to it (the runner calls it for any failure of the record, its outputs included), so
+the record is dead-lettered with its reason and the next one is decided as if it never came.
+
 Provisioning records (``ncd.provisioning``, the platform's own changes; docs/provisioning.md)
 are applied to the stored account (R15), held until an unknown account appears, kept while
 PENDING, withdrawn when FAILED, and a ``notFound`` answer deletes the account at once; the
@@ -27,6 +32,8 @@ reverts it.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
@@ -115,6 +122,9 @@ class Outcome:
     completed: tuple[str, str] | None = None
     #: Commands reverting the events, for sources that ask for remediation.
     remediations: list[RemediationCommand] = field(default_factory=list)
+    #: Set on an account record: its account's uuid, else its nativeIdentity (what its
+    #: record key names after the source id).
+    account_ref: str | None = None
 
 
 def _dead(reason: str, source_id: str | None = None) -> Outcome:
@@ -148,34 +158,122 @@ class PartitionProcessor:
         self._meta: dict[str, SourceMeta] = {}
         self._seen: dict[tuple[str, str], set[str]] = {}
         self._dirty_meta: set[str] = set()
+        # How to undo the current record's changes to the three above (see ``abandon``).
+        self._undo: list[Callable[[], None]] = []
+        self._touched: set[str] = set()
+        self._latest_ms: int | None = None
 
     # ----------------------------------------------------------------- batch bracket
 
-    def begin_batch(self) -> None:
-        """Forget anything cached from an aborted batch."""
+    def begin_batch(self, latest_ms: int | None = None) -> None:
+        """Forget anything cached from an aborted batch.
+
+        ``latest_ms``: instants (``startedAt``, ``completedAt``) after it are dead-lettered;
+        the runner passes its clock plus ``NCD_FUTURE_ALLOWANCE_S`` (``None``: no bound).
+        """
+        self._latest_ms = latest_ms
         self._meta.clear()
         self._seen.clear()
         self._dirty_meta.clear()
+        self._undo.clear()
+        self._touched.clear()
 
     def end_batch(self, state: BatchOverlay, batch_id: int) -> None:
         """Write the batch's seen-account chunks and changed metadata into ``state``."""
         for (source_id, aggregation_id), keys in self._seen.items():
-            if keys:
-                state.put(k_seen(source_id, aggregation_id, batch_id), codec.dumps(sorted(keys)))
+            for n, chunk in enumerate(self._chunks(sorted(keys))):
+                state.put(k_seen(source_id, aggregation_id, batch_id, n), codec.dumps(chunk))
         for source_id in self._dirty_meta:
             state.put(k_meta(source_id), self._meta[source_id].encode())
-        self.begin_batch()
+        self.begin_batch(self._latest_ms)
+
+    def _chunks(self, keys: list[str]) -> list[list[str]]:
+        """``keys`` in runs whose JSON stays within half the record size limit (if any)."""
+        if self._max_record_bytes is None:
+            return [keys] if keys else []
+        budget = self._max_record_bytes // 2
+        chunks: list[list[str]] = []
+        size = budget
+        for key in keys:
+            cost = len(key.encode("utf-8", "surrogatepass")) + 3  # quotes and a comma
+            if size + cost > budget:
+                chunks.append([])
+                size = 2
+            chunks[-1].append(key)
+            size += cost
+        return chunks
+
+    def _not_future(self, instant_ms: int, name: str) -> int:
+        """``instant_ms``, unless it is later than the batch's latest allowed instant."""
+        if self._latest_ms is not None and instant_ms > self._latest_ms:
+            raise InputError(f"{name} is in the future (beyond NCD_FUTURE_ALLOWANCE_S)")
+        return instant_ms
+
+    # ----------------------------------------------------------------- savepoint
+
+    def _savepoint(self, state: BatchOverlay) -> None:
+        state.savepoint()
+        self._undo.clear()
+        self._touched.clear()
+
+    def abandon(self, value: bytes | None, state: BatchOverlay, reason: str) -> Outcome:
+        """Undo everything the record being decided did, and dead-letter it with ``reason``.
+
+        The record still counts as rejected against its running aggregation (a FULL
+        aggregation that lost records deletes nothing), when it names one.
+        """
+        state.rollback()
+        for undo in reversed(self._undo):
+            undo()
+        self._savepoint(state)
+        obj = None
+        if value is not None:
+            with contextlib.suppress(InputError):
+                obj = codec.loads(value)
+        source_id = obj.get("sourceId") if isinstance(obj, dict) else None
+        if not isinstance(source_id, str) or self._registry.policy(source_id) is None:
+            return _dead(reason)
+        # A key this record names may not even be valid: then it names no aggregation.
+        with contextlib.suppress(InputError, TypeError, ValueError):
+            self._reject(obj, state)
+        return _dead(reason, source_id)
+
+    def _changing(self, source_id: str) -> SourceMeta:
+        """The cached metadata of ``source_id``, about to change (``abandon`` restores it)."""
+        meta = self._meta[source_id]
+        if source_id not in self._touched:
+            self._touched.add(source_id)
+            copy, dirty = meta.copy(), source_id in self._dirty_meta
+            self._undo.append(lambda: self._restore_meta(source_id, copy, dirty))
+        self._dirty_meta.add(source_id)
+        return meta
+
+    def _restore_meta(self, source_id: str, meta: SourceMeta, dirty: bool) -> None:
+        self._meta[source_id] = meta
+        if not dirty:
+            self._dirty_meta.discard(source_id)
+
+    def _saw(self, source_id: str, aggregation_id: str, key: str) -> None:
+        """Note that an aggregation contained the account stored under ``key``."""
+        seen = self._seen.setdefault((source_id, aggregation_id), set())
+        if key not in seen:
+            seen.add(key)
+            self._undo.append(lambda: seen.discard(key))
 
     # ----------------------------------------------------------------- records
 
     def process(self, value: bytes | None, state: BatchOverlay) -> Outcome:
         """Decide one aggregation record."""
+        self._savepoint(state)
         if value is None:
             return _dead("tombstone on the aggregations topic")
         try:
-            obj = codec.loads(value)
+            return self._aggregation_record(value, state)
         except InputError as exc:
-            return _dead(exc.reason)
+            return self.abandon(value, state, exc.reason)
+
+    def _aggregation_record(self, value: bytes, state: BatchOverlay) -> Outcome:
+        obj = codec.loads(value)
         if (too_big := self._too_big(value)) is not None:
             self._reject(obj, state)
             return too_big
@@ -190,20 +288,17 @@ class PartitionProcessor:
         try:
             record = _RECORD.validate_python(obj)
         except ValidationError as exc:
-            self._reject(obj, state)
-            return _dead(codec.describe_validation_error(exc, "aggregation record"))
+            raise InputError(codec.describe_validation_error(exc, "aggregation record")) from exc
         policy = self._registry.policy(record.sourceId)
         if policy is None:
             return _dead(UNKNOWN_SOURCE, record.sourceId)
-        try:
-            if isinstance(record, AggregationStarted):
-                return self._started(record, state)
-            if isinstance(record, AccountRecord):
-                return self._account(policy, record, state, input_digest)
-            return self._completed(policy, record, state)
-        except InputError as exc:
-            self._reject(obj, state)
-            return _dead(exc.reason, record.sourceId)
+        if isinstance(record, AggregationStarted):
+            return self._started(record, state)
+        if isinstance(record, AccountRecord):
+            outcome = self._account(policy, record, state, input_digest)
+            outcome.account_ref = record.account.uuid or record.account.nativeIdentity
+            return outcome
+        return self._completed(policy, record, state)
 
     def _reject(self, obj: Any, state: BatchOverlay) -> None:
         """Count a dead-lettered account record against its running aggregation, if known."""
@@ -214,10 +309,8 @@ class PartitionProcessor:
             return
         if self._registry.policy(source_id) is None:
             return
-        agg = self._meta_of(source_id, state).running.get(aggregation_id)
-        if agg is not None:
-            agg.rejected += 1
-            self._dirty_meta.add(source_id)
+        if aggregation_id in self._meta_of(source_id, state).running:
+            self._changing(source_id).running[aggregation_id].rejected += 1
 
     def _too_big(self, value: bytes) -> Outcome | None:
         """The dead-letter outcome of a record over the size limit, else ``None``."""
@@ -256,8 +349,8 @@ class PartitionProcessor:
         key, raw = self._lookup(source_id, uuid, policy.identity_key(native), state)
         if raw is None or not StoredAccount.matches_input(raw, agg.started_ms, input_digest):
             return None
-        self._seen.setdefault((source_id, aggregation_id), set()).add(key)
-        return Outcome(Verdict.UNCHANGED, source_id=source_id)
+        self._saw(source_id, aggregation_id, key)
+        return Outcome(Verdict.UNCHANGED, source_id=source_id, account_ref=uuid or native)
 
     def process_provisioning(self, value: bytes | None, state: BatchOverlay) -> Outcome:
         """Decide one provisioning record (R15; docs/provisioning.md).
@@ -269,15 +362,21 @@ class PartitionProcessor:
         The stored ``asOf`` is kept: provisioning does not make the state newer than an
         aggregation.
         """
+        self._savepoint(state)
         if value is None:
             return _dead("tombstone on the provisioning topic")
         if (too_big := self._too_big(value)) is not None:
             return too_big
         try:
-            record = codec.validate(ProvisioningRecord, codec.loads(value), "provisioning record")
-            done = completed_ms(record)
+            return self._provisioning_record(value, state)
         except InputError as exc:
-            return _dead(exc.reason)
+            return self.abandon(value, state, exc.reason)
+
+    def _provisioning_record(self, value: bytes, state: BatchOverlay) -> Outcome:
+        record = codec.validate(ProvisioningRecord, codec.loads(value), "provisioning record")
+        done = completed_ms(record)
+        if done is not None:
+            self._not_future(done, "completedAt")
         source_id = record.sourceId
         policy = self._registry.policy(source_id)
         if policy is None:
@@ -359,12 +458,18 @@ class PartitionProcessor:
         return meta
 
     def _started(self, record: AggregationStarted, state: BatchOverlay) -> Outcome:
-        started = parse_instant_ms(record.startedAt)
-        meta = self._meta_of(record.sourceId, state)
+        started = self._not_future(parse_instant_ms(record.startedAt), "startedAt")
+        source_id = record.sourceId
+        meta = self._meta_of(source_id, state)
         if record.aggregationId in meta.done:
-            return Outcome(Verdict.STALE, source_id=record.sourceId)
-        meta.running[record.aggregationId] = AggregationInfo(started, record.mode.value)
-        self._dirty_meta.add(record.sourceId)
+            return Outcome(Verdict.STALE, source_id=source_id)
+        info = AggregationInfo(started, record.mode.value)
+        self._changing(source_id).running[record.aggregationId] = info
+        for dropped in meta.overdue():  # bounded: a flood of markers cannot grow the metadata
+            if dropped == record.aggregationId:
+                raise InputError("older than every running aggregation of its source, at the cap")
+            del meta.running[dropped]
+            self._forget(source_id, dropped, state)
         return Outcome(Verdict.MARKER, source_id=record.sourceId)
 
     def _running(
@@ -390,7 +495,7 @@ class PartitionProcessor:
         current = record.account
         identity = policy.identity_key(current.nativeIdentity)
         key, stored_raw = self._lookup(source_id, current.uuid, identity, state)
-        self._seen.setdefault((source_id, record.aggregationId), set()).add(key)
+        self._saw(source_id, record.aggregationId, key)
         if record.deleted:
             if agg.mode != AggregationMode.DELTA:
                 raise InputError("deleted: true is only allowed in DELTA aggregations")
@@ -438,8 +543,8 @@ class PartitionProcessor:
                 account_obj = current.model_dump(mode="json", exclude_none=True)
                 new_digest = digest(account_obj)
         if stored_raw is None:
+            self._changing(source_id)
             agg.created += 1
-            self._dirty_meta.add(source_id)
         new_key = self._store(
             source_id,
             key,
@@ -527,6 +632,7 @@ class PartitionProcessor:
             if done:
                 return Outcome(Verdict.STALE, source_id=source_id)
             raise InputError("aggregation.completed without aggregation.started in this partition")
+        self._changing(source_id)
         outcome = Outcome(
             Verdict.MARKER, source_id=source_id, completed=(record.status.value, agg.mode)
         )
@@ -550,7 +656,6 @@ class PartitionProcessor:
         others = [a.started_ms for i, a in meta.running.items() if i != aggregation_id]
         self._own.expire(state, source_id, agg.started_ms, min([agg.started_ms, *others]))
         meta.finish(aggregation_id, agg.started_ms)
-        self._dirty_meta.add(source_id)
         return outcome
 
     def _seen_keys(self, source_id: str, aggregation_id: str, state: BatchOverlay) -> set[str]:
@@ -623,7 +728,9 @@ class PartitionProcessor:
         return previous
 
     def _forget(self, source_id: str, aggregation_id: str, state: BatchOverlay) -> None:
-        self._seen.pop((source_id, aggregation_id), None)
+        seen = self._seen.pop((source_id, aggregation_id), None)
+        if seen is not None:
+            self._undo.append(lambda: self._seen.__setitem__((source_id, aggregation_id), seen))
         for prefix in (
             k_seen(source_id, aggregation_id),
             k_pending_delete(source_id, aggregation_id),

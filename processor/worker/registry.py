@@ -57,7 +57,9 @@ class SourceRegistry:
             parts = (key or b"").decode("utf-8", "replace").split("/", 2)
             if len(parts) != 3:
                 raise InputError("entitlement tombstone key is not sourceId/attribute/value")
-            self.catalog(parts[0]).remove(parts[1], parts[2])
+            catalog = self._catalogs.get(parts[0])  # none to create for a stray tombstone
+            if catalog is not None:
+                catalog.remove(parts[1], parts[2])
             return
         entry = codec.validate(CatalogEntry, codec.loads(value), "catalog entry")
         if not entry.sourceId:

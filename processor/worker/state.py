@@ -5,7 +5,7 @@ Every key starts with a one-letter namespace and the source id::
     a/<sourceId>/<accountKey>              the account's last state (see StoredAccount)
     n/<sourceId>/<identityKey>             index: normalised nativeIdentity -> accountKey
     m/<sourceId>                           the source's aggregation metadata (SourceMeta)
-    s/<sourceId>/<aggregationId>/<offset>  accounts an aggregation saw, one chunk per batch
+    s/<sourceId>/<aggregationId>/<offset>[-<n>]  accounts an aggregation saw, chunks per batch
     d/<sourceId>/<aggregationId>/<key>     DELTA deletions waiting for the aggregation to complete
     h/<sourceId>/<identityKey>/<ref>/<id>  provisioning held until its account appears (Held)
     q/<sourceId>/<identityKey>/<id>        PENDING provisioning, until absorbed or withdrawn (Held)
@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from processor import codec
@@ -47,6 +47,11 @@ NO_INPUT_DIGEST = bytes(16)
 MAX_PART_BYTES = 200
 #: Completed aggregation ids remembered per source, to recognise their late records as stale.
 DONE_REMEMBERED = 64
+#: Running aggregations kept per source and partition; a new one beyond it drops the oldest.
+MAX_RUNNING = 16
+#: A running aggregation that started this long before the latest one is dropped (data time:
+#: an upstream job that died never completes its aggregation).
+RUNNING_EXPIRY_MS = 7 * 24 * 3600 * 1000
 
 
 def _part(text: str) -> str:
@@ -77,9 +82,11 @@ def k_meta(source_id: str) -> bytes:
     return f"m/{source_id}".encode()
 
 
-def k_seen(source_id: str, aggregation_id: str, offset: int | None = None) -> bytes:
+def k_seen(source_id: str, aggregation_id: str, offset: int | None = None, chunk: int = 0) -> bytes:
     base = f"s/{source_id}/{_part(aggregation_id)}/"
-    return (base if offset is None else f"{base}{offset:020d}").encode()
+    if offset is None:
+        return base.encode()
+    return f"{base}{offset:020d}{f'-{chunk}' if chunk else ''}".encode()
 
 
 def k_pending_delete(source_id: str, aggregation_id: str, key: str | None = None) -> bytes:
@@ -213,6 +220,22 @@ class SourceMeta:
             },
             done={str(k): int(v) for k, v in obj["done"].items()},
         )
+
+    def copy(self) -> SourceMeta:
+        """An independent copy (the running aggregations' counters included)."""
+        running = {k: replace(v) for k, v in self.running.items()}
+        return SourceMeta(self.baseline, running, dict(self.done))
+
+    def overdue(self) -> list[str]:
+        """Running aggregations to drop: started ``RUNNING_EXPIRY_MS`` before the latest one,
+        then the oldest beyond ``MAX_RUNNING``."""
+        by_start = sorted(self.running, key=lambda i: (self.running[i].started_ms, i))
+        if not by_start:
+            return []
+        latest = self.running[by_start[-1]].started_ms
+        old = [i for i in by_start if self.running[i].started_ms < latest - RUNNING_EXPIRY_MS]
+        young = by_start[len(old) :]
+        return old + young[: max(len(young) - MAX_RUNNING, 0)]
 
     def latest_start(self) -> int:
         """The latest start (ms) of any running or remembered aggregation; 0 if none."""

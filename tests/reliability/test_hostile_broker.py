@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
 from pathlib import Path
 
 import pytest
 from kafka import KafkaProducer
 
 from processor.config import Settings
-from tests.integration.harness import WorkerEnv
-from tests.reliability.common import chain, check_exact
-from tests.reliability.hostile import lone_surrogate, nested
+from tests.integration.harness import ReadRecord, WorkerEnv
+from tests.reliability.common import Chain, chain, check_exact
+from tests.reliability.hostile import lone_surrogate, nested, poison_records
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
@@ -78,6 +79,36 @@ def _dead_value(value: bytes | None, headers: dict[str, bytes]) -> bytes:
     return value or b""
 
 
+#: ``(name, key, value)`` of records written to the aggregations topic.
+Named = list[tuple[str, bytes | None, bytes]]
+
+
+def _between_steps(
+    env: WorkerEnv,
+    steps: Chain,
+    worker: subprocess.Popen[bytes],
+    records: Named,
+) -> list[ReadRecord]:
+    """Write half of ``records`` before step 1 of the chain and half before step 2; once the
+    worker has drained (and is still up), return the dead letters."""
+    _produce(env, records[: len(records) // 2])
+    steps.publish(env, 1)
+    _produce(env, records[len(records) // 2 :])
+    steps.publish(env, 2)
+    env.wait_drained()
+    assert worker.poll() is None, "the worker exited"
+    return env.read_all("dlq")
+
+
+def _dead_names(dead: list[ReadRecord], records: Named) -> list[str]:
+    """The names of the records that were dead-lettered, sorted ("unknown" for any other).
+
+    Values over NCD_MAX_RECORD_BYTES are left out of the dead letter, their size in a header.
+    """
+    names = {_copied(value): name for name, _, value in records}
+    return sorted(names.get(_dead_value(d.value, d.headers), "unknown") for d in dead)
+
+
 @pytest.mark.parametrize("big", [MAX_RECORD_BYTES, TEN_MB], ids=["at-limit", "10MB"])
 def test_hostile_records_are_dead_lettered_and_partitions_keep_flowing(
     env: WorkerEnv, tmp_path: Path, capsys: pytest.CaptureFixture[str], big: int
@@ -87,17 +118,9 @@ def test_hostile_records_are_dead_lettered_and_partitions_keep_flowing(
     hostile = _hostile(steps.source.id, big)
     worker = env.start()
     steps.publish(env, 0)
-    _produce(env, hostile[: len(hostile) // 2])
-    steps.publish(env, 1)
-    _produce(env, hostile[len(hostile) // 2 :])
-    steps.publish(env, 2)
-    env.wait_drained()
-    assert worker.poll() is None, "the worker exited"
-    dead = env.read_all("dlq")
-    # Values over NCD_MAX_RECORD_BYTES are left out of the dead letter, their size in a header.
-    names = {_copied(value): name for name, _, value in hostile}
-    got = sorted(names.get(_dead_value(d.value, d.headers), "unknown") for d in dead)
-    assert got == sorted(names.values()), ", ".join(got)
+    dead = _between_steps(env, steps, worker, hostile)
+    got = _dead_names(dead, hostile)
+    assert got == sorted(name for name, _, _ in hostile), ", ".join(got)
     for d in dead:
         assert d.headers["ncd_error"], "a dead letter without a reason"
         assert d.headers["ncd_original_topic"] == env.topic("aggregations").encode()
@@ -109,3 +132,29 @@ def test_hostile_records_are_dead_lettered_and_partitions_keep_flowing(
         reasons = sorted({d.headers["ncd_error"].decode()[:60] for d in dead})
         print(f"\n[hostile-broker] {len(dead)} dead letters (largest {big} B); {note}")
         print("[hostile-broker] reasons: " + " | ".join(reasons))
+
+
+def test_poison_records_are_dead_lettered_and_never_stop_the_worker(
+    env: WorkerEnv, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Nesting 200-1,100 deep, odd ids, huge values, wrong types: the worker stays up."""
+    steps = chain(90, 3, SEED)
+    poison_source = steps.source.model_copy(update={"id": "src-poison"})
+    poison = poison_records(poison_source.id, "p1", MAX_RECORD_BYTES)
+    started = {"type": "aggregation.started", "sourceId": poison_source.id, "aggregationId": "p1"}
+    marker = json.dumps({**started, "startedAt": steps.started_at(0)}).encode()
+    worker = env.start()
+    steps.publish(env, 0)
+    publisher, producer = env.publisher()
+    try:
+        publisher.publish_source(poison_source)
+    finally:
+        producer.close()
+    _produce(env, [("marker", b"src-poison/p1", marker)] * env.partitions)
+    records = [(p.name, p.key, p.value) for p in poison]
+    dead = _between_steps(env, steps, worker, records)
+    assert _dead_names(dead, records) == sorted(p.name for p in poison if p.dead)
+    assert all(d.headers["ncd_error"] for d in dead), "a dead letter without a reason"
+    note = check_exact(env, steps.expected_upto(2, tmp_path / "expected"))
+    with capsys.disabled():
+        print(f"\n[poison-broker] {len(poison)} poison records, {len(dead)} dead letters; {note}")

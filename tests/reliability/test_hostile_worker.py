@@ -12,7 +12,7 @@ from processor.models import Account, SourceDescriptor
 from processor.state import BatchOverlay, InMemoryStateStore
 from processor.worker.partition import Outcome, PartitionProcessor, Verdict
 from processor.worker.registry import SourceRegistry
-from tests.reliability.hostile import SOURCE_ID, hostile_values, nested
+from tests.reliability.hostile import SOURCE_ID, hostile_values, nested, poison_records
 from tests.unit.memory_worker import MemoryWorker
 
 TEN_MB = 10 * 1024 * 1024
@@ -120,3 +120,36 @@ def test_runner_on_memory_transport_dead_letters_and_keeps_flowing(
     events = [json.loads(r.value or b"") for r in worker.broker.records(s.topic_events)]
     titles = [c["newValue"] for e in events for c in e["singleValueAttributeChanges"]]
     assert titles == ["b"]
+
+
+def test_every_poison_shape_is_dead_lettered_or_accepted_and_good_records_flow(
+    tmp_path: Path,
+) -> None:
+    """Each poison record is dead-lettered (or accepted) as labelled; good events stay exact."""
+    worker = MemoryWorker(tmp_path)
+    s = worker.settings
+    source = _source()
+    poison_source = source.model_copy(update={"id": "src-poison"})
+    account = Account.model_validate({"nativeIdentity": "CN=good", "attributes": {"title": "a"}})
+    worker.publish(source, [account], started_at="2026-11-22T01:00:00Z")
+    worker.publisher().publish_source(poison_source)
+    started = {"type": "aggregation.started", "startedAt": "2026-11-22T01:30:00Z"}
+    worker.produce_raw(
+        b"src-poison/p1",
+        json.dumps({**started, "sourceId": "src-poison", "aggregationId": "p1"}).encode(),
+    )
+    poison = poison_records("src-poison", "p1", s.max_record_bytes)
+    for record in poison:
+        worker.produce_raw(record.key, record.value)
+    changed = account.model_copy(update={"attributes": {"title": "b"}})
+    worker.publish(source, [changed], started_at="2026-11-22T02:00:00Z")
+    runner = worker.runner()
+    worker.run(runner)
+    dead = worker.broker.records(s.topic_dlq)
+    offsets = {int(dict(d.headers)["ncd_original_offset"]) for d in dead}
+    first = 3 + 1 + 1  # the first aggregation's three records and the poison's started marker
+    got = {p.name for i, p in enumerate(poison) if first + i - 1 in offsets}
+    assert sorted(got) == sorted(p.name for p in poison if p.dead)
+    assert all(dict(d.headers)["ncd_error"] for d in dead)
+    events = [json.loads(r.value or b"") for r in worker.broker.records(s.topic_events)]
+    assert [c["newValue"] for e in events for c in e["singleValueAttributeChanges"]] == ["b"]

@@ -148,3 +148,52 @@ def test_liveness_turns_false_when_the_loop_stalls_or_ends(tmp_path: Path) -> No
     worker.run(runner, check)
     assert during and all(now and not stalled for now, stalled in during)
     assert not runner.live()
+
+
+def _half_sent(port: int) -> socket.socket:
+    """A connection that sends a request line and never finishes the request."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+    sock.sendall(b"GET /livez HTTP/1.1\r\n")
+    return sock
+
+
+def test_a_request_never_finished_is_dropped_after_the_timeout() -> None:
+    """The server closes a connection that stalls mid-request (its thread is not held)."""
+    server = HealthServer("127.0.0.1", 0, Metrics(), lambda: True, lambda: True, timeout_s=0.2)
+    server.start()
+    try:
+        with _half_sent(server.port) as sock:
+            assert sock.recv(1024) == b""  # end of stream: the server hung up, no reply
+    finally:
+        server.stop()
+
+
+def test_connections_over_the_cap_are_refused_and_slots_come_back() -> None:
+    """With two connections held, a third is closed at once; once they go, requests work."""
+    server = HealthServer(
+        "127.0.0.1", 0, Metrics(), lambda: True, lambda: True, timeout_s=60, max_connections=2
+    )
+    server.start()
+    try:
+        held = [_half_sent(server.port), _half_sent(server.port)]
+        with _half_sent(server.port) as third:
+            assert third.recv(1024) == b""
+        for sock in held:
+            sock.close()
+        for _ in range(10_000):  # until a freed slot serves the request
+            try:
+                if get(server.port, "/livez")[0] == 200:
+                    break
+            except (ConnectionError, urllib.error.URLError):
+                continue
+        else:
+            raise AssertionError("no request was served after the held connections closed")
+    finally:
+        server.stop()
+
+
+def test_the_endpoint_binds_the_loopback_interface_by_default() -> None:
+    """NCD_HTTP_HOST defaults to 127.0.0.1: nothing is exposed unless asked for."""
+    from processor.config import Settings
+
+    assert Settings.model_fields["http_host"].default == "127.0.0.1"
