@@ -32,6 +32,7 @@ from processor.transport import TP, ClientSettings, OutRecord
 FLUSH_TIMEOUT_S = 60.0
 # Wait for room in librdkafka's local queue when it is full.
 QUEUE_FULL_WAIT_S = 0.05
+_PURGES = frozenset({KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT})
 
 
 def _producer_options(settings: ClientSettings) -> dict[str, Any]:
@@ -62,6 +63,12 @@ class _Deliveries:
     def __init__(self) -> None:
         self.written: dict[TP, int] = {}
         self.failure: KafkaError | None = None
+
+    @property
+    def purged(self) -> bool:
+        """Whether the first failure is a purge: librdkafka dropped the queue, because the
+        transaction failed as a whole (its own error says why)."""
+        return self.failure is not None and self.failure.code() in _PURGES
 
     def __call__(self, error: KafkaError | None, msg: Message) -> None:
         if error is not None:
@@ -141,7 +148,14 @@ class ConfluentTransactionalSink:
         """Flush, add ``offsets`` to the transaction, commit; return last offset + 1."""
         if not self._open:
             raise TransportError("commit outside a transaction", retriable=False)
-        written = _flush(self._client, self._deliveries)
+        try:
+            written = _flush(self._client, self._deliveries)
+        except TransportError:
+            if self._transactional and self._deliveries.purged:
+                # Raises the transaction's own error (a refused topic, say), not the purge.
+                with mapped_errors("commit transaction"):
+                    self._client.commit_transaction(FLUSH_TIMEOUT_S)
+            raise
         if self._transactional:
             with mapped_errors("commit transaction"):
                 if offsets:
