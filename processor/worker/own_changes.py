@@ -35,18 +35,20 @@ from processor.state.overlay import BatchOverlay
 from processor.worker.state import Held, k_gone, k_held, k_pending, k_shield, record_id
 
 
-def completed_ms(record: ProvisioningRecord) -> int | None:
-    """``completedAt`` in ms since the epoch; ``None`` when absent."""
-    if record.completedAt is None:
-        return None
-    text = record.completedAt
+def instant_ms(text: str, name: str) -> int:
+    """Milliseconds since the epoch of an RFC 3339 instant ("Z" accepted); errors name ``name``."""
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError as exc:
-        raise InputError("completedAt is not an RFC 3339 instant") from exc
+        raise InputError(f"{name} is not an RFC 3339 instant") from exc
     if moment.tzinfo is None:
-        raise InputError("completedAt has no time zone offset")
+        raise InputError(f"{name} has no time zone offset")
     return int(moment.timestamp() * 1000)
+
+
+def completed_ms(record: ProvisioningRecord) -> int | None:
+    """``completedAt`` in ms since the epoch; ``None`` when absent."""
+    return None if record.completedAt is None else instant_ms(record.completedAt, "completedAt")
 
 
 def _dump(record: ProvisioningRecord) -> dict[str, object]:

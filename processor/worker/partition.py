@@ -35,7 +35,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -67,7 +66,7 @@ from processor.models import (
     RemediationCommand,
 )
 from processor.state.overlay import BatchOverlay
-from processor.worker.own_changes import OwnChanges, completed_ms
+from processor.worker.own_changes import OwnChanges, completed_ms, instant_ms
 from processor.worker.registry import SourceRegistry
 from processor.worker.state import (
     NO_INPUT_DIGEST,
@@ -129,17 +128,6 @@ class Outcome:
 
 def _dead(reason: str, source_id: str | None = None) -> Outcome:
     return Outcome(Verdict.DEAD_LETTERED, reason=reason, source_id=source_id)
-
-
-def parse_instant_ms(text: str) -> int:
-    """Milliseconds since the epoch of an RFC 3339 instant ("Z" accepted)."""
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError as exc:
-        raise InputError("startedAt is not an RFC 3339 instant") from exc
-    if moment.tzinfo is None:
-        raise InputError("startedAt has no time zone offset")
-    return int(moment.timestamp() * 1000)
 
 
 class PartitionProcessor:
@@ -458,7 +446,7 @@ class PartitionProcessor:
         return meta
 
     def _started(self, record: AggregationStarted, state: BatchOverlay) -> Outcome:
-        started = self._not_future(parse_instant_ms(record.startedAt), "startedAt")
+        started = self._not_future(instant_ms(record.startedAt, "startedAt"), "startedAt")
         source_id = record.sourceId
         meta = self._meta_of(source_id, state)
         if record.aggregationId in meta.done:

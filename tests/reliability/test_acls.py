@@ -38,6 +38,7 @@ from tests.broker import SessionBroker
 from tests.conftest import TRANSPORTS, make_test_transport
 from tests.integration.harness import WorkerEnv
 from tests.reliability.common import Chain, chain, check_exact, session_env, wait_for
+from tests.reliability.test_security import _sasl_bootstrap
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
@@ -53,14 +54,6 @@ RESOURCE_TYPES = {
     "group": ResourceType.GROUP,
     "transactional-id": ResourceType.TRANSACTIONAL_ID,
 }
-
-
-def _sasl(broker: SessionBroker) -> str:
-    if broker.sasl_bootstrap is None:
-        if broker.kind == "tansu":
-            pytest.skip("no SASL listener on the Tansu fallback (no JDK): ACLs are not checked")
-        pytest.fail("an external broker needs KAFKA_SASL_BOOTSTRAP_SERVERS for this test")
-    return broker.sasl_bootstrap
 
 
 def _settings(env: WorkerEnv) -> Settings:
@@ -190,7 +183,7 @@ def test_the_worker_runs_under_exactly_the_documented_acls(
 ) -> None:
     """Under SECURITY.md's grants alone the worker emits exactly diff's events (both
     transports); the provisioning principal writes only its topic, upstream only theirs."""
-    bootstrap = _sasl(kafka_broker)
+    bootstrap = _sasl_bootstrap(kafka_broker)
     env = session_env(kafka_broker, tmp_path)
     env.transport = transport
     _grant(admin, _bindings(least_privilege(_settings(env))))
@@ -246,7 +239,7 @@ def test_a_worker_missing_one_grant_stops_and_says_which(
 ) -> None:
     """Without one of its grants the worker exits non-zero, naming the authorization failure,
     instead of retrying for ever or carrying on without it (both transports)."""
-    bootstrap = _sasl(kafka_broker)
+    bootstrap = _sasl_bootstrap(kafka_broker)
     env = session_env(kafka_broker, tmp_path)
     env.transport = transport
     bindings = _bindings(least_privilege(_settings(env)))
