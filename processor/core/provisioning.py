@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from processor.core.policy import Kind, SourcePolicy
-from processor.core.values import as_items, has_value, single_key, value_set
+from processor.core.values import as_items, has_value, same_raw, single_key, value_set
 from processor.models import (
     Account,
     AttributeChange,
@@ -110,7 +110,7 @@ def touched_attributes(before: Account, after: Account, record: ProvisioningReco
     """The attributes a record touched: those its changes name and those whose value moved."""
     names = {change.attribute for change in record.input.changes}
     for name in before.attributes.keys() | after.attributes.keys():
-        if before.attributes.get(name) != after.attributes.get(name):
+        if not same_raw(before.attributes.get(name), after.attributes.get(name)):
             names.add(name)
     return names
 
