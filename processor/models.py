@@ -235,6 +235,13 @@ class ProvisioningRecord(_Input):
     status: ProvisioningStatus = ProvisioningStatus.COMPLETED
     error: ProvisioningError | None = None
 
+    def unique_id(self) -> str | None:
+        """``input.key.compound.uniqueId``: the account's uuid, when the record names it."""
+        key = self.input.key
+        if key is None or key.compound is None:
+            return None
+        return key.compound.uniqueId or None
+
     def target(self) -> str | None:
         """The account's nativeIdentity: simple id, else compound lookupId, else identity."""
         key = self.input.key

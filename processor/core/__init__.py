@@ -14,7 +14,13 @@ from processor.core.detect import (
     event_id,
 )
 from processor.core.identity import event_account, event_identity, system_identity_id
-from processor.core.match import DuplicateAccountError, Matching, check_unique, match_accounts
+from processor.core.match import (
+    DuplicateAccountError,
+    Matching,
+    check_unique,
+    match_accounts,
+    uuid_key,
+)
 from processor.core.policy import Kind, SourcePolicy
 from processor.core.provisioning import (
     applies_to,
@@ -61,5 +67,6 @@ __all__ = [
     "shows_changes",
     "system_identity_id",
     "touched_attributes",
+    "uuid_key",
     "wanted",
 ]

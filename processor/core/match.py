@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from processor.core.policy import SourcePolicy
 from processor.errors import InputError
 from processor.models import Account
+
+#: A GUID in hex form, braces optional (both or none): R1 matches these regardless of case.
+_GUID_RE = re.compile(
+    r"(\{)?([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})(?(1)\})"
+)
+
+
+def uuid_key(uuid: str) -> str:
+    """The key a uuid is matched by (R1): a GUID in hex form lower-cased without braces, so
+    ``{08EE6C6D-...}`` and ``08ee6c6d-...`` are one account; any other uuid as it is."""
+    found = _GUID_RE.fullmatch(uuid)
+    return uuid if found is None else found.group(2).lower()
 
 
 class DuplicateAccountError(InputError):
@@ -35,7 +48,7 @@ class Matching:
 
 def check_unique(policy: SourcePolicy, accounts: Sequence[Account], side: str) -> None:
     """Raise :class:`DuplicateAccountError` on a repeated uuid or nativeIdentity."""
-    _check(accounts, side, "uuid", lambda account: account.uuid or None)
+    _check(accounts, side, "uuid", lambda a: uuid_key(a.uuid) if a.uuid else None)
     _check(accounts, side, "nativeIdentity", lambda a: policy.identity_key(a.nativeIdentity))
 
 
@@ -60,20 +73,21 @@ def _check(
 def match_accounts(
     policy: SourcePolicy, previous: Sequence[Account], current: Sequence[Account]
 ) -> Matching:
-    """R1: pair by uuid when both sides have one, else by nativeIdentity among the unpaired.
+    """R1: pair by uuid (:func:`uuid_key`) when both sides have one, else by nativeIdentity
+    among the unpaired.
 
     A previous and a current account with different uuids are never paired. The result
     does not depend on input order: every list is sorted by nativeIdentity.
     """
     check_unique(policy, previous, "previous")
     check_unique(policy, current, "current")
-    by_uuid = {account.uuid: index for index, account in enumerate(previous) if account.uuid}
+    by_uuid = {uuid_key(a.uuid): index for index, a in enumerate(previous) if a.uuid}
     by_key = {policy.identity_key(account.nativeIdentity): i for i, account in enumerate(previous)}
     used = [False] * len(previous)
     pairs: list[tuple[Account, Account]] = []
     unpaired: list[Account] = []
     for account in current:
-        index = by_uuid.get(account.uuid) if account.uuid else None
+        index = by_uuid.get(uuid_key(account.uuid)) if account.uuid else None
         if index is None:
             unpaired.append(account)
         else:

@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
+from processor.core.match import uuid_key
 from processor.core.policy import Kind, SourcePolicy
 from processor.core.values import as_items, has_value, same_raw, single_key, value_set
 from processor.models import (
@@ -19,9 +20,16 @@ from processor.models import (
 
 
 def applies_to(policy: SourcePolicy, account: Account, record: ProvisioningRecord) -> bool:
-    """Whether a record is for this source and targets this account's nativeIdentity."""
+    """Whether a record is for this source and targets this account.
+
+    As R1 matches accounts: by ``compound.uniqueId`` against the uuid when both are there
+    (so a renamed account is still found), else by the record's target nativeIdentity.
+    """
     if record.sourceId != policy.source.id:
         return False
+    unique_id = record.unique_id()
+    if unique_id is not None and account.uuid:
+        return uuid_key(unique_id) == uuid_key(account.uuid)
     target = record.target()
     return target is not None and policy.identity_key(target) == policy.identity_key(
         account.nativeIdentity

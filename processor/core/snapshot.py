@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from processor.core.catalog import EntitlementCatalog
 from processor.core.detect import decide_event
-from processor.core.match import match_accounts
+from processor.core.match import match_accounts, uuid_key
 from processor.core.policy import SourcePolicy
 from processor.core.provisioning import apply_provisioning, is_completed, provisioning_order
 from processor.models import Account, AccountEvent, ProvisioningRecord, SourceDescriptor
@@ -36,19 +36,33 @@ def deletes_allowed(previous_count: int, delete_count: int, threshold_percent: f
 def apply_own_changes(
     policy: SourcePolicy, previous: Sequence[Account], records: Sequence[ProvisioningRecord]
 ) -> list[Account]:
-    """R15: the previous snapshot with the source's completed provisioning records applied."""
-    by_target: dict[str, list[ProvisioningRecord]] = {}
-    for record in provisioning_order(records):
-        target = record.target()
-        if record.sourceId != policy.source.id or target is None or not is_completed(record):
-            continue
-        by_target.setdefault(policy.identity_key(target), []).append(record)
-    if not by_target:
+    """R15: the previous snapshot with the source's completed provisioning records applied.
+
+    Each account gets, in :func:`provisioning_order`, the records that name its uuid
+    (``compound.uniqueId``) or its nativeIdentity; :func:`apply_provisioning` decides which
+    of them are for it.
+    """
+    by_uuid: dict[str, list[int]] = {}
+    by_target: dict[str, list[int]] = {}
+    ordered = [
+        record
+        for record in provisioning_order(records)
+        if record.sourceId == policy.source.id and is_completed(record)
+    ]
+    for position, record in enumerate(ordered):
+        if (unique_id := record.unique_id()) is not None:
+            by_uuid.setdefault(uuid_key(unique_id), []).append(position)
+        if (target := record.target()) is not None:
+            by_target.setdefault(policy.identity_key(target), []).append(position)
+    if not ordered:
         return list(previous)
     result: list[Account] = []
     for account in previous:
-        for record in by_target.get(policy.identity_key(account.nativeIdentity), ()):
-            account = apply_provisioning(policy, account, record)
+        positions = set(by_target.get(policy.identity_key(account.nativeIdentity), ()))
+        if account.uuid:
+            positions.update(by_uuid.get(uuid_key(account.uuid), ()))
+        for position in sorted(positions):
+            account = apply_provisioning(policy, account, ordered[position])
         result.append(account)
     return result
 

@@ -296,12 +296,11 @@ class PartitionProcessor:
             self._own.pend(state, identity, record, ref)
             return Outcome(Verdict.HELD, source_id=source_id)
         self._own.withdraw(state, identity, record)
-        indexed = state.get(k_index(source_id, identity))
-        raw = None if indexed is None else state.get(k_account(source_id, indexed.decode()))
-        if indexed is None or raw is None:
+        key = self._provisioned(record, identity, state)
+        raw = None if key is None else state.get(k_account(source_id, key))
+        if key is None or raw is None:
             self._own.hold(state, identity, record, ref)
             return Outcome(Verdict.HELD, source_id=source_id)
-        key = indexed.decode()
         stored = StoredAccount.decode(raw)
         if done is not None and done <= stored.as_of_ms:
             # An aggregation that started after the change already read and stored it.
@@ -326,10 +325,8 @@ class PartitionProcessor:
     ) -> Outcome:
         """The connector found no account: report its deletion now, once."""
         source_id = record.sourceId
-        indexed = state.get(k_index(source_id, identity))
-        previous = (
-            None if indexed is None else self._drop(policy, source_id, indexed.decode(), state)
-        )
+        key = self._provisioned(record, identity, state)
+        previous = None if key is None else self._drop(policy, source_id, key, state)
         if previous is None:
             return Outcome(Verdict.IGNORED, source_id=source_id)
         if done is not None:
@@ -343,6 +340,19 @@ class PartitionProcessor:
         if event is None:
             return Outcome(Verdict.APPLIED, source_id=source_id)
         return self._emitted(policy, [event], source_id)
+
+    def _provisioned(
+        self, record: ProvisioningRecord, identity: str, state: BatchOverlay
+    ) -> str | None:
+        """The state key of a provisioning record's account: by ``compound.uniqueId``
+        when a stored account has that uuid (CONTRACTS 1.4), else by nativeIdentity."""
+        unique_id = record.unique_id()
+        if unique_id is not None:
+            key = account_key(unique_id, identity)
+            if state.get(k_account(record.sourceId, key)) is not None:
+                return key
+        indexed = state.get(k_index(record.sourceId, identity))
+        return None if indexed is None else indexed.decode()
 
     def _emitted(self, policy: SourcePolicy, events: list[AccountEvent], source_id: str) -> Outcome:
         """An EMITTED outcome with the remediation commands the source asks for."""
@@ -480,8 +490,9 @@ class PartitionProcessor:
         indexed = state.get(k_index(source_id, identity))
         if indexed is not None:
             other = indexed.decode()
-            # A stored account with another uuid is another account (deleted + created).
-            if not (uuid and other.startswith("u:")):
+            # A stored account with another uuid is another account (deleted + created);
+            # a key written before uuids were matched as R1 says is the same one (re-keyed).
+            if not (uuid and other.startswith("u:")) or account_key(other[2:], "") == key:
                 raw = state.get(k_account(source_id, other))
                 if raw is not None:
                     return other, raw
