@@ -43,9 +43,9 @@ from pathlib import Path
 from typing import BinaryIO
 
 from processor import codec
-from processor.core import SourcePolicy
+from processor.core import SourcePolicy, uuid_key
 from processor.errors import FileInputError, InputError
-from processor.files import iter_lines, numbered_lines, read_document
+from processor.files import iter_lines, numbered_lines, read_catalog, read_document
 from processor.models import Account, CatalogEntry, ProvisioningRecord, SourceDescriptor
 from processor.progress import ProgressBar
 from processor.state import BatchOverlay, LmdbStoreFactory, StateStore
@@ -140,14 +140,7 @@ def read_replay_dir(directory: Path, check_bar: BarFactory | None = None) -> Rep
 
 
 def _catalog(path: Path, source_id: str) -> list[CatalogEntry]:
-    if not path.exists():
-        return []
-    entries = []
-    for located in iter_lines(path, CatalogEntry, "catalog entry"):
-        if located.record.sourceId not in (None, source_id):
-            raise FileInputError(str(path), located.line, "catalog entry is for another source")
-        entries.append(located.record)
-    return entries
+    return read_catalog(path, source_id) if path.exists() else []
 
 
 def _provisioning(path: Path, source_id: str) -> list[TimedProvisioning]:
@@ -213,14 +206,15 @@ def _check_snapshot(path: Path, policy: SourcePolicy, bar: ProgressBar) -> None:
         except InputError as exc:
             raise FileInputError(str(path), number, exc.reason) from exc
         for what, seen, key in (
-            ("uuid", uuids, account.uuid or None),
+            ("uuid", uuids, uuid_key(account.uuid) if account.uuid else None),
             ("nativeIdentity", identities, policy.identity_key(account.nativeIdentity)),
         ):
             if key is None:
                 continue
             first = seen.setdefault(key, number)
             if first != number:
-                raise FileInputError(str(path), number, f"duplicate {what} (first at line {first})")
+                reason = f"duplicate {what} in the snapshot (first at line {first})"
+                raise FileInputError(str(path), number, reason)
 
 
 def _lines(path: Path, bar: ProgressBar) -> Iterator[tuple[int, bytes]]:
@@ -345,10 +339,13 @@ class _Replayer:
                 data += codec.dumps(event.model_dump(mode="json")) + b"\n"
             if outcome.deletes_suppressed:
                 self.summary.deletes_suppressed += outcome.deletes_suppressed
-                self._warn(
-                    f"delete guard: {outcome.deletes_suppressed} deletions suppressed "
-                    f"({records[0][0].name})"
-                )
+                if outcome.guard is not None:
+                    self._warn(f"{outcome.guard.message()} ({records[0][0].name})")
+                else:
+                    self._warn(
+                        f"delete guard: {outcome.deletes_suppressed} deletions held back: "
+                        f"{outcome.reason} ({records[0][0].name})"
+                    )
         if data:
             self._out.write(data)
             self._out.flush()

@@ -5,7 +5,7 @@ library. Entry points: :func:`decide_event` (one account against its stored stat
 streaming worker) and :func:`diff_snapshots` (two whole snapshots, for ``diff``).
 """
 
-from processor.core.catalog import EntitlementCatalog
+from processor.core.catalog import EntitlementCatalog, catalog_key
 from processor.core.detect import (
     AccountChanges,
     build_event,
@@ -34,10 +34,18 @@ from processor.core.provisioning import (
     touched_attributes,
 )
 from processor.core.remediation import command_key, remediation_command, wanted
-from processor.core.snapshot import SnapshotDiff, apply_own_changes, deletes_allowed, diff_snapshots
+from processor.core.snapshot import (
+    DeleteGuard,
+    SnapshotDiff,
+    apply_own_changes,
+    delete_guard,
+    deletes_allowed,
+    diff_snapshots,
+)
 
 __all__ = [
     "AccountChanges",
+    "DeleteGuard",
     "DuplicateAccountError",
     "EntitlementCatalog",
     "Kind",
@@ -48,9 +56,11 @@ __all__ = [
     "apply_own_changes",
     "apply_provisioning",
     "build_event",
+    "catalog_key",
     "check_unique",
     "command_key",
     "decide_event",
+    "delete_guard",
     "deletes_allowed",
     "detect_changes",
     "diff_snapshots",

@@ -27,7 +27,8 @@ class DuplicateAccountError(InputError):
     """Two accounts of one snapshot share a uuid or a (normalised) nativeIdentity.
 
     ``side`` is ``"previous"`` or ``"current"``; ``index`` is the 0-based position of the
-    second occurrence in that sequence, ``first_index`` of the first.
+    second occurrence in that sequence, ``first_index`` of the first: the caller, which
+    knows where the records came from, names the places (``diff``: both lines).
     """
 
     def __init__(self, reason: str, *, side: str, index: int, first_index: int) -> None:
@@ -63,7 +64,7 @@ def _check(
         first = seen.setdefault(value, index)
         if first != index:
             raise DuplicateAccountError(
-                f"duplicate {what} in the {side} snapshot (first at record {first + 1})",
+                f"duplicate {what} in the {side} snapshot",
                 side=side,
                 index=index,
                 first_index=first,

@@ -15,13 +15,50 @@ from processor.models import Account, AccountEvent, ProvisioningRecord, SourceDe
 
 
 @dataclass(frozen=True, slots=True)
+class DeleteGuard:
+    """R10 held deletions back: of which source, how many, out of how many, at what threshold.
+
+    ``diff``, ``replay`` and the worker all report it with :meth:`message`.
+    """
+
+    source_id: str
+    source_name: str
+    would_delete: int
+    previous_count: int
+    threshold_percent: float
+
+    def message(self) -> str:
+        """One line, naming the source and the counts (no account data)."""
+        return (
+            f"delete guard: source {self.source_id} ({self.source_name}): "
+            f"{self.would_delete} deletions held back, over the deleteThreshold of "
+            f"{self.threshold_percent:g}% of the {self.previous_count} previous accounts; "
+            "no ACCOUNT_DELETED events were emitted"
+        )
+
+
+def delete_guard(
+    source: SourceDescriptor, previous_count: int, delete_count: int
+) -> DeleteGuard | None:
+    """R10: the guard's verdict when it holds ``delete_count`` deletions back, else ``None``."""
+    if deletes_allowed(previous_count, delete_count, source.deleteThreshold):
+        return None
+    return DeleteGuard(source.id, source.name, delete_count, previous_count, source.deleteThreshold)
+
+
+@dataclass(frozen=True, slots=True)
 class SnapshotDiff:
     """The events of a diff, sorted by account nativeIdentity then eventType, and R10's
-    verdict: how many accounts would be deleted and whether their events were dropped."""
+    verdict: how many accounts would be deleted and, when their events were dropped, why."""
 
     events: list[AccountEvent] = field(default_factory=list)
     would_delete: int = 0
-    deletes_suppressed: bool = False
+    guard: DeleteGuard | None = None
+
+    @property
+    def deletes_suppressed(self) -> bool:
+        """Whether the delete guard held the deletions back."""
+        return self.guard is not None
 
 
 def deletes_allowed(previous_count: int, delete_count: int, threshold_percent: float) -> bool:
@@ -83,17 +120,17 @@ def diff_snapshots(
     policy = SourcePolicy.from_source(source)
     matching = match_accounts(policy, apply_own_changes(policy, previous, provisioning), current)
     would_delete = len(matching.deleted)
-    suppressed = not deletes_allowed(len(previous), would_delete, source.deleteThreshold)
+    guard = delete_guard(source, len(previous), would_delete)
     events: list[AccountEvent] = []
     for before, after in matching.pairs:
         _append(events, decide_event(policy, before, after, catalog))
     for after in matching.created:
         _append(events, decide_event(policy, None, after, catalog))
-    if not suppressed:
+    if guard is None:
         for before in matching.deleted:
             _append(events, decide_event(policy, before, None, catalog))
     events.sort(key=lambda event: (event.account.nativeIdentity, event.eventType, event.id))
-    return SnapshotDiff(events, would_delete, suppressed)
+    return SnapshotDiff(events, would_delete, guard)
 
 
 def _append(events: list[AccountEvent], event: AccountEvent | None) -> None:

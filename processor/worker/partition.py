@@ -36,10 +36,11 @@ from pydantic import TypeAdapter, ValidationError
 
 from processor import codec
 from processor.core import (
+    DeleteGuard,
     SourcePolicy,
     apply_provisioning,
     decide_event,
-    deletes_allowed,
+    delete_guard,
     is_not_found,
     remediation_command,
     touched_attributes,
@@ -111,6 +112,8 @@ class Outcome:
     source_id: str | None = None
     #: Set on a completion whose deletions the delete guard suppressed: how many.
     deletes_suppressed: int = 0
+    #: Set when R10's threshold held them back: the counts, as ``diff`` reports them.
+    guard: DeleteGuard | None = None
     #: Set on a completion: the aggregation's status and mode.
     completed: tuple[str, str] | None = None
     #: Commands reverting the events, for sources that ask for remediation.
@@ -601,8 +604,10 @@ class PartitionProcessor:
             return
         # R10: a share of the previous snapshot, so not of the accounts this one created.
         total = state.count(k_accounts(source_id)) - created
-        if not deletes_allowed(total, len(doomed), policy.source.deleteThreshold):
+        guard = delete_guard(policy.source, total, len(doomed))
+        if guard is not None:
             outcome.deletes_suppressed = len(doomed)
+            outcome.guard = guard
             return
         catalog = self._registry.catalog(source_id)
         events = []

@@ -178,7 +178,9 @@ def test_delete_guard_warns_and_suppresses(
     types = sorted(e["eventType"] for e in _events(out))
     assert "ACCOUNT_DELETED" not in types
     assert len(types) == 4
-    assert "delete guard: 1 deletions suppressed" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"delete guard: source {source['id']} ({source['name']}): 1 deletions held back" in err
+    assert "deleteThreshold of 10% of the 6 previous accounts" in err
 
 
 def test_start_times_follow_name_order(tmp_path: Path) -> None:
