@@ -46,7 +46,13 @@ from processor import codec
 from processor.core import SourcePolicy, uuid_key
 from processor.errors import FileInputError, InputError
 from processor.files import iter_lines, numbered_lines, read_catalog, read_document
-from processor.models import Account, CatalogEntry, ProvisioningRecord, SourceDescriptor
+from processor.models import (
+    Account,
+    CatalogEntry,
+    ProvisioningRecord,
+    SourceDescriptor,
+    epoch_ms,
+)
 from processor.progress import ProgressBar
 from processor.state import BatchOverlay, LmdbStoreFactory, StateStore
 from processor.worker.partition import Outcome, PartitionProcessor, Verdict
@@ -155,9 +161,7 @@ def _provisioning(path: Path, source_id: str) -> list[TimedProvisioning]:
             raise FileInputError(
                 str(path), located.line, "replay needs completedAt to place the record"
             )
-        completed = _instant_ms(record.completedAt)
-        if completed is None:
-            raise FileInputError(str(path), located.line, "completedAt is not an RFC 3339 instant")
+        completed = epoch_ms(record.completedAt)
         value = codec.dumps(record.model_dump(mode="json", exclude_none=True))
         records.append(TimedProvisioning(completed, path, located.line, value))
     records.sort(key=lambda r: (r.completed_ms, r.line))
@@ -186,14 +190,15 @@ def _snapshot_files(directory: Path) -> list[SnapshotFile]:
 
 
 def _instant_ms(text: str) -> int | None:
-    """Milliseconds since the epoch of an ISO 8601 instant with an offset, else ``None``."""
+    """Milliseconds since the epoch of a file name's ISO 8601 basic-format instant (a UTC
+    instant, by :data:`_STEM_INSTANT`), else ``None``."""
     try:
         moment = datetime.fromisoformat(text.replace("z", "Z"))
     except ValueError:
         return None
     if moment.tzinfo is None:
         return None
-    return int(moment.timestamp() * 1000)
+    return epoch_ms(moment)
 
 
 def _check_snapshot(path: Path, policy: SourcePolicy, bar: ProgressBar) -> None:

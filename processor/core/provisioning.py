@@ -168,23 +168,15 @@ def is_not_found(record: ProvisioningRecord) -> bool:
     return record.error is not None and record.error.type.casefold() == "notfound"
 
 
-def _instant_key(completed_at: str | None) -> tuple[int, str]:
-    if completed_at is None:
-        return (0, "")
-    try:
-        parsed = datetime.fromisoformat(completed_at)
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=UTC)
-        return (1, parsed.astimezone(UTC).isoformat())
-    except (ValueError, OverflowError):
-        return (2, completed_at)
+_NOT_COMPLETED = datetime.min.replace(tzinfo=UTC)
 
 
 def provisioning_order(records: Iterable[ProvisioningRecord]) -> list[ProvisioningRecord]:
-    """Records ordered by (completedAt as an instant, canonical JSON): file order is moot."""
+    """Records ordered by (completedAt as an instant, records without one first, canonical
+    JSON): file order is moot."""
 
-    def key(record: ProvisioningRecord) -> tuple[tuple[int, str], str]:
+    def key(record: ProvisioningRecord) -> tuple[datetime, str]:
         canonical = json.dumps(record.model_dump(mode="json"), sort_keys=True, ensure_ascii=True)
-        return (_instant_key(record.completedAt), canonical)
+        return (record.completedAt or _NOT_COMPLETED, canonical)
 
     return sorted(records, key=key)

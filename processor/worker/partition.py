@@ -28,7 +28,6 @@ reverts it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -59,6 +58,7 @@ from processor.models import (
     ProvisioningRecord,
     ProvisioningStatus,
     RemediationCommand,
+    epoch_ms,
 )
 from processor.state.overlay import BatchOverlay
 from processor.worker.own_changes import OwnChanges, completed_ms
@@ -122,17 +122,6 @@ class Outcome:
 
 def _dead(reason: str, source_id: str | None = None) -> Outcome:
     return Outcome(Verdict.DEAD_LETTERED, reason=reason, source_id=source_id)
-
-
-def parse_instant_ms(text: str) -> int:
-    """Milliseconds since the epoch of an RFC 3339 instant ("Z" accepted)."""
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError as exc:
-        raise InputError("startedAt is not an RFC 3339 instant") from exc
-    if moment.tzinfo is None:
-        raise InputError("startedAt has no time zone offset")
-    return int(moment.timestamp() * 1000)
 
 
 class PartitionProcessor:
@@ -372,7 +361,7 @@ class PartitionProcessor:
         return meta
 
     def _started(self, record: AggregationStarted, state: BatchOverlay) -> Outcome:
-        started = parse_instant_ms(record.startedAt)
+        started = epoch_ms(record.startedAt)
         meta = self._meta_of(record.sourceId, state)
         if record.aggregationId in meta.done:
             return Outcome(Verdict.STALE, source_id=record.sourceId)

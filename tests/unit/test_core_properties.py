@@ -156,7 +156,12 @@ def provisioning_records(draw: st.DrawFn) -> list[ProvisioningRecord]:
                     "output": output,
                     "completedAt": draw(
                         st.sampled_from(
-                            [None, "2026-01-01T00:00:00Z", "2026-01-01T01:00:00+01:00", "bad"]
+                            [
+                                None,
+                                "2026-01-01T00:00:00Z",
+                                "2026-01-01T01:00:00+01:00",
+                                "2026-01-01T00:00:00.1234567Z",
+                            ]
                         )
                     ),
                     "status": draw(st.sampled_from(["COMPLETED", "PENDING"])),
