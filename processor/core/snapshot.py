@@ -75,10 +75,12 @@ def apply_own_changes(
 ) -> list[Account]:
     """R15: the previous snapshot with the source's completed provisioning records applied.
 
-    Each account gets, in :func:`provisioning_order`, the records that name its uuid
-    (``compound.uniqueId``) or its nativeIdentity; :func:`apply_provisioning` decides which
-    of them are for it.
+    A record is for the account whose uuid is its ``compound.uniqueId`` when there is one
+    (CONTRACTS 1.4), else for the account its target nativeIdentity names (and then only if
+    that account has no other uuid: :func:`apply_provisioning`); each account gets its
+    records in :func:`provisioning_order`. The worker finds the account the same way.
     """
+    uuids = {uuid_key(account.uuid) for account in previous if account.uuid}
     by_uuid: dict[str, list[int]] = {}
     by_target: dict[str, list[int]] = {}
     ordered = [
@@ -87,9 +89,10 @@ def apply_own_changes(
         if record.sourceId == policy.source.id and is_completed(record)
     ]
     for position, record in enumerate(ordered):
-        if (unique_id := record.unique_id()) is not None:
+        unique_id = record.unique_id()
+        if unique_id is not None and uuid_key(unique_id) in uuids:
             by_uuid.setdefault(uuid_key(unique_id), []).append(position)
-        if (target := record.target()) is not None:
+        elif (target := record.target()) is not None:
             by_target.setdefault(policy.identity_key(target), []).append(position)
     if not ordered:
         return list(previous)
