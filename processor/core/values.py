@@ -206,18 +206,41 @@ def value_set(
     return found
 
 
-def same_items(previous: AttributeValue, current: AttributeValue) -> bool:
-    """Whether two lists hold the same raw items (then their sets are equal, R5).
+def _all_text(items: list[Scalar]) -> bool:
+    """Whether every item is a string: then no boolean can meet a number among them.
 
-    Lists holding a boolean are left to the exact comparison (``{True} == {1}``).
+    ``str.join`` checks the type of every item in C, about ten times faster than a loop over
+    ``type()`` on a list of 60 group DNs (docs/decisions.md, "Integers of any size").
+    """
+    try:
+        "".join(items)  # type: ignore[arg-type]  # the check: a non-string raises
+    except TypeError:
+        return False
+    return True
+
+
+def same_items(previous: AttributeValue, current: AttributeValue) -> bool:
+    """Whether two lists of strings hold the same items (then their sets are equal, R5).
+
+    Lists holding anything else are left to the exact comparison (``{True} == {1}``).
     """
     return (
         isinstance(previous, list)
         and isinstance(current, list)
         and set(previous) == set(current)
-        and bool not in map(type, previous)
-        and bool not in map(type, current)
+        and _all_text(previous)
+        and _all_text(current)
     )
+
+
+def _kinds_agree(previous: AttributeValue, current: AttributeValue) -> bool:
+    """Given ``previous == current``: whether booleans meet only booleans."""
+    if type(previous) is list and type(current) is list:
+        return _all_text(previous) or all(
+            (type(left) is bool) == (type(right) is bool)
+            for left, right in zip(previous, current, strict=True)
+        )
+    return (type(previous) is bool) == (type(current) is bool)
 
 
 def same_raw(previous: AttributeValue, current: AttributeValue) -> bool:
@@ -226,25 +249,20 @@ def same_raw(previous: AttributeValue, current: AttributeValue) -> bool:
     Equal raw values are equal under every attribute type (R4), so this is a safe shortcut
     before normalising, unlike ``==``, for which ``True == 1``.
     """
-    if previous != current:
-        return False
-    if type(previous) is list and type(current) is list:
-        if bool not in map(type, previous) and bool not in map(type, current):
-            return True
-        return all(
-            (type(left) is bool) == (type(right) is bool)
-            for left, right in zip(previous, current, strict=True)
-        )
-    return (type(previous) is bool) == (type(current) is bool)
+    return previous == current and _kinds_agree(previous, current)
 
 
 def same_attributes(
     previous: Mapping[str, AttributeValue], current: Mapping[str, AttributeValue]
 ) -> bool:
     """Whether two attribute maps hold the same raw values (see :func:`same_raw`)."""
-    return previous == current and all(
-        same_raw(value, current[name]) for name, value in previous.items()
-    )
+    if previous != current:
+        return False
+    for name, value in previous.items():
+        # A string equals only a string, None only None: only the rest needs a look.
+        if type(value) is not str and value is not None and not _kinds_agree(value, current[name]):
+            return False
+    return True
 
 
 def as_items(value: AttributeValue) -> list[Scalar]:
