@@ -33,7 +33,7 @@ from processor.transport import OutRecord, Producer
 def record_key(source_id: str, uuid: str | None, native_identity: str) -> bytes:
     """``sourceId/<uuid or nativeIdentity>``: the key of an account's records and events.
 
-    A GUID uuid is written as R1 matches it (lower case, no braces), so that the same
+    A GUID uuid is written as R1 matches it (``{lower-case hex}``), so that the same
     account lands on the same partition however the source spelled its uuid this time.
     """
     return f"{source_id}/{uuid_key(uuid) if uuid else native_identity}".encode()

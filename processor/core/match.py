@@ -17,10 +17,15 @@ _GUID_RE = re.compile(
 
 
 def uuid_key(uuid: str) -> str:
-    """The key a uuid is matched by (R1): a GUID in hex form lower-cased without braces, so
-    ``{08EE6C6D-...}`` and ``08ee6c6d-...`` are one account; any other uuid as it is."""
+    """The key a uuid is matched by (R1): a GUID in hex form as ``{lower-case hex}``, so
+    ``{08EE6C6D-...}`` and ``08ee6c6d-...`` are one account; any other uuid as it is.
+
+    Braced lower case is how Active Directory's GUIDs usually come (and CONTRACTS' examples):
+    their keys are the uuids as sent, so record keys and state keys written before this rule
+    stay valid for them.
+    """
     found = _GUID_RE.fullmatch(uuid)
-    return uuid if found is None else found.group(2).lower()
+    return uuid if found is None else "{" + found.group(2).lower() + "}"
 
 
 class DuplicateAccountError(InputError):

@@ -12,7 +12,7 @@ Every key starts with a one-letter namespace and the source id::
     t/<sourceId>/<accountKey>              race window: attribute -> provisioning completedAt ms
     x/<sourceId>/<identityKey>             notFound: the account is gone as of this instant (ms)
 
-``accountKey`` is ``u:<uuid>`` when the account has a uuid (a GUID lower-cased without braces,
+``accountKey`` is ``u:<uuid>`` when the account has a uuid (a GUID as ``{lower-case hex}``,
 R1), else ``n:<identityKey>``; keys
 longer than :data:`MAX_PART_BYTES` are replaced by a digest so that every store key stays
 under LMDB's 511-byte limit.

@@ -227,7 +227,7 @@ def test_worker_state_written_under_an_old_guid_spelling_is_re_keyed_not_recreat
     )
     events = [e for o in outcomes for e in o.events]
     assert [e.eventType.value for e in events] == ["ACCOUNT_UPDATED"]
-    new_key = "u:08ee6c6d-7d02-4978-9417-d92ba6a5ed50"
+    new_key = "u:{08ee6c6d-7d02-4978-9417-d92ba6a5ed50}"
     assert worker.store.get(k_account(SOURCE_ID, new_key)) is not None
     assert worker.store.get(k_account(SOURCE_ID, old_key)) is None
 
@@ -236,7 +236,7 @@ def test_record_keys_spell_guids_as_r1_matches_them() -> None:
     """A GUID's spellings give one record key (one partition); other uuids stay exact."""
     spellings = ["{08EE6C6D-7D02-4978-9417-D92BA6A5ED50}", "08ee6c6d-7d02-4978-9417-d92ba6a5ed50"]
     assert {record_key("s", u, "CN=Ann") for u in spellings} == {
-        b"s/08ee6c6d-7d02-4978-9417-d92ba6a5ed50"
+        b"s/{08ee6c6d-7d02-4978-9417-d92ba6a5ed50}"
     }
     assert record_key("s", "AbC=", "CN=Ann") != record_key("s", "abc=", "CN=Ann")
     assert uuid_key("{08ee6c6d-7d02-4978-9417-d92ba6a5ed50") == (
