@@ -165,15 +165,21 @@ def snapshots(draw: st.DrawFn, scalars: st.SearchStrategy[Any] = FINITE_SCALARS)
 
 
 @st.composite
+def attribute_changes(draw: st.DrawFn) -> dict[str, Any]:
+    """One Set/Add/Remove change of a provisioning record."""
+    return {
+        "op": draw(st.sampled_from(["Set", "Add", "Remove"])),
+        "attribute": draw(st.sampled_from(OTHERS + ENTITLEMENTS)),
+        "value": draw(values(FINITE_SCALARS)),
+    }
+
+
+@st.composite
 def provisioning_records(draw: st.DrawFn) -> list[ProvisioningRecord]:
     """Records of Set/Add/Remove changes (or complete outputs) for the snapshot's names."""
     records = []
     for _ in range(draw(st.integers(0, 4))):
-        change = {
-            "op": draw(st.sampled_from(["Set", "Add", "Remove"])),
-            "attribute": draw(st.sampled_from(OTHERS + ENTITLEMENTS)),
-            "value": draw(values(FINITE_SCALARS)),
-        }
+        change = draw(attribute_changes())
         output = draw(st.sampled_from([{}, {"attributes": {"title": "out"}, "disabled": True}]))
         records.append(
             ProvisioningRecord.model_validate(

@@ -37,13 +37,12 @@ from tests.unit.conftest import SOURCE_ID, make_source
 from tests.unit.test_core_properties import (
     FINITE_SCALARS,
     GUIDS,
-    OTHERS,
     PROPERTY_SETTINGS,
     ZOE_NFC,
     ZOE_NFD,
+    attribute_changes,
     attribute_maps,
     sources,
-    values,
 )
 
 BASELINE_AT = "2026-01-01T00:00:00Z"
@@ -219,11 +218,7 @@ def completed_records(draw: st.DrawFn) -> list[Raw]:
             }
         else:
             key = {"simple": {"id": draw(st.sampled_from([name, name.upper()]))}}
-        change = {
-            "op": draw(st.sampled_from(["Set", "Add", "Remove"])),
-            "attribute": draw(st.sampled_from([*OTHERS, "memberOf"])),
-            "value": draw(values(FINITE_SCALARS)),
-        }
+        change = draw(attribute_changes())
         output = draw(st.sampled_from([{}, {"attributes": {"title": "out"}}]))
         records.append(
             {

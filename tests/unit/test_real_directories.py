@@ -1,13 +1,12 @@
-"""What real directories send, at the edges: the codec, the files, the worker's keys and logs.
+"""What real directories send, at the edges: the codec, the worker's keys, timestamps and logs.
 
 The value rules themselves (big integers, dates, NFC, JSON types, GUIDs, uniqueId) are
-checked on both paths in ``test_parity``; here are the parts only one side has.
+checked on both paths in ``test_parity``, the ``diff`` command's side in ``test_cli_diff``;
+here are the parts only the codec or the worker has.
 """
 
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,6 @@ import pytest
 from structlog.testing import capture_logs
 
 from processor import codec
-from processor.cli import main
 from processor.core import uuid_key
 from processor.models import Account
 from processor.publisher import record_key
@@ -25,30 +23,6 @@ from processor.worker.state import StoredAccount, digest, k_account, k_index
 from tests.unit.conftest import SOURCE_ID, make_source
 from tests.unit.memory_worker import MemoryWorker
 from tests.unit.test_parity import WorkerPath
-
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = ROOT / "examples"
-
-
-def _examples(tmp_path: Path) -> Path:
-    target = tmp_path / "ex"
-    shutil.copytree(EXAMPLES, target)
-    return target
-
-
-def _diff_args(d: Path) -> list[str]:
-    return [
-        "diff",
-        "--source",
-        str(d / "source.json"),
-        str(d / "previous.jsonl"),
-        str(d / "current.jsonl"),
-        "--entitlements",
-        str(d / "catalog.jsonl"),
-        "--provisioning",
-        str(d / "provisioning.jsonl"),
-    ]
-
 
 # ----------------------------------------------------------------------------- codec
 
@@ -70,114 +44,6 @@ def test_codec_still_refuses_what_orjson_refuses_on_the_exact_path() -> None:
     """Text with a long digit run is still checked by orjson first (NaN is refused)."""
     with pytest.raises(Exception, match="invalid JSON"):
         codec.loads(b'{"a": 18446744073709551617, "b": NaN}')
-
-
-# ----------------------------------------------------------------------------- diff CLI
-
-
-def test_diff_warns_in_one_line_when_the_delete_guard_holds_deletions_back(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """With the threshold at 10 % the example's deletion is held back: exit 0, one stderr
-    line naming the source, the deletions, the previous count and the threshold."""
-    d = _examples(tmp_path)
-    source = json.loads((d / "source.json").read_text())
-    source["deleteThreshold"] = 10
-    (d / "source.json").write_text(json.dumps(source))
-    assert main(_diff_args(d)) == 0
-    captured = capsys.readouterr()
-    assert "ACCOUNT_DELETED" not in captured.out
-    lines = captured.err.splitlines()
-    assert len(lines) == 1
-    assert lines[0].startswith("ncd-processor: warning: delete guard: ")
-    for part in (source["id"], source["name"], "1 deletions", "10%", "6 previous accounts"):
-        assert part in lines[0]
-
-
-def test_diff_says_nothing_on_stderr_when_deletions_pass(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    """Under the threshold the deletion is reported and standard error stays empty."""
-    assert main(_diff_args(EXAMPLES)) == 0
-    captured = capsys.readouterr()
-    assert "ACCOUNT_DELETED" in captured.out
-    assert captured.err == ""
-
-
-@pytest.mark.parametrize("order", ["as written", "reversed"])
-def test_duplicate_catalog_entries_exit_2_at_the_second_line(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], order: str
-) -> None:
-    """Two entries for one (attribute, value), in either order, are bad input at the second
-    line (naming the first), never resolved by line order; no events are written."""
-    d = _examples(tmp_path)
-    lines = (d / "catalog.jsonl").read_text().splitlines()
-    twin = {**json.loads(lines[0]), "id": "another", "name": "Another name"}
-    entries = [lines[0], "", json.dumps(twin), *lines[1:]]
-    if order == "reversed":
-        entries[0], entries[2] = entries[2], entries[0]
-    (d / "catalog.jsonl").write_text("\n".join(entries) + "\n")
-    assert main(_diff_args(d)) == 2
-    captured = capsys.readouterr()
-    assert captured.out == ""
-    assert captured.err == (
-        f"{d / 'catalog.jsonl'}:3: duplicate catalog entry: same attribute and value as line 1"
-        " (R13)\n"
-    )
-
-
-def test_duplicate_catalog_entries_in_nfd_and_nfc_are_one_value(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """A catalog naming one value in NFC and again in NFD names it twice."""
-    d = _examples(tmp_path)
-    entry = {"attribute": "memberOf", "value": "CN=Zo\u00eb", "id": "1"}
-    twin = {"attribute": "memberOf", "value": "CN=Zoe\u0308", "id": "2"}
-    (d / "catalog.jsonl").write_text(json.dumps(entry) + "\n" + json.dumps(twin) + "\n")
-    assert main(_diff_args(d)) == 2
-    assert capsys.readouterr().err.startswith(f"{d / 'catalog.jsonl'}:2: duplicate catalog")
-
-
-def test_duplicate_account_names_the_line_of_the_first_copy(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """With blank lines before it, the error names both lines, not record positions."""
-    d = _examples(tmp_path)
-    lines = (d / "current.jsonl").read_text().splitlines()
-    (d / "current.jsonl").write_text("\n\n" + "\n".join([*lines, lines[1]]) + "\n")
-    assert main(_diff_args(d)) == 2
-    err = capsys.readouterr().err
-    assert err == (
-        f"{d / 'current.jsonl'}:{len(lines) + 3}: duplicate uuid in the current "
-        "snapshot (first at line 4)\n"
-    )
-
-
-def test_duplicate_guid_in_another_spelling_is_a_duplicate_account(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """Two accounts whose uuids are one GUID spelled differently are the same account."""
-    d = _examples(tmp_path)
-    lines = (d / "current.jsonl").read_text().splitlines()
-    first = json.loads(lines[0])
-    twin = {**first, "nativeIdentity": "CN=Twin", "uuid": first["uuid"].upper().strip("{}")}
-    (d / "current.jsonl").write_text("\n".join([*lines, json.dumps(twin)]) + "\n")
-    assert main(_diff_args(d)) == 2
-    assert "duplicate uuid in the current snapshot (first at line 1)" in capsys.readouterr().err
-
-
-def test_naive_completed_at_is_bad_input_for_diff(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """A completedAt without an offset exits 2 at its line, as the worker dead-letters it."""
-    d = _examples(tmp_path)
-    record = json.loads((d / "provisioning.jsonl").read_text().splitlines()[0])
-    record["completedAt"] = "2026-11-22T08:00:00"
-    (d / "provisioning.jsonl").write_text(json.dumps(record) + "\n")
-    assert main(_diff_args(d)) == 2
-    err = capsys.readouterr().err
-    assert err.startswith(f"{d / 'provisioning.jsonl'}:1: not a valid provisioning record: ")
-    assert "completedAt" in err and "timezone" in err
 
 
 # ----------------------------------------------------------------------------- worker
