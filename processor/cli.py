@@ -58,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="diff two snapshot files and print the events (JSON Lines)",
         description=(
             "Write one event per line to standard output, sorted by account nativeIdentity "
-            "then eventType. Exit 0, also when there are no events; exit 2 with FILE:LINE: "
+            "then eventType. Exit 0, also when there are no events or the delete guard held "
+            "deletions back (then one warning line on standard error); exit 2 with FILE:LINE: "
             "reason on bad input, writing no events."
         ),
     )
