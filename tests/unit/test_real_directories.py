@@ -14,8 +14,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from processor import codec
-from processor.core import uuid_key
-from processor.models import Account
+from processor.core import EntitlementCatalog, uuid_key
+from processor.models import Account, CatalogEntry
 from processor.publisher import record_key
 from processor.state.overlay import BatchOverlay
 from processor.worker.partition import Verdict
@@ -129,3 +129,21 @@ def test_worker_warning_and_summary_name_the_delete_guard_counts(tmp_path: Path)
     assert (tripped["previous_accounts"], tripped["threshold_percent"]) == (4, 10)
     summary = runner.summary()
     assert (summary["delete_guard_trips"], summary["deletes_suppressed"]) == (1, 2)
+
+
+def test_catalog_topic_records_in_nfc_and_nfd_resolve_alike_in_any_order() -> None:
+    """Two topic records for one value in NFC and NFD give the same ref whichever came last,
+    and removing one leaves the other."""
+    nfc_entry = CatalogEntry(attribute="memberOf", value="CN=Zo\u00eb", id="nfc")
+    nfd_entry = CatalogEntry(attribute="memberOf", value="CN=Zoe\u0308", id="nfd")
+    refs = set()
+    for entries in ([nfc_entry, nfd_entry], [nfd_entry, nfc_entry]):
+        catalog = EntitlementCatalog(entries)
+        refs.add(catalog.ref("memberOf", "CN=Zoe\u0308", case_insensitive=False).id)
+    assert len(refs) == 1
+    catalog = EntitlementCatalog([nfc_entry, nfd_entry])
+    catalog.remove("memberOf", min(nfc_entry.value, nfd_entry.value))
+    remaining = max(nfc_entry, nfd_entry, key=lambda e: e.value)
+    assert catalog.ref("memberOf", "CN=Zo\u00eb", case_insensitive=True).id == remaining.id
+    catalog.remove("memberOf", remaining.value)
+    assert catalog.ref("memberOf", "CN=Zo\u00eb", case_insensitive=True).id is None
