@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from processor.core.policy import SourcePolicy
@@ -52,18 +52,28 @@ class Matching:
     deleted: list[Account] = field(default_factory=list)
 
 
-def check_unique(policy: SourcePolicy, accounts: Sequence[Account], side: str) -> None:
-    """Raise :class:`DuplicateAccountError` on a repeated uuid or nativeIdentity."""
-    _check(accounts, side, "uuid", lambda a: uuid_key(a.uuid) if a.uuid else None)
-    _check(accounts, side, "nativeIdentity", lambda a: policy.identity_key(a.nativeIdentity))
+def uuid_keys(accounts: Sequence[Account]) -> list[str | None]:
+    """:func:`uuid_key` of every account's uuid (``None`` for accounts without one)."""
+    return [uuid_key(account.uuid) if account.uuid else None for account in accounts]
 
 
-def _check(
-    accounts: Sequence[Account], side: str, what: str, key: Callable[[Account], str | None]
+def check_unique(
+    policy: SourcePolicy,
+    accounts: Sequence[Account],
+    side: str,
+    keys: Sequence[str | None] | None = None,
 ) -> None:
+    """Raise :class:`DuplicateAccountError` on a repeated uuid or nativeIdentity.
+
+    ``keys`` are the accounts' :func:`uuid_keys` when the caller has them already.
+    """
+    _check(side, "uuid", uuid_keys(accounts) if keys is None else keys)
+    _check(side, "nativeIdentity", [policy.identity_key(a.nativeIdentity) for a in accounts])
+
+
+def _check(side: str, what: str, keys: Sequence[str | None]) -> None:
     seen: dict[str, int] = {}
-    for index, account in enumerate(accounts):
-        value = key(account)
+    for index, value in enumerate(keys):
         if value is None:
             continue
         first = seen.setdefault(value, index)
@@ -85,15 +95,17 @@ def match_accounts(
     A previous and a current account with different uuids are never paired. The result
     does not depend on input order: every list is sorted by nativeIdentity.
     """
-    check_unique(policy, previous, "previous")
-    check_unique(policy, current, "current")
-    by_uuid = {uuid_key(a.uuid): index for index, a in enumerate(previous) if a.uuid}
+    previous_uuids = uuid_keys(previous)
+    current_uuids = uuid_keys(current)
+    check_unique(policy, previous, "previous", previous_uuids)
+    check_unique(policy, current, "current", current_uuids)
+    by_uuid = {key: index for index, key in enumerate(previous_uuids) if key is not None}
     by_key = {policy.identity_key(account.nativeIdentity): i for i, account in enumerate(previous)}
     used = [False] * len(previous)
     pairs: list[tuple[Account, Account]] = []
     unpaired: list[Account] = []
-    for account in current:
-        index = by_uuid.get(uuid_key(account.uuid)) if account.uuid else None
+    for account, key in zip(current, current_uuids, strict=True):
+        index = None if key is None else by_uuid.get(key)
         if index is None:
             unpaired.append(account)
         else:

@@ -80,7 +80,6 @@ def apply_own_changes(
     that account has no other uuid: :func:`apply_provisioning`); each account gets its
     records in :func:`provisioning_order`. The worker finds the account the same way.
     """
-    uuids = {uuid_key(account.uuid) for account in previous if account.uuid}
     by_uuid: dict[str, list[int]] = {}
     by_target: dict[str, list[int]] = {}
     ordered = [
@@ -88,6 +87,8 @@ def apply_own_changes(
         for record in provisioning_order(records)
         if record.sourceId == policy.source.id and is_completed(record)
     ]
+    keyed = any(record.unique_id() is not None for record in ordered)
+    uuids = {uuid_key(a.uuid) for a in previous if a.uuid} if keyed else set()
     for position, record in enumerate(ordered):
         unique_id = record.unique_id()
         if unique_id is not None and uuid_key(unique_id) in uuids:

@@ -259,8 +259,18 @@ def same_attributes(
     if previous != current:
         return False
     for name, value in previous.items():
-        # A string equals only a string, None only None: only the rest needs a look.
-        if type(value) is not str and value is not None and not _kinds_agree(value, current[name]):
+        # A string equals only a string, None only None, a list of strings only such a list:
+        # only the rest needs a look (the list check inline: this runs for every attribute).
+        kind = type(value)
+        if kind is str or value is None:
+            continue
+        if kind is list:
+            try:
+                "".join(value)  # type: ignore[arg-type]  # every item a string, or raises
+                continue
+            except TypeError:
+                pass
+        if not _kinds_agree(value, current[name]):
             return False
     return True
 
