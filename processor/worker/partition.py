@@ -35,7 +35,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -43,10 +42,11 @@ from pydantic import TypeAdapter, ValidationError
 
 from processor import codec
 from processor.core import (
+    DeleteGuard,
     SourcePolicy,
     apply_provisioning,
     decide_event,
-    deletes_allowed,
+    delete_guard,
     is_not_found,
     remediation_command,
     touched_attributes,
@@ -65,6 +65,7 @@ from processor.models import (
     ProvisioningRecord,
     ProvisioningStatus,
     RemediationCommand,
+    epoch_ms,
 )
 from processor.state.overlay import BatchOverlay
 from processor.worker.own_changes import OwnChanges, completed_ms
@@ -118,6 +119,8 @@ class Outcome:
     source_id: str | None = None
     #: Set on a completion whose deletions the delete guard suppressed: how many.
     deletes_suppressed: int = 0
+    #: Set when R10's threshold held them back: the counts, as ``diff`` reports them.
+    guard: DeleteGuard | None = None
     #: Set on a completion: the aggregation's status and mode.
     completed: tuple[str, str] | None = None
     #: Commands reverting the events, for sources that ask for remediation.
@@ -129,17 +132,6 @@ class Outcome:
 
 def _dead(reason: str, source_id: str | None = None) -> Outcome:
     return Outcome(Verdict.DEAD_LETTERED, reason=reason, source_id=source_id)
-
-
-def parse_instant_ms(text: str) -> int:
-    """Milliseconds since the epoch of an RFC 3339 instant ("Z" accepted)."""
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError as exc:
-        raise InputError("startedAt is not an RFC 3339 instant") from exc
-    if moment.tzinfo is None:
-        raise InputError("startedAt has no time zone offset")
-    return int(moment.timestamp() * 1000)
 
 
 class PartitionProcessor:
@@ -395,12 +387,11 @@ class PartitionProcessor:
             self._own.pend(state, identity, record, ref)
             return Outcome(Verdict.HELD, source_id=source_id)
         self._own.withdraw(state, identity, record)
-        indexed = state.get(k_index(source_id, identity))
-        raw = None if indexed is None else state.get(k_account(source_id, indexed.decode()))
-        if indexed is None or raw is None:
+        key = self._provisioned(record, identity, state)
+        raw = None if key is None else state.get(k_account(source_id, key))
+        if key is None or raw is None:
             self._own.hold(state, identity, record, ref)
             return Outcome(Verdict.HELD, source_id=source_id)
-        key = indexed.decode()
         stored = StoredAccount.decode(raw)
         if done is not None and done <= stored.as_of_ms:
             # An aggregation that started after the change already read and stored it.
@@ -425,10 +416,8 @@ class PartitionProcessor:
     ) -> Outcome:
         """The connector found no account: report its deletion now, once."""
         source_id = record.sourceId
-        indexed = state.get(k_index(source_id, identity))
-        previous = (
-            None if indexed is None else self._drop(policy, source_id, indexed.decode(), state)
-        )
+        key = self._provisioned(record, identity, state)
+        previous = None if key is None else self._drop(policy, source_id, key, state)
         if previous is None:
             return Outcome(Verdict.IGNORED, source_id=source_id)
         if done is not None:
@@ -442,6 +431,19 @@ class PartitionProcessor:
         if event is None:
             return Outcome(Verdict.APPLIED, source_id=source_id)
         return self._emitted(policy, [event], source_id)
+
+    def _provisioned(
+        self, record: ProvisioningRecord, identity: str, state: BatchOverlay
+    ) -> str | None:
+        """The state key of a provisioning record's account: by ``compound.uniqueId``
+        when a stored account has that uuid (CONTRACTS 1.4), else by nativeIdentity."""
+        unique_id = record.unique_id()
+        if unique_id is not None:
+            key = account_key(unique_id, identity)
+            if state.get(k_account(record.sourceId, key)) is not None:
+                return key
+        indexed = state.get(k_index(record.sourceId, identity))
+        return None if indexed is None else indexed.decode()
 
     def _emitted(self, policy: SourcePolicy, events: list[AccountEvent], source_id: str) -> Outcome:
         """An EMITTED outcome with the remediation commands the source asks for."""
@@ -458,7 +460,7 @@ class PartitionProcessor:
         return meta
 
     def _started(self, record: AggregationStarted, state: BatchOverlay) -> Outcome:
-        started = self._not_future(parse_instant_ms(record.startedAt), "startedAt")
+        started = self._not_future(epoch_ms(record.startedAt), "startedAt")
         source_id = record.sourceId
         meta = self._meta_of(source_id, state)
         if record.aggregationId in meta.done:
@@ -585,8 +587,9 @@ class PartitionProcessor:
         indexed = state.get(k_index(source_id, identity))
         if indexed is not None:
             other = indexed.decode()
-            # A stored account with another uuid is another account (deleted + created).
-            if not (uuid and other.startswith("u:")):
+            # A stored account with another uuid is another account (deleted + created);
+            # a key written before uuids were matched as R1 says is the same one (re-keyed).
+            if not (uuid and other.startswith("u:")) or account_key(other[2:], "") == key:
                 raw = state.get(k_account(source_id, other))
                 if raw is not None:
                     return other, raw
@@ -695,8 +698,10 @@ class PartitionProcessor:
             return
         # R10: a share of the previous snapshot, so not of the accounts this one created.
         total = state.count(k_accounts(source_id)) - created
-        if not deletes_allowed(total, len(doomed), policy.source.deleteThreshold):
+        guard = delete_guard(policy.source, total, len(doomed))
+        if guard is not None:
             outcome.deletes_suppressed = len(doomed)
+            outcome.guard = guard
             return
         catalog = self._registry.catalog(source_id)
         events = []
