@@ -1,7 +1,10 @@
 """Per-record JSON decode / encode cost of stdlib json, orjson and msgspec on ~3 KB accounts.
 
-Also the two ways to get a validated ``processor.models.Account`` from bytes. Prints a
-markdown table; the figures and the decision are in docs/decisions.md (``## JSON codec``).
+Also the two ways to get a validated ``processor.models.Account`` from bytes, and the cost
+of ``processor.codec``'s exact-integer path (orjson plus a digit-run check; the standard
+library only for a record holding an integer beyond 64 bits). Prints a markdown table; the
+figures and the decisions are in docs/decisions.md (``## JSON codec``, ``## Integers of any
+size``).
 
     python -m bench.codecs --records 2000 --seed 7
 """
@@ -23,6 +26,7 @@ if __package__ in (None, ""):  # run as ``python bench/codecs.py``: make the rep
 import orjson
 
 from bench.generate import generate
+from processor import codec as exact
 from processor.models import (
     Account,
     AccountUpdatedEvent,
@@ -118,6 +122,27 @@ def _sample_event(account: dict[str, Any]) -> AccountUpdatedEvent:
     )
 
 
+def _with_big_integer(obj: Record) -> Record:
+    """The record with one attribute holding an integer beyond 64 bits."""
+    return {**obj, "attributes": {**obj["attributes"], "msDS-BigCounter": 2**64 + 1}}
+
+
+def _exact_cases(objects: list[Record], lines: list[bytes]) -> list[Case]:
+    """``processor.codec`` next to plain orjson and the stdlib, on ordinary records and on
+    the same records each holding one integer beyond 64 bits."""
+    big = [_with_big_integer(obj) for obj in objects]
+    big_lines = [exact.dumps(obj) for obj in big]
+    return [
+        ("decode exact", "orjson.loads (rounds big integers)", orjson.loads, lines, lines),
+        ("decode exact", "codec.loads, no long digit run", exact.loads, lines, lines),
+        ("decode exact", "codec.loads, one big integer", exact.loads, big_lines, big_lines),
+        ("decode exact", "json.loads, one big integer", json.loads, big_lines, big_lines),
+        ("encode exact", "orjson.dumps (refuses big integers)", orjson.dumps, objects, lines),
+        ("encode exact", "codec.dumps, no big integer", exact.dumps, objects, lines),
+        ("encode exact", "codec.dumps, one big integer", exact.dumps, big, big_lines),
+    ]
+
+
 def _cases(objects: list[Record], lines: list[bytes]) -> list[Case]:
     """What to time, grouped by operation; the first case of a group is its baseline."""
     events = [_sample_event(obj) for obj in objects[:200]]
@@ -161,7 +186,7 @@ def _cases(objects: list[Record], lines: list[bytes]) -> list[Case]:
         ("encode event", "model.model_dump_json()", _dump_json, events, event_lines),
         ("encode event", "orjson.dumps(model.model_dump())", _orjson_dump, events, event_lines),
     ]
-    return cases
+    return cases + _exact_cases(objects, lines)
 
 
 def _dump_json(event: AccountUpdatedEvent) -> str:

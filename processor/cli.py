@@ -17,7 +17,7 @@ import gc
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
@@ -32,8 +32,8 @@ from processor.core import (
     diff_snapshots,
 )
 from processor.errors import FileInputError, ProcessorError
-from processor.files import open_private, private_dir, read_document, read_lines
-from processor.models import Account, CatalogEntry, ProvisioningRecord, SourceDescriptor
+from processor.files import open_private, private_dir, read_catalog, read_document, read_lines
+from processor.models import Account, ProvisioningRecord, SourceDescriptor
 
 if TYPE_CHECKING:
     from processor.observability.health import HealthServer
@@ -58,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="diff two snapshot files and print the events (JSON Lines)",
         description=(
             "Write one event per line to standard output, sorted by account nativeIdentity "
-            "then eventType. Exit 0, also when there are no events; exit 2 with FILE:LINE: "
+            "then eventType. Exit 0, also when there are no events or the delete guard held "
+            "deletions back (then one warning line on standard error); exit 2 with FILE:LINE: "
             "reason on bad input, writing no events."
         ),
     )
@@ -235,6 +236,7 @@ def _cmd_diff(args: argparse.Namespace) -> int:
         current_path=args.current,
         catalog_path=args.entitlements,
         provisioning_path=args.provisioning,
+        warn=_warn,
     )
     _write_all(sys.stdout, out)
     return EXIT_OK
@@ -247,11 +249,13 @@ def run_diff(
     current_path: Path,
     catalog_path: Path | None = None,
     provisioning_path: Path | None = None,
+    warn: Callable[[str], None] = lambda _message: None,
 ) -> bytes:
     """Read the inputs, diff them, and return the events as JSON Lines bytes.
 
     Everything is read and checked before anything is written, so bad input yields
-    an error and no events. The cyclic garbage collector is paused meanwhile: loading
+    an error and no events. ``warn`` is told, in one line, when the delete guard (R10)
+    held deletions back. The cyclic garbage collector is paused meanwhile: loading
     hundreds of thousands of small objects makes it rescan them again and again
     (100k-account pair: 22.7 s with it, 14.3 s without, BENCHMARKS.md); the diff creates
     no reference cycles worth collecting.
@@ -260,7 +264,7 @@ def run_diff(
     gc.disable()
     try:
         return _diff_files(
-            source_path, previous_path, current_path, catalog_path, provisioning_path
+            source_path, previous_path, current_path, catalog_path, provisioning_path, warn
         )
     finally:
         if paused:
@@ -273,11 +277,12 @@ def _diff_files(
     current_path: Path,
     catalog_path: Path | None,
     provisioning_path: Path | None,
+    warn: Callable[[str], None],
 ) -> bytes:
     source = read_document(source_path, SourceDescriptor, "source descriptor")
     previous = read_lines(previous_path, Account, "account record")
     current = read_lines(current_path, Account, "account record")
-    catalog = EntitlementCatalog(_records(catalog_path, CatalogEntry, "catalog entry"))
+    catalog = EntitlementCatalog([] if catalog_path is None else read_catalog(catalog_path))
     provisioning = _records(provisioning_path, ProvisioningRecord, "provisioning record")
     try:
         result = diff_snapshots(
@@ -290,7 +295,10 @@ def _diff_files(
     except DuplicateAccountError as exc:
         located = previous if exc.side == "previous" else current
         path = previous_path if exc.side == "previous" else current_path
-        raise FileInputError(str(path), located[exc.index].line, exc.reason) from exc
+        reason = f"{exc.reason} (first at line {located[exc.first_index].line})"
+        raise FileInputError(str(path), located[exc.index].line, reason) from exc
+    if result.guard is not None:
+        warn(result.guard.message())
     return b"".join(codec.dumps(event.model_dump(mode="json")) + b"\n" for event in result.events)
 
 
@@ -354,7 +362,7 @@ def _cmd_publish(args: argparse.Namespace) -> int:
 
     settings = _settings_from(args)
     source = read_document(args.source, SourceDescriptor, "source descriptor")
-    catalog = _records(args.entitlements, CatalogEntry, "catalog entry")
+    catalog = [] if args.entitlements is None else read_catalog(args.entitlements)
     provisioning = _records(args.provisioning, ProvisioningRecord, "provisioning record")
     accounts = _records(args.snapshot, Account, "account record")
     transport = make_transport(settings)
@@ -416,17 +424,14 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     def bar(total: int, label: str) -> ProgressBar:
         return progress_bar(total, desc=label, unit="B", unit_scale=True, quiet=args.quiet)
 
-    def warn(message: str) -> None:
-        print(f"ncd-processor: {message}", file=sys.stderr)
-
     inputs = read_replay_dir(args.directory, bar)
     state_dir = args.state_dir or args.directory / "state"
     if args.output is None:
         sys.stdout.flush()
-        summary = replay(inputs, state_dir, sys.stdout.buffer, bar=bar, warn=warn)
+        summary = replay(inputs, state_dir, sys.stdout.buffer, bar=bar, warn=_warn)
     else:
         with open_private(args.output) as out:
-            summary = replay(inputs, state_dir, out, bar=bar, warn=warn)
+            summary = replay(inputs, state_dir, out, bar=bar, warn=_warn)
     print(codec.dumps(summary.as_dict()).decode(), file=sys.stderr)
     return EXIT_OK
 
@@ -449,6 +454,11 @@ def _cmd_schemas(args: argparse.Namespace) -> int:
     for path in write(args.directory):
         print(path)
     return EXIT_OK
+
+
+def _warn(message: str) -> None:
+    """A warning on standard error, as one line."""
+    print(f"ncd-processor: warning: {message}", file=sys.stderr)
 
 
 def _write_all(stream: TextIO, data: bytes) -> None:

@@ -17,7 +17,9 @@ from typing import BinaryIO, Generic, TypeVar
 from pydantic import BaseModel
 
 from processor import codec
+from processor.core import catalog_key
 from processor.errors import FileInputError, InputError
+from processor.models import CatalogEntry
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -99,6 +101,27 @@ def iter_lines(path: Path, model: type[M], what: str) -> Iterator[Located[M]]:
 def read_lines(path: Path, model: type[M], what: str) -> list[Located[M]]:
     """All records of a JSON Lines file (see :func:`iter_lines`)."""
     return list(iter_lines(path, model, what))
+
+
+def read_catalog(path: Path, source_id: str | None = None) -> list[CatalogEntry]:
+    """The entries of a catalog file. An (attribute, value) named twice is bad input at the
+    second line (R13: never resolved by line order); so, when ``source_id`` is given, is an
+    entry whose ``sourceId`` names another source."""
+    entries: list[CatalogEntry] = []
+    first_line: dict[tuple[str, str], int] = {}
+    for located in iter_lines(path, CatalogEntry, "catalog entry"):
+        entry = located.record
+        if source_id is not None and entry.sourceId not in (None, source_id):
+            raise FileInputError(str(path), located.line, "catalog entry is for another source")
+        first = first_line.setdefault(catalog_key(entry.attribute, entry.value), located.line)
+        if first != located.line:
+            raise FileInputError(
+                str(path),
+                located.line,
+                f"duplicate catalog entry: same attribute and value as line {first} (R13)",
+            )
+        entries.append(entry)
+    return entries
 
 
 def _read_bytes(path: Path) -> bytes:

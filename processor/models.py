@@ -10,10 +10,21 @@ Field names are SailPoint's where SailPoint has one.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+)
 
 # --------------------------------------------------------------------------- values
 
@@ -37,6 +48,27 @@ MAX_AGGREGATION_ID_CHARS = 128
 AggregationId = Annotated[str, Field(min_length=1, max_length=MAX_AGGREGATION_ID_CHARS)]
 
 
+def _instant_text(value: object) -> object:
+    if not isinstance(value, str):
+        raise ValueError("must be an RFC 3339 date-time text")  # never a number of seconds
+    return value
+
+
+#: An instant of the stream and of provisioning (``startedAt``, ``completedAt``): RFC 3339
+#: text with a time-zone offset ("Z" or +hh:mm). Parsed here and nowhere else, so ``diff``,
+#: ``replay`` and the worker accept and refuse the same texts (one without an offset is bad
+#: input everywhere).
+Instant = Annotated[AwareDatetime, BeforeValidator(_instant_text)]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MILLISECOND = timedelta(milliseconds=1)
+
+
+def epoch_ms(moment: datetime) -> int:
+    """Whole milliseconds since the epoch of an aware instant (floored, exact)."""
+    return (moment - _EPOCH) // _MILLISECOND
+
+
 class _Input(BaseModel):
     """Base of input models: unknown fields are ignored (forward compatible)."""
 
@@ -44,9 +76,15 @@ class _Input(BaseModel):
 
 
 class _Output(BaseModel):
-    """Base of output models: exact, no unknown fields."""
+    """Base of output models: exact, no unknown fields.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    Their JSON Schemas describe what is written (serialization mode): a field with a default,
+    such as ``eventType`` or a ``type`` constant, is always in the output, so it is required.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, json_schema_serialization_defaults_required=True
+    )
 
 
 # --------------------------------------------------------------------------- source
@@ -243,10 +281,17 @@ class ProvisioningRecord(_Input):
     command: Literal["std:account:update"] = "std:account:update"
     input: StdAccountUpdateInput
     output: StdAccountUpdateOutput = Field(default_factory=StdAccountUpdateOutput)
-    completedAt: str | None = None
+    completedAt: Instant | None = None
     #: ``ext`` (issue 4): a record without a status is completed.
     status: ProvisioningStatus = ProvisioningStatus.COMPLETED
     error: ProvisioningError | None = None
+
+    def unique_id(self) -> str | None:
+        """``input.key.compound.uniqueId``: the account's uuid, when the record names it."""
+        key = self.input.key
+        if key is None or key.compound is None:
+            return None
+        return key.compound.uniqueId or None
 
     def target(self) -> str | None:
         """The account's nativeIdentity: simple id, else compound lookupId, else identity."""
@@ -320,7 +365,7 @@ class AggregationStarted(_Input):
     type: Literal["aggregation.started"]
     sourceId: SourceId
     aggregationId: AggregationId
-    startedAt: str
+    startedAt: Instant
     mode: AggregationMode = AggregationMode.FULL
 
 
@@ -372,8 +417,11 @@ class EventSourceOwner(_Output):
 
 
 class EventGovernanceGroup(_Output):
+    """``source.governanceGroup``; its ``type`` as in SailPoint's current trigger examples."""
+
     id: str | None
     name: str | None
+    type: Literal["GOVERNANCE_GROUP"] = "GOVERNANCE_GROUP"
 
 
 class EventSource(_Output):
@@ -414,8 +462,11 @@ class EntitlementRef(_Output):
 
 
 class EntitlementOwnerOut(_Output):
+    """A non-null entitlement ``owner``: an identity, as in SailPoint's trigger examples."""
+
     id: str | None
     name: str | None
+    type: Literal["IDENTITY"] = "IDENTITY"
 
 
 class EntitlementChange(_Output):

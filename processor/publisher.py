@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from processor import codec
+from processor.core import uuid_key
 from processor.models import (
     Account,
     AggregationMode,
@@ -30,8 +31,12 @@ from processor.transport import OutRecord, Producer
 
 
 def record_key(source_id: str, uuid: str | None, native_identity: str) -> bytes:
-    """``sourceId/<uuid or nativeIdentity>``: the key of an account's records and events."""
-    return f"{source_id}/{uuid or native_identity}".encode()
+    """``sourceId/<uuid or nativeIdentity>``: the key of an account's records and events.
+
+    A GUID uuid is written as R1 matches it (``{lower-case hex}``), so that the same
+    account lands on the same partition however the source spelled its uuid this time.
+    """
+    return f"{source_id}/{uuid_key(uuid) if uuid else native_identity}".encode()
 
 
 def account_record_key(source_id: str, account: Account) -> bytes:
@@ -143,14 +148,14 @@ class Publisher:
     ) -> int:
         """Publish provisioning records keyed like their account; returns how many.
 
-        An account's records are keyed by its uuid when it has one: ``uuid_of`` maps the
-        record's target nativeIdentity to the uuid, so that the provisioning record lands
-        on the partition of the account's state.
+        An account's records are keyed by its uuid when it has one: the record's
+        ``compound.uniqueId``, else ``uuid_of`` maps the record's target nativeIdentity to the
+        uuid, so that the provisioning record lands on the partition of the account's state.
         """
         count = 0
         for record in records:
             target = record.target() or ""
-            key = record_key(record.sourceId, uuid_of(target), target)
+            key = record_key(record.sourceId, record.unique_id() or uuid_of(target), target)
             value = codec.dumps(record.model_dump(mode="json", exclude_none=True))
             self._producer.send(OutRecord(self._topics.provisioning, key, value))
             count += 1

@@ -43,10 +43,16 @@ from pathlib import Path
 from typing import BinaryIO
 
 from processor import codec
-from processor.core import SourcePolicy
+from processor.core import SourcePolicy, uuid_key
 from processor.errors import FileInputError, InputError
-from processor.files import iter_lines, numbered_lines, private_dir, read_document
-from processor.models import Account, CatalogEntry, ProvisioningRecord, SourceDescriptor
+from processor.files import iter_lines, numbered_lines, private_dir, read_catalog, read_document
+from processor.models import (
+    Account,
+    CatalogEntry,
+    ProvisioningRecord,
+    SourceDescriptor,
+    epoch_ms,
+)
 from processor.progress import ProgressBar
 from processor.state import BatchOverlay, LmdbStoreFactory, StateStore
 from processor.worker.partition import Outcome, PartitionProcessor, Verdict
@@ -140,14 +146,7 @@ def read_replay_dir(directory: Path, check_bar: BarFactory | None = None) -> Rep
 
 
 def _catalog(path: Path, source_id: str) -> list[CatalogEntry]:
-    if not path.exists():
-        return []
-    entries = []
-    for located in iter_lines(path, CatalogEntry, "catalog entry"):
-        if located.record.sourceId not in (None, source_id):
-            raise FileInputError(str(path), located.line, "catalog entry is for another source")
-        entries.append(located.record)
-    return entries
+    return read_catalog(path, source_id) if path.exists() else []
 
 
 def _provisioning(path: Path, source_id: str) -> list[TimedProvisioning]:
@@ -162,9 +161,7 @@ def _provisioning(path: Path, source_id: str) -> list[TimedProvisioning]:
             raise FileInputError(
                 str(path), located.line, "replay needs completedAt to place the record"
             )
-        completed = _instant_ms(record.completedAt)
-        if completed is None:
-            raise FileInputError(str(path), located.line, "completedAt is not an RFC 3339 instant")
+        completed = epoch_ms(record.completedAt)
         value = codec.dumps(record.model_dump(mode="json", exclude_none=True))
         records.append(TimedProvisioning(completed, path, located.line, value))
     records.sort(key=lambda r: (r.completed_ms, r.line))
@@ -193,14 +190,15 @@ def _snapshot_files(directory: Path) -> list[SnapshotFile]:
 
 
 def _instant_ms(text: str) -> int | None:
-    """Milliseconds since the epoch of an ISO 8601 instant with an offset, else ``None``."""
+    """Milliseconds since the epoch of a file name's ISO 8601 basic-format instant (a UTC
+    instant, by :data:`_STEM_INSTANT`), else ``None``."""
     try:
         moment = datetime.fromisoformat(text.replace("z", "Z"))
     except ValueError:
         return None
     if moment.tzinfo is None:
         return None
-    return int(moment.timestamp() * 1000)
+    return epoch_ms(moment)
 
 
 def _check_snapshot(path: Path, policy: SourcePolicy, bar: ProgressBar) -> None:
@@ -213,14 +211,15 @@ def _check_snapshot(path: Path, policy: SourcePolicy, bar: ProgressBar) -> None:
         except InputError as exc:
             raise FileInputError(str(path), number, exc.reason) from exc
         for what, seen, key in (
-            ("uuid", uuids, account.uuid or None),
+            ("uuid", uuids, uuid_key(account.uuid) if account.uuid else None),
             ("nativeIdentity", identities, policy.identity_key(account.nativeIdentity)),
         ):
             if key is None:
                 continue
             first = seen.setdefault(key, number)
             if first != number:
-                raise FileInputError(str(path), number, f"duplicate {what} (first at line {first})")
+                reason = f"duplicate {what} in the snapshot (first at line {first})"
+                raise FileInputError(str(path), number, reason)
 
 
 def _lines(path: Path, bar: ProgressBar) -> Iterator[tuple[int, bytes]]:
@@ -345,10 +344,13 @@ class _Replayer:
                 data += codec.dumps(event.model_dump(mode="json")) + b"\n"
             if outcome.deletes_suppressed:
                 self.summary.deletes_suppressed += outcome.deletes_suppressed
-                self._warn(
-                    f"delete guard: {outcome.deletes_suppressed} deletions suppressed "
-                    f"({records[0][0].name})"
-                )
+                if outcome.guard is not None:
+                    self._warn(f"{outcome.guard.message()} ({records[0][0].name})")
+                else:
+                    self._warn(
+                        f"delete guard: {outcome.deletes_suppressed} deletions held back: "
+                        f"{outcome.reason} ({records[0][0].name})"
+                    )
         if data:
             self._out.write(data)
             self._out.flush()

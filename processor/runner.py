@@ -423,6 +423,7 @@ class Runner:
             "batches": self.stats.batches,
             "aborted_batches": self.stats.aborted_batches,
             "delete_guard_trips": self.stats.delete_guard_trips,
+            "deletes_suppressed": self.stats.deletes_suppressed,
         }
 
     # ------------------------------------------------------------------ rebalance
@@ -775,11 +776,14 @@ class Runner:
 
     def _warn_guard(self, outcome: Outcome, partition: int) -> None:
         self.stats.deletes_suppressed += outcome.deletes_suppressed
+        guard = outcome.guard
         log.warning(
             "delete_guard_tripped",
             source_id=outcome.source_id,
             partition=partition,
             suppressed=outcome.deletes_suppressed,
+            previous_accounts=None if guard is None else guard.previous_count,
+            threshold_percent=None if guard is None else guard.threshold_percent,
             reason=outcome.reason or "deletions over the source's deleteThreshold",
         )
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, TypeAdapter
+from pydantic.json_schema import JsonSchemaMode
 
 from processor import models
 
@@ -42,13 +43,30 @@ CONTRACTS: dict[str, tuple[Any, str]] = {
 }
 
 
+#: What the processor writes: described as serialised, so that every field it always writes
+#: (``eventType``, the ``type`` constants, the change lists) is required.
+OUTPUTS = frozenset(
+    {
+        "account-updated-event",
+        "account-created-event",
+        "account-deleted-event",
+        "remediation-command",
+    }
+)
+
+
 def schema_for(stem: str) -> dict[str, Any]:
-    """The JSON Schema of one contract, with ``$schema``, ``$id`` and title set."""
+    """The JSON Schema of one contract, with ``$schema``, ``$id`` and title set.
+
+    Inputs are described as they are accepted (optional fields have defaults), outputs as
+    they are written (:data:`OUTPUTS`).
+    """
     target, description = CONTRACTS[stem]
+    mode: JsonSchemaMode = "serialization" if stem in OUTPUTS else "validation"
     if isinstance(target, type) and issubclass(target, BaseModel):
-        body = target.model_json_schema(mode="validation")
+        body = target.model_json_schema(mode=mode)
     else:
-        body = TypeAdapter(target).json_schema(mode="validation")
+        body = TypeAdapter(target).json_schema(mode=mode)
     body.pop("title", None)
     body.pop("description", None)
     return {

@@ -5,7 +5,7 @@ library. Entry points: :func:`decide_event` (one account against its stored stat
 streaming worker) and :func:`diff_snapshots` (two whole snapshots, for ``diff``).
 """
 
-from processor.core.catalog import EntitlementCatalog
+from processor.core.catalog import EntitlementCatalog, catalog_key
 from processor.core.detect import (
     AccountChanges,
     build_event,
@@ -14,7 +14,13 @@ from processor.core.detect import (
     event_id,
 )
 from processor.core.identity import event_account, event_identity, system_identity_id
-from processor.core.match import DuplicateAccountError, Matching, check_unique, match_accounts
+from processor.core.match import (
+    DuplicateAccountError,
+    Matching,
+    check_unique,
+    match_accounts,
+    uuid_key,
+)
 from processor.core.policy import Kind, SourcePolicy
 from processor.core.provisioning import (
     applies_to,
@@ -28,10 +34,18 @@ from processor.core.provisioning import (
     touched_attributes,
 )
 from processor.core.remediation import command_key, remediation_command, wanted
-from processor.core.snapshot import SnapshotDiff, apply_own_changes, deletes_allowed, diff_snapshots
+from processor.core.snapshot import (
+    DeleteGuard,
+    SnapshotDiff,
+    apply_own_changes,
+    delete_guard,
+    deletes_allowed,
+    diff_snapshots,
+)
 
 __all__ = [
     "AccountChanges",
+    "DeleteGuard",
     "DuplicateAccountError",
     "EntitlementCatalog",
     "Kind",
@@ -42,9 +56,11 @@ __all__ = [
     "apply_own_changes",
     "apply_provisioning",
     "build_event",
+    "catalog_key",
     "check_unique",
     "command_key",
     "decide_event",
+    "delete_guard",
     "deletes_allowed",
     "detect_changes",
     "diff_snapshots",
@@ -61,5 +77,6 @@ __all__ = [
     "shows_changes",
     "system_identity_id",
     "touched_attributes",
+    "uuid_key",
     "wanted",
 ]

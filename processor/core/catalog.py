@@ -4,49 +4,79 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from processor.core.values import nfc
 from processor.models import CatalogEntry, EntitlementOwnerOut, EntitlementRef
+
+CatalogKey = tuple[str, str]
+
+
+def catalog_key(attribute: str, value: str) -> CatalogKey:
+    """The key an entry is found by: the attribute and the value in NFC (R4's strings)."""
+    return (attribute, nfc(value))
 
 
 class EntitlementCatalog:
-    """Entitlement refs by (attribute, value); exact match first, folded when asked.
+    """Entitlement refs by (attribute, value); exact match (in NFC) first, folded when asked.
 
-    ``put`` and ``remove`` let the streaming worker follow a compacted topic.
+    ``put`` and ``remove`` let the streaming worker follow a compacted topic, where a newer
+    record for a key replaces the older one. A catalog *file* must not name one (attribute,
+    value) twice (R13); readers check that with :func:`catalog_key` before building this.
+    On the topic, two records whose values differ only in Unicode form are two keys: both are
+    kept and the one whose value sorts first is used, so the result never depends on the order
+    they arrived in.
     """
 
-    __slots__ = ("_exact", "_folded")
+    __slots__ = ("_entries", "_folded")
 
     def __init__(self, entries: Iterable[CatalogEntry] = ()) -> None:
-        self._exact: dict[tuple[str, str], CatalogEntry] = {}
-        #: (attribute, folded value) -> the exact values folding to it.
-        self._folded: dict[tuple[str, str], set[str]] = {}
+        #: catalog key -> {value as written: entry}
+        self._entries: dict[CatalogKey, dict[str, CatalogEntry]] = {}
+        #: (attribute, folded NFC value) -> the NFC values folding to it.
+        self._folded: dict[CatalogKey, set[str]] = {}
         for entry in entries:
             self.put(entry)
 
     def __len__(self) -> int:
-        return len(self._exact)
+        return sum(map(len, self._entries.values()))
 
     def put(self, entry: CatalogEntry) -> None:
         """Add or replace the entry of ``(entry.attribute, entry.value)``."""
-        self._exact[(entry.attribute, entry.value)] = entry
-        self._folded.setdefault((entry.attribute, entry.value.casefold()), set()).add(entry.value)
+        key = catalog_key(entry.attribute, entry.value)
+        self._entries.setdefault(key, {})[entry.value] = entry
+        self._folded.setdefault((key[0], key[1].casefold()), set()).add(key[1])
 
     def remove(self, attribute: str, value: str) -> None:
         """Forget the entry of ``(attribute, value)``; no error when absent."""
-        if self._exact.pop((attribute, value), None) is None:
+        key = catalog_key(attribute, value)
+        written = self._entries.get(key)
+        if written is None or written.pop(value, None) is None:
             return
-        folded_key = (attribute, value.casefold())
+        if written:
+            return
+        del self._entries[key]
+        folded_key = (attribute, key[1].casefold())
         values = self._folded[folded_key]
-        values.discard(value)
+        values.discard(key[1])
         if not values:
             del self._folded[folded_key]
 
+    def _entry(self, key: CatalogKey) -> CatalogEntry | None:
+        written = self._entries.get(key)
+        if not written:
+            return None
+        return written[min(written)] if len(written) > 1 else next(iter(written.values()))
+
     def ref(self, attribute: str, value: str, *, case_insensitive: bool) -> EntitlementRef:
-        """The ref of a value; a miss gives ``{id: None, name: value, value, owner: None}``."""
-        entry = self._exact.get((attribute, value))
+        """The ref of a value; a miss gives ``{id: None, name: value, value, owner: None}``.
+
+        ``value`` is reported as given (the account's own spelling), whatever form matched.
+        """
+        key = catalog_key(attribute, value)
+        entry = self._entry(key)
         if entry is None and case_insensitive:
-            candidates = self._folded.get((attribute, value.casefold()))
+            candidates = self._folded.get((attribute, key[1].casefold()))
             if candidates:
-                entry = self._exact[(attribute, min(candidates))]
+                entry = self._entry((attribute, min(candidates)))
         if entry is None:
             return EntitlementRef(id=None, name=value, value=value, owner=None)
         owner = entry.owner

@@ -2,19 +2,38 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from processor.core.policy import SourcePolicy
 from processor.errors import InputError
 from processor.models import Account
 
+#: A GUID in hex form, braces optional (both or none): R1 matches these regardless of case.
+_GUID_RE = re.compile(
+    r"(\{)?([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})(?(1)\})"
+)
+
+
+def uuid_key(uuid: str) -> str:
+    """The key a uuid is matched by (R1): a GUID in hex form as ``{lower-case hex}``, so
+    ``{08EE6C6D-...}`` and ``08ee6c6d-...`` are one account; any other uuid as it is.
+
+    Braced lower case is how Active Directory's GUIDs usually come (and CONTRACTS' examples):
+    their keys are the uuids as sent, so record keys and state keys written before this rule
+    stay valid for them.
+    """
+    found = _GUID_RE.fullmatch(uuid)
+    return uuid if found is None else "{" + found.group(2).lower() + "}"
+
 
 class DuplicateAccountError(InputError):
     """Two accounts of one snapshot share a uuid or a (normalised) nativeIdentity.
 
     ``side`` is ``"previous"`` or ``"current"``; ``index`` is the 0-based position of the
-    second occurrence in that sequence, ``first_index`` of the first.
+    second occurrence in that sequence, ``first_index`` of the first: the caller, which
+    knows where the records came from, names the places (``diff``: both lines).
     """
 
     def __init__(self, reason: str, *, side: str, index: int, first_index: int) -> None:
@@ -33,24 +52,34 @@ class Matching:
     deleted: list[Account] = field(default_factory=list)
 
 
-def check_unique(policy: SourcePolicy, accounts: Sequence[Account], side: str) -> None:
-    """Raise :class:`DuplicateAccountError` on a repeated uuid or nativeIdentity."""
-    _check(accounts, side, "uuid", lambda account: account.uuid or None)
-    _check(accounts, side, "nativeIdentity", lambda a: policy.identity_key(a.nativeIdentity))
+def uuid_keys(accounts: Sequence[Account]) -> list[str | None]:
+    """:func:`uuid_key` of every account's uuid (``None`` for accounts without one)."""
+    return [uuid_key(account.uuid) if account.uuid else None for account in accounts]
 
 
-def _check(
-    accounts: Sequence[Account], side: str, what: str, key: Callable[[Account], str | None]
+def check_unique(
+    policy: SourcePolicy,
+    accounts: Sequence[Account],
+    side: str,
+    keys: Sequence[str | None] | None = None,
 ) -> None:
+    """Raise :class:`DuplicateAccountError` on a repeated uuid or nativeIdentity.
+
+    ``keys`` are the accounts' :func:`uuid_keys` when the caller has them already.
+    """
+    _check(side, "uuid", uuid_keys(accounts) if keys is None else keys)
+    _check(side, "nativeIdentity", [policy.identity_key(a.nativeIdentity) for a in accounts])
+
+
+def _check(side: str, what: str, keys: Sequence[str | None]) -> None:
     seen: dict[str, int] = {}
-    for index, account in enumerate(accounts):
-        value = key(account)
+    for index, value in enumerate(keys):
         if value is None:
             continue
         first = seen.setdefault(value, index)
         if first != index:
             raise DuplicateAccountError(
-                f"duplicate {what} in the {side} snapshot (first at record {first + 1})",
+                f"duplicate {what} in the {side} snapshot",
                 side=side,
                 index=index,
                 first_index=first,
@@ -60,20 +89,23 @@ def _check(
 def match_accounts(
     policy: SourcePolicy, previous: Sequence[Account], current: Sequence[Account]
 ) -> Matching:
-    """R1: pair by uuid when both sides have one, else by nativeIdentity among the unpaired.
+    """R1: pair by uuid (:func:`uuid_key`) when both sides have one, else by nativeIdentity
+    among the unpaired.
 
     A previous and a current account with different uuids are never paired. The result
     does not depend on input order: every list is sorted by nativeIdentity.
     """
-    check_unique(policy, previous, "previous")
-    check_unique(policy, current, "current")
-    by_uuid = {account.uuid: index for index, account in enumerate(previous) if account.uuid}
+    previous_uuids = uuid_keys(previous)
+    current_uuids = uuid_keys(current)
+    check_unique(policy, previous, "previous", previous_uuids)
+    check_unique(policy, current, "current", current_uuids)
+    by_uuid = {key: index for index, key in enumerate(previous_uuids) if key is not None}
     by_key = {policy.identity_key(account.nativeIdentity): i for i, account in enumerate(previous)}
     used = [False] * len(previous)
     pairs: list[tuple[Account, Account]] = []
     unpaired: list[Account] = []
-    for account in current:
-        index = by_uuid.get(account.uuid) if account.uuid else None
+    for account, key in zip(current, current_uuids, strict=True):
+        index = None if key is None else by_uuid.get(key)
         if index is None:
             unpaired.append(account)
         else:

@@ -6,8 +6,9 @@ import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
+from processor.core.match import uuid_key
 from processor.core.policy import Kind, SourcePolicy
-from processor.core.values import as_items, has_value, single_key, value_set
+from processor.core.values import as_items, has_value, same_raw, single_key, value_set
 from processor.models import (
     Account,
     AttributeChange,
@@ -19,9 +20,16 @@ from processor.models import (
 
 
 def applies_to(policy: SourcePolicy, account: Account, record: ProvisioningRecord) -> bool:
-    """Whether a record is for this source and targets this account's nativeIdentity."""
+    """Whether a record is for this source and targets this account.
+
+    As R1 matches accounts: by ``compound.uniqueId`` against the uuid when both are there
+    (so a renamed account is still found), else by the record's target nativeIdentity.
+    """
     if record.sourceId != policy.source.id:
         return False
+    unique_id = record.unique_id()
+    if unique_id is not None and account.uuid:
+        return uuid_key(unique_id) == uuid_key(account.uuid)
     target = record.target()
     return target is not None and policy.identity_key(target) == policy.identity_key(
         account.nativeIdentity
@@ -110,7 +118,7 @@ def touched_attributes(before: Account, after: Account, record: ProvisioningReco
     """The attributes a record touched: those its changes name and those whose value moved."""
     names = {change.attribute for change in record.input.changes}
     for name in before.attributes.keys() | after.attributes.keys():
-        if before.attributes.get(name) != after.attributes.get(name):
+        if not same_raw(before.attributes.get(name), after.attributes.get(name)):
             names.add(name)
     return names
 
@@ -160,23 +168,15 @@ def is_not_found(record: ProvisioningRecord) -> bool:
     return record.error is not None and record.error.type.casefold() == "notfound"
 
 
-def _instant_key(completed_at: str | None) -> tuple[int, str]:
-    if completed_at is None:
-        return (0, "")
-    try:
-        parsed = datetime.fromisoformat(completed_at)
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=UTC)
-        return (1, parsed.astimezone(UTC).isoformat())
-    except (ValueError, OverflowError):
-        return (2, completed_at)
+_NOT_COMPLETED = datetime.min.replace(tzinfo=UTC)
 
 
 def provisioning_order(records: Iterable[ProvisioningRecord]) -> list[ProvisioningRecord]:
-    """Records ordered by (completedAt as an instant, canonical JSON): file order is moot."""
+    """Records ordered by (completedAt as an instant, records without one first, canonical
+    JSON): file order is moot."""
 
-    def key(record: ProvisioningRecord) -> tuple[tuple[int, str], str]:
+    def key(record: ProvisioningRecord) -> tuple[datetime, str]:
         canonical = json.dumps(record.model_dump(mode="json"), sort_keys=True, ensure_ascii=True)
-        return (_instant_key(record.completedAt), canonical)
+        return (record.completedAt or _NOT_COMPLETED, canonical)
 
     return sorted(records, key=key)

@@ -24,31 +24,18 @@ partition. Time is data time: provisioning ``completedAt`` against aggregation
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
 
 from processor import codec
 from processor.core import SourcePolicy, apply_provisioning, shield, shows_changes
 from processor.core.provisioning import provisioning_order, touched_attributes
-from processor.errors import InputError
-from processor.models import Account, ProvisioningRecord
+from processor.models import Account, ProvisioningRecord, epoch_ms
 from processor.state.overlay import BatchOverlay
 from processor.worker.state import Held, k_gone, k_held, k_pending, k_shield, record_id
 
 
-def instant_ms(text: str, name: str) -> int:
-    """Milliseconds since the epoch of an RFC 3339 instant ("Z" accepted); errors name ``name``."""
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError as exc:
-        raise InputError(f"{name} is not an RFC 3339 instant") from exc
-    if moment.tzinfo is None:
-        raise InputError(f"{name} has no time zone offset")
-    return int(moment.timestamp() * 1000)
-
-
 def completed_ms(record: ProvisioningRecord) -> int | None:
     """``completedAt`` in ms since the epoch; ``None`` when absent."""
-    return None if record.completedAt is None else instant_ms(record.completedAt, "completedAt")
+    return None if record.completedAt is None else epoch_ms(record.completedAt)
 
 
 def _dump(record: ProvisioningRecord) -> dict[str, object]:

@@ -42,10 +42,11 @@ from pydantic import TypeAdapter, ValidationError
 
 from processor import codec
 from processor.core import (
+    DeleteGuard,
     SourcePolicy,
     apply_provisioning,
     decide_event,
-    deletes_allowed,
+    delete_guard,
     is_not_found,
     remediation_command,
     touched_attributes,
@@ -64,9 +65,10 @@ from processor.models import (
     ProvisioningRecord,
     ProvisioningStatus,
     RemediationCommand,
+    epoch_ms,
 )
 from processor.state.overlay import BatchOverlay
-from processor.worker.own_changes import OwnChanges, completed_ms, instant_ms
+from processor.worker.own_changes import OwnChanges, completed_ms
 from processor.worker.registry import SourceRegistry
 from processor.worker.state import (
     NO_INPUT_DIGEST,
@@ -117,6 +119,8 @@ class Outcome:
     source_id: str | None = None
     #: Set on a completion whose deletions the delete guard suppressed: how many.
     deletes_suppressed: int = 0
+    #: Set when R10's threshold held them back: the counts, as ``diff`` reports them.
+    guard: DeleteGuard | None = None
     #: Set on a completion: the aggregation's status and mode.
     completed: tuple[str, str] | None = None
     #: Commands reverting the events, for sources that ask for remediation.
@@ -383,12 +387,11 @@ class PartitionProcessor:
             self._own.pend(state, identity, record, ref)
             return Outcome(Verdict.HELD, source_id=source_id)
         self._own.withdraw(state, identity, record)
-        indexed = state.get(k_index(source_id, identity))
-        raw = None if indexed is None else state.get(k_account(source_id, indexed.decode()))
-        if indexed is None or raw is None:
+        key = self._provisioned(record, identity, state)
+        raw = None if key is None else state.get(k_account(source_id, key))
+        if key is None or raw is None:
             self._own.hold(state, identity, record, ref)
             return Outcome(Verdict.HELD, source_id=source_id)
-        key = indexed.decode()
         stored = StoredAccount.decode(raw)
         if done is not None and done <= stored.as_of_ms:
             # An aggregation that started after the change already read and stored it.
@@ -413,10 +416,8 @@ class PartitionProcessor:
     ) -> Outcome:
         """The connector found no account: report its deletion now, once."""
         source_id = record.sourceId
-        indexed = state.get(k_index(source_id, identity))
-        previous = (
-            None if indexed is None else self._drop(policy, source_id, indexed.decode(), state)
-        )
+        key = self._provisioned(record, identity, state)
+        previous = None if key is None else self._drop(policy, source_id, key, state)
         if previous is None:
             return Outcome(Verdict.IGNORED, source_id=source_id)
         if done is not None:
@@ -430,6 +431,19 @@ class PartitionProcessor:
         if event is None:
             return Outcome(Verdict.APPLIED, source_id=source_id)
         return self._emitted(policy, [event], source_id)
+
+    def _provisioned(
+        self, record: ProvisioningRecord, identity: str, state: BatchOverlay
+    ) -> str | None:
+        """The state key of a provisioning record's account: by ``compound.uniqueId``
+        when a stored account has that uuid (CONTRACTS 1.4), else by nativeIdentity."""
+        unique_id = record.unique_id()
+        if unique_id is not None:
+            key = account_key(unique_id, identity)
+            if state.get(k_account(record.sourceId, key)) is not None:
+                return key
+        indexed = state.get(k_index(record.sourceId, identity))
+        return None if indexed is None else indexed.decode()
 
     def _emitted(self, policy: SourcePolicy, events: list[AccountEvent], source_id: str) -> Outcome:
         """An EMITTED outcome with the remediation commands the source asks for."""
@@ -446,7 +460,7 @@ class PartitionProcessor:
         return meta
 
     def _started(self, record: AggregationStarted, state: BatchOverlay) -> Outcome:
-        started = self._not_future(instant_ms(record.startedAt, "startedAt"), "startedAt")
+        started = self._not_future(epoch_ms(record.startedAt), "startedAt")
         source_id = record.sourceId
         meta = self._meta_of(source_id, state)
         if record.aggregationId in meta.done:
@@ -573,8 +587,9 @@ class PartitionProcessor:
         indexed = state.get(k_index(source_id, identity))
         if indexed is not None:
             other = indexed.decode()
-            # A stored account with another uuid is another account (deleted + created).
-            if not (uuid and other.startswith("u:")):
+            # A stored account with another uuid is another account (deleted + created);
+            # a key written before uuids were matched as R1 says is the same one (re-keyed).
+            if not (uuid and other.startswith("u:")) or account_key(other[2:], "") == key:
                 raw = state.get(k_account(source_id, other))
                 if raw is not None:
                     return other, raw
@@ -683,8 +698,10 @@ class PartitionProcessor:
             return
         # R10: a share of the previous snapshot, so not of the accounts this one created.
         total = state.count(k_accounts(source_id)) - created
-        if not deletes_allowed(total, len(doomed), policy.source.deleteThreshold):
+        guard = delete_guard(policy.source, total, len(doomed))
+        if guard is not None:
             outcome.deletes_suppressed = len(doomed)
+            outcome.guard = guard
             return
         catalog = self._registry.catalog(source_id)
         events = []

@@ -12,7 +12,8 @@ Every key starts with a one-letter namespace and the source id::
     t/<sourceId>/<accountKey>              race window: attribute -> provisioning completedAt ms
     x/<sourceId>/<identityKey>             notFound: the account is gone as of this instant (ms)
 
-``accountKey`` is ``u:<uuid>`` when the account has a uuid, else ``n:<identityKey>``; keys
+``accountKey`` is ``u:<uuid>`` when the account has a uuid (a GUID as ``{lower-case hex}``,
+R1), else ``n:<identityKey>``; keys
 longer than :data:`MAX_PART_BYTES` are replaced by a digest so that every store key stays
 under LMDB's 511-byte limit.
 
@@ -35,6 +36,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from processor import codec
+from processor.core import uuid_key
 
 VERSION = 1
 #: Version byte of stored accounts: 1 had no input digest (read as zeros), 2 has one.
@@ -62,8 +64,9 @@ def _part(text: str) -> str:
 
 
 def account_key(uuid: str | None, identity_key: str) -> str:
-    """The state key of an account: its uuid when it has one, else its nativeIdentity."""
-    return _part(f"u:{uuid}") if uuid else _part(f"n:{identity_key}")
+    """The state key of an account: its uuid when it has one (as matched, R1's
+    :func:`~processor.core.uuid_key`), else its nativeIdentity."""
+    return _part(f"u:{uuid_key(uuid)}") if uuid else _part(f"n:{identity_key}")
 
 
 def k_account(source_id: str, key: str) -> bytes:

@@ -86,3 +86,62 @@ def test_diff_output_on_the_examples_validates() -> None:
     for event in events:
         stem = event["eventType"].lower().replace("_", "-", 1) + "-event"
         jsonschema.Draft202012Validator(_load(SCHEMA_DIR / f"{stem}.schema.json")).validate(event)
+
+
+def _objects(node: Any) -> list[dict[str, Any]]:
+    """Every object schema (one with ``properties``) inside a schema."""
+    found = []
+    if isinstance(node, dict):
+        if "properties" in node:
+            found.append(node)
+        for value in node.values():
+            found.extend(_objects(value))
+    elif isinstance(node, list):
+        for value in node:
+            found.extend(_objects(value))
+    return found
+
+
+@pytest.mark.parametrize("stem", sorted(schemas.OUTPUTS))
+def test_output_schemas_require_every_field_the_output_always_carries(stem: str) -> None:
+    """What the processor writes always has every field, so its schema requires them all."""
+    schema = _load(SCHEMA_DIR / f"{stem}.schema.json")
+    objects = _objects(schema)
+    assert objects
+    for obj in objects:
+        assert sorted(obj.get("required", [])) == sorted(obj["properties"]), obj.get("title")
+
+
+def test_event_schemas_pin_the_type_constants_and_the_event_type() -> None:
+    """eventType and the type of source, account, identity, owners and governance group are
+    required constants in the event schemas (CONTRACTS section 2)."""
+    schema = _load(SCHEMA_DIR / "account-updated-event.schema.json")
+    defs = schema["$defs"]
+    assert "eventType" in schema["required"]
+    assert schema["properties"]["eventType"]["const"] == "ACCOUNT_UPDATED"
+    for name, constant in [
+        ("EventSource", "SOURCE"),
+        ("EventAccount", "ACCOUNT"),
+        ("EventIdentity", "IDENTITY"),
+        ("EventManager", "IDENTITY"),
+        ("EventSourceOwner", "IDENTITY"),
+        ("EventGovernanceGroup", "GOVERNANCE_GROUP"),
+        ("EntitlementOwnerOut", "IDENTITY"),
+    ]:
+        assert defs[name]["properties"]["type"]["const"] == constant, name
+        assert "type" in defs[name]["required"], name
+    for lists in (
+        "singleValueAttributeChanges",
+        "multiValueAttributeChanges",
+        "entitlementChanges",
+    ):
+        assert lists in schema["required"]
+
+
+def test_an_event_without_its_type_constant_does_not_validate() -> None:
+    """Dropping governanceGroup.type from an example event makes it invalid."""
+    schema = _load(SCHEMA_DIR / "account-updated-event.schema.json")
+    event = _load(SCHEMA_DIR / "examples" / "account-updated-event" / "ann-english.json")
+    del event["source"]["governanceGroup"]["type"]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft202012Validator(schema).validate(event)

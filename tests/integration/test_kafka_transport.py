@@ -23,6 +23,7 @@ from processor.transport import (
     Transport,
 )
 from tests.broker import SessionBroker, require_exactly_once, unique_topic
+from tests.conftest import make_test_transport
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(120)]
 
@@ -347,20 +348,30 @@ def test_consumer_commit_and_poll_round_trip(admin: Admin, kafka_transport: Tran
 def test_reused_transactional_id_fences_the_older_sink(
     admin: Admin, kafka_transport: Transport
 ) -> None:
-    """A new sink with the same transactional id makes the older one fail, not retriable."""
+    """A new sink with the same transactional id makes the older one's transaction fail;
+    what the older one wrote is never visible, and the new one commits.
+
+    librdkafka reports the fencing as fatal. kafka-python 2.3 on Kafka 4 sees only an
+    invalid producer epoch, which is also what a transaction the coordinator aborted for
+    its timeout gives (a frozen broker): retriable there, so the worker aborts, replaces its
+    producer and carries on (RELIABILITY.md, a reused NCD_INSTANCE_ID).
+    """
     topic = make_topic(admin, 1)
     transactional_id = unique_topic("tx")
     old = kafka_transport.sink(transactional_id)
     new = kafka_transport.sink(transactional_id)
     try:
-        with pytest.raises(TransportError) as info:
+        with pytest.raises(TransportError):
             old.begin()
             old.send(OutRecord(topic, None, b"zombie"))
             old.commit({}, "g")
-        assert info.value.retriable is False
+        new.begin()
+        new.send(OutRecord(topic, None, b"fresh"))
+        new.commit({}, "g")
     finally:
         new.close()
         old.close()
+    assert [r.value for r in read_all(kafka_transport, topic)] == [b"fresh"]
 
 
 def _produce(transport: Transport, topic: str, count: int) -> None:
@@ -443,5 +454,23 @@ def test_a_sought_back_and_paused_partition_reads_again_after_resume(
         again: list[InRecord] = []
         wait_for(lambda: again.extend(consumer.poll(0.3, 100)) is None and len(again) >= 300, "all")
         assert [r.offset for r in again] == list(range(300))
+    finally:
+        consumer.close()
+
+
+def test_a_group_member_with_the_default_settings_starts(
+    admin: Admin, kafka_bootstrap: str, transport_name: str
+) -> None:
+    """A group consumer built from the default settings (45 s session, 30 s requests) is
+    accepted by the client and joins (kafka-python 2.3 refused it before the fix)."""
+    from processor.config import load_settings
+
+    topic = make_topic(admin, 1)
+    settings = load_settings(bootstrap_servers=kafka_bootstrap).client()
+    consumer = make_test_transport(transport_name, settings).group_consumer(
+        [topic], unique_topic("g"), Recorder()
+    )
+    try:
+        wait_for(lambda: consumer.poll(0.2, 1) == [] and bool(consumer.assignment()), "a join")
     finally:
         consumer.close()

@@ -1,13 +1,20 @@
-"""Property tests of the core: no-op diffs, reproducible changes, order independence, no crash."""
+"""Property tests of the core: no-op diffs, reproducible changes, order independence, no crash.
+
+The value pools hold the shapes real directories send: integers beyond 64 bits, names in NFC
+and NFD, DATE values with 7 fractional digits, GUID uuids in either case with or without
+braces, and booleans next to the numbers Python finds equal to them.
+"""
 
 from __future__ import annotations
 
 import json
+import unicodedata
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from processor import codec
 from processor.core import (
     EntitlementCatalog,
     SourcePolicy,
@@ -15,6 +22,7 @@ from processor.core import (
     decide_event,
     detect_changes,
     diff_snapshots,
+    uuid_key,
 )
 from processor.errors import InputError
 from processor.models import (
@@ -42,10 +50,29 @@ OTHERS = [
     "extra",
     "groups",
 ]
+#: A name in NFC and the same name in NFD (R4: equal strings).
+ZOE_NFC = unicodedata.normalize("NFC", "Zoë Ångström")
+ZOE_NFD = unicodedata.normalize("NFD", "Zoë Ångström")
+#: Integers beyond 64 bits, and the neighbours a float would confuse them with.
+BIG_INTS = [2**64 + 1, 2**64, -(2**63) - 1, 2**70]
+#: DATE values: 7 fractional digits (Active Directory), one apart in the 7th, and the first
+#: again at another offset with a trailing zero.
+AD_DATES = [
+    "2026-01-01T00:00:00.1234567Z",
+    "2026-01-01T00:00:00.1234568Z",
+    "2026-01-01T01:00:00.12345670+01:00",
+]
+#: GUID uuids, each spelled two ways (R1: the same account), and uuids that are not GUIDs.
+GUIDS = [
+    ("{08EE6C6D-7D02-4978-9417-D92BA6A5ED50}", "08ee6c6d-7d02-4978-9417-d92ba6a5ed50"),
+    ("9f506172-8394-4ea5-8fb6-07c8d9293a45", "{9F506172-8394-4EA5-8FB6-07C8D9293A45}"),
+]
+UUIDS = [None, "u1", "U1", "u2", "u3", *(spelling for pair in GUIDS for spelling in pair)]
 TEXTS = st.sampled_from(
     [
         *["a", "A", "b", "B", "5", "5.0", "6", " 5 ", "true", "TRUE", "false", "x y", ""],
         *["2026-01-01T00:00:00Z", "2026-01-01T01:00:00+01:00", "2026-01-02", "CN=A", "cn=a"],
+        *[ZOE_NFC, ZOE_NFD, "1", str(2**64 + 1), str(2**64), *AD_DATES],
     ]
 )
 FINITE_SCALARS = st.one_of(
@@ -53,7 +80,7 @@ FINITE_SCALARS = st.one_of(
     TEXTS,
     st.integers(-3, 7),
     st.booleans(),
-    st.sampled_from([5.0, 0.5, -0.0]),
+    st.sampled_from([5.0, 0.5, -0.0, 1.0, *BIG_INTS]),
 )
 #: Anything JSON can carry (so no NaN or infinity).
 ANY_SCALARS = st.one_of(
@@ -63,7 +90,10 @@ ANY_SCALARS = st.one_of(
     st.floats(allow_nan=False, allow_infinity=False),
 )
 MOSTLY_TRUE = st.sampled_from([True, True, False])
-ENTITLEMENT_SCALARS = st.one_of(st.none(), st.sampled_from(["CN=A", "cn=a", "CN=B", "CN=C", ""]))
+ENTITLEMENT_SCALARS = st.one_of(
+    st.none(),
+    st.sampled_from(["CN=A", "cn=a", "CN=B", "CN=C", "", f"CN={ZOE_NFC}", f"CN={ZOE_NFD}"]),
+)
 
 
 def values(scalars: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
@@ -115,7 +145,7 @@ def snapshots(draw: st.DrawFn, scalars: st.SearchStrategy[Any] = FINITE_SCALARS)
     )
     accounts = []
     for name in names:
-        uuid = draw(st.sampled_from([None, "u1", "u2", "u3", "u4", "u5", "u6"]))
+        uuid = draw(st.sampled_from(UUIDS))
         identity = draw(st.sampled_from([None, {"id": "i1", "name": "Ann", "manager": None}]))
         accounts.append(
             make_account(
@@ -128,10 +158,20 @@ def snapshots(draw: st.DrawFn, scalars: st.SearchStrategy[Any] = FINITE_SCALARS)
     seen: set[str] = set()
     unique = []
     for account in accounts:
-        if account.uuid is None or account.uuid not in seen:
-            seen.add(account.uuid or "")
+        if account.uuid is None or uuid_key(account.uuid) not in seen:
+            seen.add(uuid_key(account.uuid or ""))
             unique.append(account)
     return unique
+
+
+@st.composite
+def attribute_changes(draw: st.DrawFn) -> dict[str, Any]:
+    """One Set/Add/Remove change of a provisioning record."""
+    return {
+        "op": draw(st.sampled_from(["Set", "Add", "Remove"])),
+        "attribute": draw(st.sampled_from(OTHERS + ENTITLEMENTS)),
+        "value": draw(values(FINITE_SCALARS)),
+    }
 
 
 @st.composite
@@ -139,11 +179,7 @@ def provisioning_records(draw: st.DrawFn) -> list[ProvisioningRecord]:
     """Records of Set/Add/Remove changes (or complete outputs) for the snapshot's names."""
     records = []
     for _ in range(draw(st.integers(0, 4))):
-        change = {
-            "op": draw(st.sampled_from(["Set", "Add", "Remove"])),
-            "attribute": draw(st.sampled_from(OTHERS + ENTITLEMENTS)),
-            "value": draw(values(FINITE_SCALARS)),
-        }
+        change = draw(attribute_changes())
         output = draw(st.sampled_from([{}, {"attributes": {"title": "out"}, "disabled": True}]))
         records.append(
             ProvisioningRecord.model_validate(
@@ -156,7 +192,12 @@ def provisioning_records(draw: st.DrawFn) -> list[ProvisioningRecord]:
                     "output": output,
                     "completedAt": draw(
                         st.sampled_from(
-                            [None, "2026-01-01T00:00:00Z", "2026-01-01T01:00:00+01:00", "bad"]
+                            [
+                                None,
+                                "2026-01-01T00:00:00Z",
+                                "2026-01-01T01:00:00+01:00",
+                                "2026-01-01T00:00:00.1234567Z",
+                            ]
                         )
                     ),
                     "status": draw(st.sampled_from(["COMPLETED", "PENDING"])),
@@ -323,3 +364,111 @@ def test_no_input_of_the_declared_shape_crashes_the_core(
     for account in previous + current:
         for other in (None, *current[:1]):
             decide_event(policy, account, other, CATALOG, context=case_schema["name"])
+
+
+def _respelled(value: Any) -> Any:
+    """Every string of a value in NFD (the same text to R4)."""
+    if isinstance(value, list):
+        return [_respelled(item) for item in value]
+    return unicodedata.normalize("NFD", value) if isinstance(value, str) else value
+
+
+def _other_spelling(uuid: str | None) -> str | None:
+    """A GUID uuid in the other case with braces toggled; other uuids unchanged."""
+    if uuid is None or uuid_key(uuid.upper()) == uuid.upper():  # not a GUID
+        return uuid
+    bare = uuid.strip("{}")
+    bare = bare.lower() if bare.isupper() else bare.upper()
+    return bare if uuid.startswith("{") else "{" + bare + "}"
+
+
+@PROPERTY_SETTINGS
+@given(source=sources(), accounts=snapshots(), data=st.data())
+def test_respelling_strings_in_nfd_and_guids_in_another_case_gives_no_events(
+    source: SourceDescriptor, accounts: list[Account], data: st.DataObject
+) -> None:
+    """The same snapshot with strings in NFD and GUID uuids re-spelled gives no event."""
+    respelled = [
+        account.model_copy(
+            update={
+                "uuid": _other_spelling(account.uuid) if data.draw(st.booleans()) else account.uuid,
+                "attributes": {k: _respelled(v) for k, v in account.attributes.items()},
+            }
+        )
+        for account in accounts
+    ]
+    result = diff_snapshots(source, accounts, respelled, CATALOG)
+    assert result.events == []
+    assert result.would_delete == 0
+
+
+@PROPERTY_SETTINGS
+@given(
+    name=st.sampled_from(["title", "employeeNumber", "accountFlags", "extra"]),
+    old=st.integers(min_value=2**63 - 2, max_value=2**80) | st.integers(max_value=-(2**63)),
+    step=st.integers(min_value=1, max_value=3),
+)
+def test_big_integers_compare_and_report_digit_for_digit(name: str, old: int, step: int) -> None:
+    """Integers beyond 64 bits one apart, read from JSON text, are a change reported with
+    every digit in the written event; the same digits as a string equal them on INT only."""
+    policy = SourcePolicy.from_source(make_source())
+    new = old + step
+
+    def read(value: str) -> Account:
+        text = f'{{"nativeIdentity": "CN=Ann", "attributes": {{"{name}": {value}}}}}'
+        return Account.model_validate(codec.loads(text.encode()))
+
+    event = decide_event(policy, read(str(old)), read(str(new)), CATALOG)
+    assert event is not None
+    written = codec.loads(codec.dumps(event.model_dump(mode="json")))
+    if written["singleValueAttributeChanges"]:
+        change = written["singleValueAttributeChanges"][0]
+        assert (change["oldValue"], change["newValue"]) == (old, new)
+    else:
+        change = written["multiValueAttributeChanges"][0]
+        assert (change["removedValues"], change["addedValues"]) == ([old], [new])
+    same = decide_event(policy, read(str(old)), read(f'"{old}"'), CATALOG)
+    assert (same is None) == (name == "employeeNumber")
+
+
+@PROPERTY_SETTINGS
+@given(
+    seconds=st.integers(0, 59),
+    digits=st.text("0123456789", min_size=1, max_size=9),
+    offset=st.sampled_from([("Z", 0), ("+01:00", 1), ("-05:00", -5)]),
+    bump=st.integers(0, 8),
+)
+def test_dates_compare_at_every_fractional_digit(
+    seconds: int, digits: str, offset: tuple[str, int], bump: int
+) -> None:
+    """A DATE equals itself at another offset or with trailing zeros, and differs in any digit."""
+    policy = SourcePolicy.from_source(make_source())
+    hour = 10 + offset[1]
+    base = f"2026-03-01T10:00:{seconds:02d}.{digits}Z"
+    same = f"2026-03-01T{hour:02d}:00:{seconds:02d}.{digits}0{offset[0]}"
+    position = min(bump, len(digits) - 1)
+    changed = digits[:position] + str((int(digits[position]) + 1) % 10) + digits[position + 1 :]
+    other = f"2026-03-01T10:00:{seconds:02d}.{changed}Z"
+    before = make_account("CN=Ann", {"hireDate": base})
+    assert decide_event(policy, before, make_account("CN=Ann", {"hireDate": same}), CATALOG) is None
+    event = decide_event(policy, before, make_account("CN=Ann", {"hireDate": other}), CATALOG)
+    assert event is not None
+    assert event.singleValueAttributeChanges[0].newValue == other
+
+
+@PROPERTY_SETTINGS
+@given(
+    name=st.sampled_from(["title", "accountFlags", "memberOf", "extra"]),
+    pair=st.sampled_from([(True, 1), (False, 0), (True, 1.0), (True, "true"), (1, "1")]),
+    as_list=st.booleans(),
+)
+def test_values_of_different_json_types_differ_on_string_attributes(
+    name: str, pair: tuple[Any, Any], as_list: bool
+) -> None:
+    """On a STRING attribute true, 1 and "1" are different values (Python's True == 1 aside)."""
+    policy = SourcePolicy.from_source(make_source())
+    old, new = ([pair[0]], [pair[1]]) if as_list else pair
+    event = decide_event(
+        policy, make_account("CN=Ann", {name: old}), make_account("CN=Ann", {name: new}), CATALOG
+    )
+    assert event is not None

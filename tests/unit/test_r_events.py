@@ -353,7 +353,12 @@ def test_r13_catalog_hit_gives_the_catalog_ref() -> None:
     data = dump(update_event({}, {"memberOf": "CN=A"}, catalog=catalog))
     assert data is not None
     assert data["entitlementChanges"][0]["added"] == [
-        {"id": "ent-a", "name": "Group A", "value": "CN=A", "owner": {"id": "o1", "name": "Olga"}}
+        {
+            "id": "ent-a",
+            "name": "Group A",
+            "value": "CN=A",
+            "owner": {"id": "o1", "name": "Olga", "type": "IDENTITY"},
+        }
     ]
 
 
@@ -432,7 +437,7 @@ def test_r14_correlated_account_carries_its_identity() -> None:
             "type": "IDENTITY",
             "email": "",
         },
-        "governanceGroup": {"id": "fd0d1393", "name": "AD Owners"},
+        "governanceGroup": {"id": "fd0d1393", "name": "AD Owners", "type": "GOVERNANCE_GROUP"},
     }
 
 

@@ -139,6 +139,21 @@ def test_duplicate_account_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture
     assert err.startswith(f"{path}:{count}: duplicate")
 
 
+def test_duplicate_catalog_entry_exits_2_as_in_diff(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A catalog naming one (attribute, value) twice is bad input at the second line (R13)."""
+    directory = _make_dir(tmp_path, (PREVIOUS, "previous.jsonl"))
+    path = directory / "catalog.jsonl"
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([*lines, lines[0]]) + "\n")
+    assert _replay(directory, tmp_path / "e.jsonl") == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"{path}:{len(lines) + 1}: duplicate catalog entry")
+    assert "as line 1" in err
+    assert not (tmp_path / "e.jsonl").exists()
+
+
 def test_provisioning_needs_completed_at(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -178,7 +193,9 @@ def test_delete_guard_warns_and_suppresses(
     types = sorted(e["eventType"] for e in _events(out))
     assert "ACCOUNT_DELETED" not in types
     assert len(types) == 4
-    assert "delete guard: 1 deletions suppressed" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"delete guard: source {source['id']} ({source['name']}): 1 deletions held back" in err
+    assert "deleteThreshold of 10% of the 6 previous accounts" in err
 
 
 def test_start_times_follow_name_order(tmp_path: Path) -> None:
