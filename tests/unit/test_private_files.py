@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from processor.cli import main
 from processor.files import open_private, private_dir
 from processor.state import LmdbStoreFactory
 from tests.unit.test_replay import CURRENT, PREVIOUS, _make_dir, _replay
@@ -75,3 +76,15 @@ def test_replay_writes_owner_only_events_and_state(tmp_path: Path) -> None:
     assert mode(out) == 0o600
     assert mode(directory / "state") == 0o700
     assert {mode(p) for p in (directory / "state").rglob("*")} <= {0o700, 0o600}
+
+
+def test_a_state_directory_that_cannot_be_made_is_a_setting_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`run` with NCD_STATE_DIR under a plain file exits 2 naming the setting, no traceback."""
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    code = main(["run", "--state-dir", str(blocker / "state"), "--http-port", "0"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "NCD_STATE_DIR: cannot create" in err and "Traceback" not in err
