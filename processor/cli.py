@@ -31,7 +31,7 @@ from processor.core import (
     EntitlementCatalog,
     diff_snapshots,
 )
-from processor.errors import FileInputError, ProcessorError
+from processor.errors import ConfigError, FileInputError, ProcessorError
 from processor.files import open_private, private_dir, read_catalog, read_document, read_lines
 from processor.models import Account, ProvisioningRecord, SourceDescriptor
 
@@ -310,7 +310,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     settings = _settings_from(args)
     configure_logging(settings.log_level, settings.log_format)
-    private_dir(settings.state_dir)
+    try:
+        private_dir(settings.state_dir)
+    except OSError as exc:
+        raise ConfigError(
+            f"NCD_STATE_DIR: cannot create {settings.state_dir}: {exc.strerror}"
+        ) from exc
     runner = Runner(
         settings,
         make_transport(settings),
@@ -338,7 +343,6 @@ def _start_health(settings: Settings, runner: Runner) -> HealthServer | None:
         return None
     import structlog
 
-    from processor.errors import ConfigError
     from processor.observability.health import HealthServer
 
     try:

@@ -244,6 +244,7 @@ class Settings(BaseSettings):
             heartbeat_interval_ms=self.heartbeat_interval_ms,
             max_poll_interval_ms=self.max_poll_interval_ms,
             transactional_id=self.transactional_id,
+            group_id=self.group_id,
             transaction_timeout_ms=self.transaction_timeout_ms,
         )
 

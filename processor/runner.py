@@ -41,7 +41,13 @@ import structlog
 from processor import codec
 from processor.config import Guarantee, Settings
 from processor.core.remediation import command_key
-from processor.errors import InputError, StateCorruptError, StateError, TransportError
+from processor.errors import (
+    InputError,
+    ProcessorError,
+    StateCorruptError,
+    StateError,
+    TransportError,
+)
 from processor.models import AccountEvent, Operation
 from processor.observability.aggregations import AggregationTracker
 from processor.observability.metrics import Metrics
@@ -321,10 +327,18 @@ class Runner:
         finally:
             self.ready.clear()
             self._last_beat = None
-            consumer.close()
-            sink.close()
-            follower.close()
-            self._restorer.close()
+            # Each is closed whatever the others do: a client left in an error state by the
+            # failure that ends the loop must not hide that failure or keep stores open.
+            for what, close in (
+                ("consumer", consumer.close),
+                ("sink", sink.close),
+                ("config reader", follower.close),
+                ("restorer", self._restorer.close),
+            ):
+                try:
+                    close()
+                except ProcessorError as exc:
+                    log.warning("close_failed", client=what, error=str(exc))
             for partition in list(self._partitions):
                 self._close_partition(partition)
             log.info("worker_stopped", **self.summary())

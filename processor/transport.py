@@ -116,6 +116,10 @@ class ClientSettings:
     # Longest gap between two polls before the member is thrown out of the group.
     max_poll_interval_ms: int = 300_000
     transactional_id: str | None = None
+    #: The worker's consumer group: librdkafka's partition readers carry it as their
+    #: ``group.id`` (they never join it, but look up its coordinator, which the broker
+    #: authorizes against the group), so the worker needs no ACL on another group.
+    group_id: str | None = None
     # How long commit/abort/init of a transaction may take before it counts as failed.
     transaction_timeout_ms: int = 60_000
 

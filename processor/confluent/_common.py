@@ -21,6 +21,19 @@ from processor.transport import AUTH_HINT, TP, ClientSettings, InRecord
 #: librdkafka's log lines go through stdlib logging under this name, not raw to stderr.
 LOGGER = logging.getLogger("processor.confluent.librdkafka")
 
+# Refusals a retry cannot cure, even where they fail a transaction that could be aborted and
+# tried again: a missing ACL or bad credentials must stop the worker, naming the refusal.
+_REFUSED = frozenset(
+    {
+        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+        KafkaError.GROUP_AUTHORIZATION_FAILED,
+        KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+        KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+        KafkaError.SASL_AUTHENTICATION_FAILED,
+        KafkaError._AUTHENTICATION,
+    }
+)
+
 # Error codes that a retry can cure even when librdkafka does not flag them retriable
 # (a KafkaException raised from a plain call carries only a code, retriable() False).
 _TRANSIENT = frozenset(
@@ -118,11 +131,18 @@ def error_of(exc: BaseException) -> KafkaError | None:
 def transport_error(operation: str, error: KafkaError) -> TransportError:
     """``error`` as a ``TransportError``; the message names the operation and the code only.
 
-    Fatal errors (a fenced producer) are never retriable. An error that requires the
-    transaction to be aborted is retriable: the runner aborts, rewinds and tries again.
+    Fatal errors (a fenced producer) and refusals (authorization, authentication) are never
+    retriable. Another error that requires the transaction to be aborted is retriable: the
+    runner aborts, rewinds and tries again.
     """
-    retriable = not error.fatal() and (
-        bool(error.retriable()) or bool(error.txn_requires_abort()) or error.code() in _TRANSIENT
+    retriable = (
+        not error.fatal()
+        and error.code() not in _REFUSED
+        and (
+            bool(error.retriable())
+            or bool(error.txn_requires_abort())
+            or error.code() in _TRANSIENT
+        )
     )
     return TransportError(f"{operation} failed: {error.name()}", retriable=retriable)
 

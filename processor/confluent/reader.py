@@ -35,9 +35,11 @@ class ConfluentPartitionReader:
     def __init__(self, settings: ClientSettings) -> None:
         options = {
             **common_options(settings),
-            # librdkafka wants a group id even without a subscription; this one never
-            # joins or commits (every partition is assigned from an explicit offset).
-            "group.id": f"{settings.client_id}-reader",
+            # librdkafka wants a group id even without a subscription, and looks up its
+            # coordinator (authorized against the group): the worker's own group, which it
+            # may read. This consumer never joins or commits (every partition is assigned
+            # from an explicit offset).
+            "group.id": settings.group_id or f"{settings.client_id}-reader",
             "isolation.level": "read_committed",
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,

@@ -20,6 +20,7 @@ from confluent_kafka import KafkaError, Message, Producer  # type: ignore[import
 
 from processor.confluent._common import (
     common_options,
+    error_of,
     mapped_errors,
     to_offsets,
     transport_error,
@@ -32,6 +33,7 @@ from processor.transport import TP, ClientSettings, OutRecord
 FLUSH_TIMEOUT_S = 60.0
 # Wait for room in librdkafka's local queue when it is full.
 QUEUE_FULL_WAIT_S = 0.05
+_PURGES = frozenset({KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT})
 
 
 def _producer_options(settings: ClientSettings) -> dict[str, Any]:
@@ -62,6 +64,12 @@ class _Deliveries:
     def __init__(self) -> None:
         self.written: dict[TP, int] = {}
         self.failure: KafkaError | None = None
+
+    @property
+    def purged(self) -> bool:
+        """Whether the first failure is a purge: librdkafka dropped the queue, because the
+        transaction failed as a whole (its own error says why)."""
+        return self.failure is not None and self.failure.code() in _PURGES
 
     def __call__(self, error: KafkaError | None, msg: Message) -> None:
         if error is not None:
@@ -135,13 +143,24 @@ class ConfluentTransactionalSink:
         """Queue ``record`` in the open transaction."""
         if not self._open:
             raise TransportError("send outside a transaction", retriable=False)
-        _send(self._client, record, self._deliveries)
+        try:
+            _send(self._client, record, self._deliveries)
+        except TransportError as exc:
+            cause = error_of(exc.__cause__) if exc.__cause__ is not None else None
+            if cause is not None and cause.code() == KafkaError._STATE:
+                self._transaction_error()  # refused in an open one: the transaction failed
+            raise
 
     def commit(self, offsets: Mapping[TP, int], group_id: str) -> dict[TP, int]:
         """Flush, add ``offsets`` to the transaction, commit; return last offset + 1."""
         if not self._open:
             raise TransportError("commit outside a transaction", retriable=False)
-        written = _flush(self._client, self._deliveries)
+        try:
+            written = _flush(self._client, self._deliveries)
+        except TransportError:
+            if self._deliveries.purged:
+                self._transaction_error()
+            raise
         if self._transactional:
             with mapped_errors("commit transaction"):
                 if offsets:
@@ -152,6 +171,15 @@ class ConfluentTransactionalSink:
         self._deliveries.reset()
         self._open = False
         return written
+
+    def _transaction_error(self) -> None:
+        """Raise the reason librdkafka failed the open transaction as a whole (a refused
+        topic, say) instead of what it shows for that (a purged queue, a send refused in
+        state ``_STATE``). In that state ``commit_transaction`` commits nothing and raises
+        the transaction's own error."""
+        if self._transactional and self._open:
+            with mapped_errors("commit transaction"):
+                self._client.commit_transaction(FLUSH_TIMEOUT_S)
 
     def abort(self) -> None:
         """Abort the open transaction (plain mode: records already sent may stay written)."""

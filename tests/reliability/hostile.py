@@ -51,7 +51,8 @@ JSON_VALUES = st.recursive(
 @st.composite
 def hostile_values(draw: st.DrawFn) -> bytes:
     """One hostile record value (never a valid aggregation record by accident, or harmless)."""
-    kind = draw(st.sampled_from(["bytes", "truncated", "deep", "types", "unicode", "wide"]))
+    kinds = ["bytes", "truncated", "deep", "deep-field", "types", "unicode", "wide"]
+    kind = draw(st.sampled_from(kinds))
     if kind == "bytes":
         return draw(st.binary(max_size=200))
     if kind == "truncated":
@@ -59,6 +60,14 @@ def hostile_values(draw: st.DrawFn) -> bytes:
         return whole[: draw(st.integers(0, len(whole) - 1))]
     if kind == "deep":
         return nested(draw(st.integers(1000, 100_000)))
+    if kind == "deep-field":  # decodes (up to 1,024 levels) but may not encode (254)
+        where = draw(st.sampled_from(["attribute", "account field", "record field"]))
+        record = account_record({"title": DEEP if where == "attribute" else "x"})
+        if where == "account field":
+            record["account"]["extra"] = DEEP
+        elif where == "record field":
+            record["extra"] = DEEP
+        return _with_deep(record, draw(st.integers(200, 1100)))
     if kind == "types":
         record = account_record(draw(JSON_VALUES), draw(JSON_VALUES))
         record[draw(st.sampled_from(["type", "sourceId", "deleted", "account"]))] = draw(

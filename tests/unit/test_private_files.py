@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -75,3 +77,20 @@ def test_replay_writes_owner_only_events_and_state(tmp_path: Path) -> None:
     assert mode(out) == 0o600
     assert mode(directory / "state") == 0o700
     assert {mode(p) for p in (directory / "state").rglob("*")} <= {0o700, 0o600}
+
+
+def test_a_state_directory_that_cannot_be_made_is_a_setting_error(tmp_path: Path) -> None:
+    """`run` with NCD_STATE_DIR under a plain file exits 2 naming the setting, no traceback."""
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    done = subprocess.run(
+        [sys.executable, "-m", "processor.cli", "run", "--state-dir", str(blocker / "state")],
+        env={**os.environ, "NCD_HTTP_PORT": "0"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "NCD_STATE_DIR: cannot create" in done.stderr
+    assert "Traceback" not in done.stderr
