@@ -358,6 +358,7 @@ def _cmd_publish(args: argparse.Namespace) -> int:
     from processor.models import AggregationMode, AggregationStatus
     from processor.progress import progress_bar
     from processor.publisher import Publisher, Topics
+    from processor.topics import aggregation_partitions, ensure_topics
     from processor.wiring import make_transport
 
     settings = _settings_from(args)
@@ -366,12 +367,14 @@ def _cmd_publish(args: argparse.Namespace) -> int:
     provisioning = _records(args.provisioning, ProvisioningRecord, "provisioning record")
     accounts = _records(args.snapshot, Account, "account record")
     transport = make_transport(settings)
-    if settings.create_topics:
-        admin = transport.admin()
-        try:
-            admin.ensure_topics(settings.topic_specs())
-        finally:
-            admin.close()
+    admin = transport.admin()
+    try:
+        if settings.create_topics:
+            partitions = ensure_topics(admin, settings)
+        else:
+            partitions = aggregation_partitions(admin, settings)
+    finally:
+        admin.close()
     producer = transport.producer()
     topics = Topics(
         settings.topic_sources,
@@ -380,7 +383,7 @@ def _cmd_publish(args: argparse.Namespace) -> int:
         settings.topic_provisioning,
     )
     try:
-        publisher = Publisher(producer, settings.partitions, topics)
+        publisher = Publisher(producer, partitions, topics)
         publisher.publish_source(source)
         summary: dict[str, Any] = {"source": source.id}
         if catalog:

@@ -48,6 +48,7 @@ from processor.observability.metrics import Metrics
 from processor.publisher import record_key
 from processor.state.overlay import BatchOverlay
 from processor.state.store import StateStore, StoreFactory
+from processor.topics import ensure_topics
 from processor.transport import (
     LAG_UNKNOWN,
     TP,
@@ -346,7 +347,7 @@ class Runner:
                 if s.create_topics:
                     admin = self._transport.admin()
                     try:
-                        admin.ensure_topics(s.topic_specs())
+                        ensure_topics(admin, s)
                     finally:
                         admin.close()
                 reader = self._transport.partition_reader()
