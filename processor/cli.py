@@ -31,7 +31,13 @@ from processor.core import (
     EntitlementCatalog,
     diff_snapshots,
 )
-from processor.errors import FileInputError, ProcessorError
+from processor.errors import (
+    BrokerAccessError,
+    FileInputError,
+    ProcessorError,
+    StateError,
+    TransportError,
+)
 from processor.files import open_private, private_dir, read_catalog, read_document, read_lines
 from processor.models import Account, ProvisioningRecord, SourceDescriptor
 
@@ -42,7 +48,10 @@ if TYPE_CHECKING:
 M = TypeVar("M", bound=BaseModel)
 
 EXIT_OK = 0
+#: Bad configuration or input: fix the settings or the file, then run again.
 EXIT_BAD_INPUT = 2
+#: The broker or the local state store failed: retrying later (a restart) may succeed.
+EXIT_BROKER_OR_STATE = 3
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -225,8 +234,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except ProcessorError as exc:
         print(f"ncd-processor: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return exit_code(exc)
     return code
+
+
+def exit_code(exc: ProcessorError) -> int:
+    """The exit status of a run that ended with ``exc``.
+
+    2 for bad configuration or input (including a broker refusing the credentials, or none
+    answering at start: the settings are the likely cause); 3 for a broker or state store
+    that failed.
+    """
+    if isinstance(exc, BrokerAccessError):
+        return EXIT_BAD_INPUT
+    if isinstance(exc, TransportError | StateError):
+        return EXIT_BROKER_OR_STATE
+    return EXIT_BAD_INPUT
 
 
 def _cmd_diff(args: argparse.Namespace) -> int:
