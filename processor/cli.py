@@ -5,7 +5,7 @@ them into the pure core and the runner. Subcommands:
 
 - ``run``: the streaming worker (Kafka in, events out).
 - ``publish``: send a source, a catalog and a snapshot file to Kafka as one aggregation.
-- ``diff``: compare two snapshot files offline (CONTRACTS.md section 4).
+- ``diff``: compare two snapshot files offline (docs/records.md).
 - ``replay``: the worker's pipeline over local snapshot files, with local state.
 - ``schemas``: regenerate the published JSON Schemas.
 """
