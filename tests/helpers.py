@@ -5,9 +5,11 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
+from processor.models import Operation, SourceDescriptor
 from processor.transport import TP
 
 #: Upper bound on waiting for a broker-side or worker-side effect; a healthy run needs a few
@@ -44,3 +46,27 @@ class Recorder:
 
     def on_revoked(self, tps: list[TP]) -> None:
         self.events.append(("revoked", tps))
+
+
+def small_source(
+    source_id: str, *, name: str = "AD", entitlements: bool = True, **extra: Any
+) -> SourceDescriptor:
+    """A small source: ``title`` (and the ``memberOf`` entitlement unless ``entitlements`` is
+    false), every operation and every attribute monitored; ``extra`` adds top-level fields."""
+    attributes: list[dict[str, Any]] = [{"name": "title"}]
+    if entitlements:
+        attributes.append({"name": "memberOf", "isMulti": True, "isEntitlement": True})
+    return SourceDescriptor.model_validate(
+        {
+            "id": source_id,
+            "name": name,
+            "accountSchema": {"attributes": attributes},
+            "nativeChangeDetectionConfig": {
+                "enabled": True,
+                "operations": [op.value for op in Operation],
+                "allEntitlements": True,
+                "allNonEntitlementAttributes": True,
+            },
+            **extra,
+        }
+    )

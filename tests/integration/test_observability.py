@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -14,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from processor import codec
 from tests.broker import SessionBroker
+from tests.helpers import free_port
 from tests.integration.harness import WorkerEnv
 from tests.unit.conftest import make_account, make_source
 
@@ -22,12 +22,6 @@ pytestmark = pytest.mark.broker
 SENTINEL = "SENTINEL-7f3a"
 #: Generous: starting Python, joining the group and catching up can be slow on a busy host.
 WAIT_S = 120.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def get(port: int, path: str) -> tuple[int | None, str]:

@@ -11,33 +11,19 @@ import pytest
 
 from processor.core import SourcePolicy, apply_provisioning, detect_changes
 from processor.core.catalog import EntitlementCatalog
-from processor.models import Account, ProvisioningRecord, SourceDescriptor
+from processor.models import Account, ProvisioningRecord
 from tests.broker import SessionBroker
+from tests.helpers import small_source
 from tests.integration.harness import WorkerEnv
 
 pytestmark = pytest.mark.broker
 
-SOURCE = SourceDescriptor.model_validate(
-    {
-        "id": "src-prov",
-        "name": "AD",
-        "accountSchema": {
-            "attributes": [
-                {"name": "title"},
-                {"name": "memberOf", "isMulti": True, "isEntitlement": True},
-            ]
-        },
-        "nativeChangeDetectionConfig": {
-            "enabled": True,
-            "operations": ["ACCOUNT_UPDATED", "ACCOUNT_CREATED", "ACCOUNT_DELETED"],
-            "allEntitlements": True,
-            "allNonEntitlementAttributes": True,
-        },
-        "remediation": {
-            "mode": "propose",
-            "revert": ["ATTRIBUTES_CHANGED", "ENTITLEMENTS_ADDED", "ENTITLEMENTS_REMOVED"],
-        },
-    }
+SOURCE = small_source(
+    "src-prov",
+    remediation={
+        "mode": "propose",
+        "revert": ["ATTRIBUTES_CHANGED", "ENTITLEMENTS_ADDED", "ENTITLEMENTS_REMOVED"],
+    },
 )
 ANN = "CN=Ann,OU=Staff,DC=example,DC=com"
 
