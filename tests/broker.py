@@ -34,6 +34,7 @@ from tests.apache_kafka import (
     KafkaServer,
     KafkaUnavailableError,
     java_available,
+    metadata_error,
     start_kafka,
 )
 
@@ -75,23 +76,13 @@ def unique_topic(prefix: str) -> str:
 
 def wait_until_kafka_ready(bootstrap: str, timeout_s: float = READY_TIMEOUT_S) -> None:
     """Block until ``bootstrap`` answers a Kafka metadata request; raise on timeout."""
-    from kafka import KafkaConsumer
-
     deadline = time.monotonic() + timeout_s
     last: Exception | None = None
     while time.monotonic() < deadline:
-        try:
-            # A consumer's metadata request: kafka-python's admin client cannot parse
-            # Tansu's topic metadata (authorized operations) at the versions it asks for.
-            client = KafkaConsumer(bootstrap_servers=bootstrap, request_timeout_ms=2000)
-            try:
-                client.topics()
-                return
-            finally:
-                client.close()
-        except Exception as exc:  # any failure means "not yet"; the last one is reported
-            last = exc
-            time.sleep(0.2)
+        last = metadata_error(bootstrap)
+        if last is None:
+            return
+        time.sleep(0.2)
     raise RuntimeError(f"broker at {bootstrap} not ready after {timeout_s}s: {last!r}")
 
 

@@ -56,6 +56,16 @@ class _QueueingListener(ConsumerRebalanceListener):  # type: ignore[misc]  # unt
         self.on_partitions_revoked(lost)
 
 
+def group_request_timeout_ms(settings: ClientSettings) -> int:
+    """The group member's request timeout: kafka-python refuses one not longer than the
+    session timeout (a JoinGroup may be held that long), so it is raised past it."""
+    return max(settings.request_timeout_ms, settings.session_timeout_ms + GROUP_REQUEST_MARGIN_MS)
+
+
+#: How much longer than the session timeout a group member's requests may take.
+GROUP_REQUEST_MARGIN_MS = 5_000
+
+
 class KafkaGroupConsumer:
     """A subscribed member of ``group_id``: read_committed, manual commits, range assignor."""
 
@@ -80,6 +90,7 @@ class KafkaGroupConsumer:
             "session_timeout_ms": settings.session_timeout_ms,
             "heartbeat_interval_ms": settings.heartbeat_interval_ms,
             "max_poll_interval_ms": settings.max_poll_interval_ms,
+            "request_timeout_ms": group_request_timeout_ms(settings),
         }
         with mapped_errors("consumer start"):
             self._consumer = KafkaConsumer(**options)

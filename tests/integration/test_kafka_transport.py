@@ -22,6 +22,7 @@ from processor.transport import (
     Transport,
 )
 from tests.broker import SessionBroker, require_exactly_once, unique_topic
+from tests.conftest import make_test_transport
 from tests.helpers import Recorder, wait_for
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(120)]
@@ -429,5 +430,23 @@ def test_a_sought_back_and_paused_partition_reads_again_after_resume(
         again: list[InRecord] = []
         wait_for(lambda: again.extend(consumer.poll(0.3, 100)) is None and len(again) >= 300, "all")
         assert [r.offset for r in again] == list(range(300))
+    finally:
+        consumer.close()
+
+
+def test_a_group_member_with_the_default_settings_starts(
+    admin: Admin, kafka_bootstrap: str, transport_name: str
+) -> None:
+    """A group consumer built from the default settings (45 s session, 30 s requests) is
+    accepted by the client and joins (kafka-python 2.3 refused it before the fix)."""
+    from processor.config import load_settings
+
+    topic = make_topic(admin, 1)
+    settings = load_settings(bootstrap_servers=kafka_bootstrap).client()
+    consumer = make_test_transport(transport_name, settings).group_consumer(
+        [topic], unique_topic("g"), Recorder()
+    )
+    try:
+        wait_for(lambda: consumer.poll(0.2, 1) == [] and bool(consumer.assignment()), "a join")
     finally:
         consumer.close()

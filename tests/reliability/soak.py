@@ -1,8 +1,10 @@
 """Load soak: the real worker under a steady stream of aggregations; throughput and memory.
 
-An embedded Tansu, the worker subprocess (``python -m processor.cli run``, production batch
-settings) and a paced producer publishing aggregations of the same A accounts again and
-again (a few percent changed each time) at R records/s until N records. Every interval the
+A broker of its own (Apache Kafka from Maven, on disk with Kafka's retention, so a run of
+millions of records does not fill memory as Tansu's memory storage did), the worker
+subprocess (``python -m processor.cli run``, production batch settings) and a paced
+producer publishing aggregations of the same A accounts again and again (a few percent
+changed each time) at R records/s until N records. Every interval the
 worker's throughput (from its group's committed offsets) and its memory (``VmRSS`` and
 ``RssAnon`` of /proc/<pid>/status: LMDB maps its file, so file-backed pages count in VmRSS
 and are reclaimable; RssAnon is the heap) are printed, then a summary.

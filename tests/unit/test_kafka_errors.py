@@ -51,3 +51,15 @@ def test_messages_never_quote_the_cause_text() -> None:
     """Only the operation and the error class are said: client messages can quote requests."""
     error = _mapped(KafkaError("SENTINEL-payload"))
     assert "SENTINEL" not in str(error)
+
+
+def test_group_member_request_timeout_outlasts_the_session_with_default_settings() -> None:
+    """With the default settings (45 s session, 30 s requests) the group member's request
+    timeout is longer than its session timeout, which kafka-python requires."""
+    from processor.config import load_settings
+    from processor.kafka.consumer import group_request_timeout_ms
+
+    client = load_settings().client()
+    assert client.request_timeout_ms <= client.session_timeout_ms  # the case that broke
+    timeout = group_request_timeout_ms(client)
+    assert timeout > client.session_timeout_ms
