@@ -98,6 +98,13 @@ def test_provisioned_changes_are_silent_and_the_native_one_is_reverted(env: Work
     command: dict[str, Any] = records[0].json()
     assert command["eventId"] == event["id"]
     assert records[0].key == f"{SOURCE.id}/uuid-0"
+    headers = records[0].headers
+    assert headers["ce_specversion"] == b"1.0"
+    assert headers["ce_id"].decode() == command["id"]
+    assert headers["ce_source"].decode() == f"/sources/{SOURCE.id}"
+    assert headers["ce_type"] == b"dev.ncd-processor.remediation.proposed"
+    assert headers["ce_time"].decode().endswith("Z")
+    assert headers["content-type"] == b"application/json"
     assert command["input"]["changes"] == [
         {"op": "Remove", "attribute": "memberOf", "value": "CN=Admins"}
     ]
