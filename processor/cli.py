@@ -5,7 +5,7 @@ them into the pure core and the runner. Subcommands:
 
 - ``run``: the streaming worker (Kafka in, events out).
 - ``publish``: send a source, a catalog and a snapshot file to Kafka as one aggregation.
-- ``diff``: compare two snapshot files offline (CONTRACTS.md section 4).
+- ``diff``: compare two snapshot files offline (docs/records.md).
 - ``replay``: the worker's pipeline over local snapshot files, with local state.
 - ``schemas``: regenerate the published JSON Schemas.
 """
@@ -31,7 +31,14 @@ from processor.core import (
     EntitlementCatalog,
     diff_snapshots,
 )
-from processor.errors import ConfigError, FileInputError, ProcessorError
+from processor.errors import (
+    BrokerAccessError,
+    ConfigError,
+    FileInputError,
+    ProcessorError,
+    StateError,
+    TransportError,
+)
 from processor.files import open_private, private_dir, read_catalog, read_document, read_lines
 from processor.models import Account, ProvisioningRecord, SourceDescriptor
 
@@ -42,7 +49,10 @@ if TYPE_CHECKING:
 M = TypeVar("M", bound=BaseModel)
 
 EXIT_OK = 0
+#: Bad configuration or input: fix the settings or the file, then run again.
 EXIT_BAD_INPUT = 2
+#: The broker or the local state store failed: retrying later (a restart) may succeed.
+EXIT_BROKER_OR_STATE = 3
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -225,8 +235,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except ProcessorError as exc:
         print(f"ncd-processor: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return exit_code(exc)
     return code
+
+
+def exit_code(exc: ProcessorError) -> int:
+    """The exit status of a run that ended with ``exc``.
+
+    2 for bad configuration or input (including a broker refusing the credentials, or none
+    answering at start: the settings are the likely cause); 3 for a broker or state store
+    that failed.
+    """
+    if isinstance(exc, BrokerAccessError):
+        return EXIT_BAD_INPUT
+    if isinstance(exc, TransportError | StateError):
+        return EXIT_BROKER_OR_STATE
+    return EXIT_BAD_INPUT
 
 
 def _cmd_diff(args: argparse.Namespace) -> int:
@@ -362,6 +386,7 @@ def _cmd_publish(args: argparse.Namespace) -> int:
     from processor.models import AggregationMode, AggregationStatus
     from processor.progress import progress_bar
     from processor.publisher import Publisher, Topics
+    from processor.topics import aggregation_partitions, ensure_topics
     from processor.wiring import make_transport
 
     settings = _settings_from(args)
@@ -370,12 +395,14 @@ def _cmd_publish(args: argparse.Namespace) -> int:
     provisioning = _records(args.provisioning, ProvisioningRecord, "provisioning record")
     accounts = _records(args.snapshot, Account, "account record")
     transport = make_transport(settings)
-    if settings.create_topics:
-        admin = transport.admin()
-        try:
-            admin.ensure_topics(settings.topic_specs())
-        finally:
-            admin.close()
+    admin = transport.admin()
+    try:
+        if settings.create_topics:
+            partitions = ensure_topics(admin, settings)
+        else:
+            partitions = aggregation_partitions(admin, settings)
+    finally:
+        admin.close()
     producer = transport.producer()
     topics = Topics(
         settings.topic_sources,
@@ -384,7 +411,7 @@ def _cmd_publish(args: argparse.Namespace) -> int:
         settings.topic_provisioning,
     )
     try:
-        publisher = Publisher(producer, settings.partitions, topics)
+        publisher = Publisher(producer, partitions, topics)
         publisher.publish_source(source)
         summary: dict[str, Any] = {"source": source.id}
         if catalog:

@@ -50,7 +50,12 @@ class Settings(BaseSettings):
     guarantee: Guarantee = Field(
         Guarantee.EXACTLY_ONCE, description="exactly_once (transactions) or at_least_once"
     )
-    partitions: int = Field(6, ge=1, description="partitions of topics the worker creates")
+    partitions: int = Field(
+        6,
+        ge=1,
+        description="partitions of the topics created when the aggregations topic does not"
+        " exist; an existing one's count sizes them instead",
+    )
     replication_factor: int = Field(
         -1, description="replication of created topics; -1 = broker default"
     )
@@ -248,9 +253,14 @@ class Settings(BaseSettings):
             transaction_timeout_ms=self.transaction_timeout_ms,
         )
 
-    def topic_specs(self) -> list[TopicSpec]:
-        """Every topic the worker reads or writes, as it would create them."""
-        n, rf = self.partitions, self.replication_factor
+    def topic_specs(self, partitions: int | None = None) -> list[TopicSpec]:
+        """Every topic the worker reads or writes, as it would create them.
+
+        ``partitions`` sizes the partitioned topics (default: the ``partitions`` setting);
+        :func:`processor.topics.ensure_topics` passes the count of an existing
+        aggregations topic.
+        """
+        n, rf = partitions or self.partitions, self.replication_factor
         return [
             TopicSpec(self.topic_sources, 1, compacted=True, replication_factor=rf),
             TopicSpec(self.topic_entitlements, 1, compacted=True, replication_factor=rf),

@@ -16,7 +16,7 @@ from kafka.errors import (
 )
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
-from processor.errors import TransportError
+from processor.errors import BrokerAccessError, TransportError
 from processor.transport import START_HINT, TP, ClientSettings, InRecord
 
 
@@ -81,6 +81,7 @@ def mapped_errors(operation: str) -> Iterator[None]:
             # kafka-python reports a refused TLS or SASL handshake only as a time-out, or as
             # a failed version probe (no broker, "incompatible" broker).
             message += f" ({START_HINT})"
+            raise BrokerAccessError(message, retriable=retriable) from exc
         raise TransportError(message, retriable=retriable) from exc
     except OSError as exc:
         name = type(exc).__name__
