@@ -8,6 +8,7 @@ from typing import Any
 from kafka import TopicPartition
 
 from bench.worker_bench import consume_only, consume_produce
+from processor.transport import ClientSettings
 
 
 def kafka_python_consume_only(
@@ -31,14 +32,11 @@ def confluent_consume_only(
     from confluent_kafka import Consumer  # type: ignore[import-untyped]
     from confluent_kafka import TopicPartition as CTP  # type: ignore[import-untyped]
 
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": "bench-ceiling-unused",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-        }
-    )
+    from processor.confluent._common import consumer_options
+
+    # The worker's own consumer options (fetch sizes included), as the kafka-python ceilings.
+    settings = ClientSettings(bootstrap_servers=bootstrap, client_id="ncd-bench")
+    consumer = Consumer(consumer_options(settings, "bench-ceiling-unused"))
     try:
         consumer.assign([CTP(tp.topic, tp.partition, off) for tp, off in start.items()])
         want = {tp.partition: ends[tp] for tp in start}
