@@ -323,16 +323,23 @@ def _seek_second(consumer: KafkaConsumer, start: dict[TopicPartition, int]) -> N
         consumer.seek(tp, offset)
 
 
-def tuned_consumer(bootstrap: str) -> KafkaConsumer:
+def tuned_consumer(bootstrap: str, tuned: bool = True) -> KafkaConsumer:
     """A group-less kafka-python consumer with the worker's own options (fetch sizes included:
-    the ceilings are measured with the settings the worker runs with)."""
+    the ceilings are measured with the settings the worker runs with); ``tuned=False``: the
+    client's defaults, read_committed."""
+    if not tuned:
+        return KafkaConsumer(
+            bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level="read_committed"
+        )
     settings = ClientSettings(bootstrap_servers=bootstrap, client_id="ncd-bench")
     return KafkaConsumer(**consumer_options(settings), group_id=None)
 
 
-def consume_only(bootstrap: str, start: dict[TopicPartition, int], ends: dict[Any, int]) -> float:
+def consume_only(
+    bootstrap: str, start: dict[TopicPartition, int], ends: dict[Any, int], tuned: bool = True
+) -> float:
     """Seconds for a plain read_committed consumer to read [start, ends) of every partition."""
-    consumer = tuned_consumer(bootstrap)
+    consumer = tuned_consumer(bootstrap, tuned)
     try:
         _seek_second(consumer, start)
         count, began = 0, time.perf_counter()

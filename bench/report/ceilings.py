@@ -26,9 +26,10 @@ def kafka_python_consume_produce(
 
 
 def confluent_consume_only(
-    bootstrap: str, start: dict[TopicPartition, int], ends: dict[Any, int]
+    bootstrap: str, start: dict[TopicPartition, int], ends: dict[Any, int], tuned: bool = True
 ) -> float:
-    """Seconds for a confluent-kafka (librdkafka) read_committed consumer to read the range."""
+    """Seconds for a confluent-kafka (librdkafka) read_committed consumer to read the range
+    (``tuned=False``: librdkafka's default fetch sizes)."""
     from confluent_kafka import Consumer  # type: ignore[import-untyped]
     from confluent_kafka import TopicPartition as CTP  # type: ignore[import-untyped]
 
@@ -36,7 +37,10 @@ def confluent_consume_only(
 
     # The worker's own consumer options (fetch sizes included), as the kafka-python ceilings.
     settings = ClientSettings(bootstrap_servers=bootstrap, client_id="ncd-bench")
-    consumer = Consumer(consumer_options(settings, "bench-ceiling-unused"))
+    options = consumer_options(settings, "bench-ceiling-unused")
+    if not tuned:
+        del options["max.partition.fetch.bytes"], options["fetch.max.bytes"]
+    consumer = Consumer(options)
     try:
         consumer.assign([CTP(tp.topic, tp.partition, off) for tp, off in start.items()])
         want = {tp.partition: ends[tp] for tp in start}

@@ -28,10 +28,10 @@ def test_fetch_size_settings_reach_both_consumers() -> None:
 
 
 def test_default_fetch_sizes_are_accepted_by_librdkafka() -> None:
-    """The defaults (16 MiB per partition, 64 MiB in all) make a valid librdkafka consumer."""
+    """The defaults (2 MiB per partition, 50 MiB in all) make a valid librdkafka consumer."""
     client = load_settings(bootstrap_servers="127.0.0.1:9").client()
-    assert client.max_partition_fetch_bytes == 16 * 1024 * 1024
-    assert client.fetch_max_bytes == 64 * 1024 * 1024
+    assert client.max_partition_fetch_bytes == 2 * 1024 * 1024
+    assert client.fetch_max_bytes == 50 * 1024 * 1024
     Consumer(confluent_consumer_options(client, "g")).close()  # raises on invalid options
 
 
