@@ -6,6 +6,12 @@ worker can recognise an account whose bytes repeat without building it as Python
 a second pass over those bytes reads only the two fields its state key needs. Anything
 this view does not understand gives ``None`` and goes the usual way (orjson, then the
 models), which decides and reports exactly as before (docs/decisions.md, "Fast path").
+
+msgspec skips what it does not need without checking it as strictly as orjson (a string
+that is not UTF-8, a number too large for a double), so the envelope admits no other field
+than those it reads: a record with more takes the usual path. The ``account`` bytes need no
+such care: the byte path only accepts bytes whose digest the state holds, bytes that went
+the usual path once.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import msgspec
 from processor.worker.state import bytes_digest
 
 
-class _Envelope(msgspec.Struct):
+class _Envelope(msgspec.Struct, forbid_unknown_fields=True):
     type: Literal["account"]
     sourceId: str
     aggregationId: str
@@ -53,7 +59,9 @@ def account_bytes(value: bytes) -> AccountBytes | None:
         if envelope.deleted:
             return None
         identity = _IDENTITY.decode(envelope.account)
-    except (msgspec.DecodeError, RecursionError):  # msgspec nests less deep than orjson
+    # Malformed (DecodeError), nested deeper than msgspec goes (RecursionError), a known
+    # string that is not UTF-8 (UnicodeDecodeError, a ValueError): the usual path says why.
+    except (msgspec.DecodeError, RecursionError, ValueError):
         return None
     return AccountBytes(
         envelope.sourceId,

@@ -266,3 +266,26 @@ def test_state_written_by_provisioning_never_matches_bytes(decodes: CountingLoad
     [outcome] = p.batch(*_records("a2", ACCOUNTS[:1]))
     assert decodes.calls == 1
     assert outcome.verdict == Verdict.EMITTED
+
+
+def test_records_the_byte_path_cannot_read_are_decided_as_before(decodes: CountingLoads) -> None:
+    """Repeated account bytes in a record with extra or malformed envelope fields are not
+    taken by the byte path: an extra field goes the canonical path, bad text is dead-lettered
+    with the decoder's reason."""
+    p = Partition()
+    p.aggregation("a1", T1, ACCOUNTS[:1])
+    _start(p, "a2", T2)
+    [record] = _records("a2", ACCOUNTS[:1])
+    account = json.dumps(record["account"]).encode()
+    head = b'{"type":"account","sourceId":"%s","aggregationId":"a2","account":' % SRC.encode()
+    decodes.calls = 0
+    extra, infinite, not_utf8 = p.batch(
+        head + account + b',"note":"x"}',
+        head + account + b',"note":1e999}',
+        head + account + b',"note":"\xff"}',
+    )
+    assert extra.verdict == Verdict.UNCHANGED
+    assert decodes.calls == 1  # the canonical path decided it
+    assert infinite.verdict == not_utf8.verdict == Verdict.DEAD_LETTERED
+    assert (infinite.reason or "").startswith("invalid JSON")
+    assert (not_utf8.reason or "").startswith("invalid JSON")
