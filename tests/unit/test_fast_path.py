@@ -15,6 +15,15 @@ from processor.worker.state import NO_INPUT_DIGEST, StoredAccount
 from tests.unit.test_partition import ACCOUNTS, SRC, Partition, acct
 
 T1, T2, T3 = "2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z", "2026-01-03T00:00:00Z"
+#: The platform sets the first account's title (after the first aggregation).
+LEAD_BY_PROVISIONING = {
+    "sourceId": SRC,
+    "completedAt": T1.replace("00:00:00", "06:00:00"),
+    "input": {
+        "key": {"simple": {"id": ACCOUNTS[0]["nativeIdentity"]}},
+        "changes": [{"op": "Set", "attribute": "title", "value": "Lead"}],
+    },
+}
 
 
 class CountingAdapter:
@@ -94,15 +103,7 @@ def test_state_written_by_provisioning_never_matches_an_input(
     """After the platform changed the stored account, the old input goes the full path."""
     p = Partition()
     p.aggregation("a1", T1, ACCOUNTS[:2])
-    record = {
-        "sourceId": SRC,
-        "completedAt": T1.replace("00:00:00", "06:00:00"),
-        "input": {
-            "key": {"simple": {"id": ACCOUNTS[0]["nativeIdentity"]}},
-            "changes": [{"op": "Set", "attribute": "title", "value": "Lead"}],
-        },
-    }
-    [applied] = p.batch(record, provisioning=True)
+    [applied] = p.batch(LEAD_BY_PROVISIONING, provisioning=True)
     assert applied.verdict == Verdict.APPLIED
     validations.accounts = 0
     # The source still shows the old title after the platform's change: a native revert.
@@ -250,15 +251,7 @@ def test_state_written_by_provisioning_never_matches_bytes(decodes: CountingLoad
     """Provisioning clears the bytes digest: the old bytes are decided on the full path."""
     p = Partition()
     p.aggregation("a1", T1, ACCOUNTS[:1])
-    record = {
-        "sourceId": SRC,
-        "completedAt": T1.replace("00:00:00", "06:00:00"),
-        "input": {
-            "key": {"simple": {"id": ACCOUNTS[0]["nativeIdentity"]}},
-            "changes": [{"op": "Set", "attribute": "title", "value": "Lead"}],
-        },
-    }
-    p.batch(record, provisioning=True)
+    p.batch(LEAD_BY_PROVISIONING, provisioning=True)
     [(_, value)] = list(p.store.scan(b"a/"))
     assert StoredAccount.decode(value).bytes_digest == NO_INPUT_DIGEST
     _start(p, "a2", T2)
