@@ -4,7 +4,8 @@ Writes ``--accounts`` account records of the benchmark data (~3.4 KB) to a fresh
 three partitions on a running broker, then reads them read_committed, side by side in one
 run, alternating: kafka-python and confluent-kafka, each with its defaults and with the options
 the worker builds from its settings (``NCD_MAX_PARTITION_FETCH_BYTES``,
-``NCD_FETCH_MAX_BYTES``). Prints one JSON line: the best rate of each, and every rate.
+``NCD_FETCH_MAX_BYTES``). Prints one JSON line: the best rate of each, and every rate;
+the topic is deleted afterwards.
 
     python -m bench.fetch_sizes --bootstrap 127.0.0.1:19092 --accounts 20000
 """
@@ -55,6 +56,24 @@ def main() -> None:
     args = parser.parse_args()
     topic = f"bench-fetch-{uuid.uuid4().hex[:8]}"
     _create_topic(args.bootstrap, topic, PARTITIONS)
+    try:
+        result = _measure(args, topic)
+    finally:
+        _delete_topic(args.bootstrap, topic)
+    print(json.dumps(result))
+
+
+def _delete_topic(bootstrap: str, topic: str) -> None:
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.delete_topics([topic])
+    finally:
+        admin.close()
+
+
+def _measure(args: argparse.Namespace, topic: str) -> dict[str, Any]:
     _fill(args.bootstrap, topic, args.accounts)
     tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
     start, ends = dict.fromkeys(tps, 0), _ends(args.bootstrap, tps)
@@ -69,7 +88,7 @@ def main() -> None:
             args.accounts / confluent_consume_only(args.bootstrap, start, ends, tuned=tuned)
         )
     best = {name: max(rates) for name, rates in rows.items()}
-    print(json.dumps({"topic": topic, "records": args.accounts, "best": best, "all": rows}))
+    return {"topic": topic, "records": args.accounts, "best": best, "all": rows}
 
 
 if __name__ == "__main__":
