@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 from pydantic import BaseModel
 
 from processor import codec
-from processor.config import Settings, load_settings
 from processor.core import (
     DuplicateAccountError,
     EntitlementCatalog,
@@ -43,6 +42,7 @@ from processor.files import open_private, private_dir, read_catalog, read_docume
 from processor.models import Account, ProvisioningRecord, SourceDescriptor
 
 if TYPE_CHECKING:
+    from processor.config import Settings
     from processor.observability.health import HealthServer
     from processor.runner import Runner
 
@@ -55,8 +55,9 @@ EXIT_BAD_INPUT = 2
 EXIT_BROKER_OR_STATE = 3
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of every subcommand."""
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser of every subcommand; the settings flags only for ``command``
+    when given (``diff`` then never imports the settings: issue 14, start-up time)."""
     parser = argparse.ArgumentParser(
         prog="ncd-processor",
         description="Native change detection: diff account snapshots into NCD events.",
@@ -89,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
             "a file named by NCD_ENV_FILE; flags win over the environment."
         ),
     )
-    _add_setting_flags(run)
+    if command in (None, "run"):
+        _add_setting_flags(run)
     run.set_defaults(handler=_cmd_run)
 
     publish = sub.add_parser(
@@ -107,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("--aggregation-id")
     publish.add_argument("--started-at", help="RFC 3339 instant; default: now")
     publish.add_argument("--quiet", action="store_true", help="no progress bar")
-    _add_setting_flags(publish, only=_PUBLISH_SETTINGS)
+    if command in (None, "publish"):
+        _add_setting_flags(publish, only=_PUBLISH_SETTINGS)
     publish.set_defaults(handler=_cmd_publish)
 
     demo = sub.add_parser(
@@ -195,6 +198,8 @@ _SECRETS = frozenset({"sasl_password", "ssl_password"})
 
 def _add_setting_flags(parser: argparse.ArgumentParser, only: frozenset[str] | None = None) -> None:
     """One ``--flag`` per setting, documented with its environment variable and default."""
+    from processor.config import Settings
+
     group = parser.add_argument_group("settings (flag / environment variable)")
     for name, info in Settings.model_fields.items():
         if only is not None and name not in only:
@@ -221,12 +226,15 @@ def _settings_from(args: argparse.Namespace) -> Settings:
             f"use NCD_{name.upper()}_FILE (or NCD_{name.upper()}) instead",
             file=sys.stderr,
         )
+    from processor.config import load_settings
+
     return load_settings(**overrides)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ncd-processor`` console script."""
-    parser = build_parser()
+    given = sys.argv[1:] if argv is None else argv
+    parser = build_parser(given[0] if given else None)
     args = parser.parse_args(argv)
     try:
         code: int = args.handler(args)

@@ -614,17 +614,36 @@ class Runner:
         self._summarize(decided)
 
     def _summarize(self, decided: list[tuple[int, Outcome]]) -> None:
-        """Tally committed decisions per aggregation; log the summary of each completed one."""
+        """Tally committed decisions per aggregation; log the summary of each completed one.
+
+        A run of decisions without events or markers (mostly ``unchanged``) of one partition,
+        source and verdict is counted in one call, not one per record.
+        """
+        run: tuple[int, str | None, str] | None = None
+        count = 0
         for partition, outcome in decided:
+            if outcome.verdict not in (Verdict.MARKER, Verdict.EMITTED) and not outcome.events:
+                here = (partition, outcome.source_id, outcome.verdict)
+                if here != run:
+                    if run is not None:
+                        self._aggregations.observe(*run, count=count)
+                    run, count = here, 0
+                count += 1
+                continue
+            if run is not None:
+                self._aggregations.observe(*run, count=count)
+                run = None
             summary = self._aggregations.observe(
                 partition,
                 outcome.source_id,
                 outcome.verdict,
-                (event.eventType for event in outcome.events),
+                [event.eventType for event in outcome.events],
                 outcome.completed,
             )
             if summary is not None:
                 log.info("aggregation_summary", **summary)
+        if run is not None:
+            self._aggregations.observe(*run, count=count)
 
     def _wait_for_provisioning(
         self, records: list[InRecord], consumer: GroupConsumer, lag: Mapping[TP, int]

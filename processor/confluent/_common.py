@@ -118,6 +118,8 @@ def consumer_options(settings: ClientSettings, group_id: str) -> dict[str, Any]:
         # Positions are only stored by our own commit calls.
         "enable.auto.offset.store": False,
         "auto.offset.reset": "earliest",
+        "max.partition.fetch.bytes": settings.max_partition_fetch_bytes,
+        "fetch.max.bytes": settings.fetch_max_bytes,
     }
 
 

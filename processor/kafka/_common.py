@@ -46,6 +46,8 @@ def consumer_options(settings: ClientSettings) -> dict[str, Any]:
         "isolation_level": "read_committed",
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",
+        "max_partition_fetch_bytes": settings.max_partition_fetch_bytes,
+        "fetch_max_bytes": settings.fetch_max_bytes,
     }
 
 
