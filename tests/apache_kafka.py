@@ -9,7 +9,9 @@ storage directory (``kafka.tools.StorageTool format``, with the SCRAM users of
 * ``PLAINTEXT`` (``bootstrap``): no authentication; its principal ``ANONYMOUS`` is a super
   user, so the tests that are not about security need no ACLs;
 * ``SASL_PLAINTEXT`` (``sasl_bootstrap``): SASL/SCRAM-SHA-512 for the users below, with
-  Kafka's standard authorizer: a user other than ``ncd-admin`` may do only what ACLs allow.
+  Kafka's standard authorizer: a user other than ``ncd-admin`` may do only what ACLs allow;
+* ``SASL_SSL`` (``ssl_bootstrap``): the same over TLS, with a certificate signed by a CA
+  made for this broker (``ca_file``); only where openssl is on the PATH.
 
 The broker runs in its own session (a pytest-xdist worker may start it and exit before
 the others are done); a small shell watchdog stops it when ``owner_pid`` (the test
@@ -112,6 +114,10 @@ class KafkaServer:
     sasl_bootstrap: str
     pid: int
     workdir: str
+    #: SASL_SSL (SCRAM over TLS) and the CA that signed the broker's certificate, when
+    #: openssl was there to make them.
+    ssl_bootstrap: str | None = None
+    ca_file: str | None = None
 
     @property
     def log_file(self) -> Path:
@@ -162,25 +168,64 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
-def _properties(workdir: Path, ports: dict[str, int]) -> str:
+def make_test_ca(workdir: Path) -> Path | None:
+    """A CA and a broker certificate for 127.0.0.1 signed by it, made with openssl.
+
+    Writes ``ca.pem`` (what clients trust) and ``keystore.pem`` (the broker's PKCS#8 key and
+    certificate, the PEM key store Kafka reads); returns the key store, or None without
+    openssl. Test material only: made anew for every broker, valid for two days.
+    """
+    if shutil.which("openssl") is None:
+        return None
+    tls = workdir / "tls"
+    tls.mkdir(parents=True, exist_ok=True)
+    (tls / "san.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    new_key = ("-newkey", "rsa:2048", "-nodes")
+    steps = [
+        ["req", "-x509", *new_key, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2"],
+        ["req", *new_key, "-keyout", "broker.key", "-out", "broker.csr"],
+        ["x509", "-req", "-in", "broker.csr", "-CA", "ca.pem", "-CAkey", "ca.key"],
+        ["pkcs8", "-topk8", "-nocrypt", "-in", "broker.key", "-out", "broker.pk8"],
+    ]
+    steps[0] += ["-subj", "/CN=ncd-processor test CA"]
+    steps[1] += ["-subj", "/CN=127.0.0.1"]
+    steps[2] += ["-CAcreateserial", "-out", "broker.pem", "-days", "2", "-extfile", "san.cnf"]
+    for step in steps:
+        subprocess.run(["openssl", *step], cwd=tls, capture_output=True, check=True, timeout=60)
+    keystore = tls / "keystore.pem"
+    keystore.write_text((tls / "broker.pk8").read_text() + (tls / "broker.pem").read_text())
+    return keystore
+
+
+def _properties(workdir: Path, ports: dict[str, int], keystore: Path | None) -> str:
     sasl = f"listener.name.sasl_plaintext.{SCRAM_MECHANISM.lower()}"
+    advertised = [f"{name}://127.0.0.1:{port}" for name, port in ports.items()]
     lines = {
         "process.roles": "broker,controller",
         "node.id": "1",
         "controller.quorum.voters": f"1@127.0.0.1:{ports['CONTROLLER']}",
         "listeners": ",".join(f"{name}://127.0.0.1:{port}" for name, port in ports.items()),
-        "advertised.listeners": (
-            f"PLAINTEXT://127.0.0.1:{ports['PLAINTEXT']},"
-            f"SASL_PLAINTEXT://127.0.0.1:{ports['SASL_PLAINTEXT']}"
-        ),
+        "advertised.listeners": ",".join(a for a in advertised if "CONTROLLER" not in a),
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
         "listener.security.protocol.map": (
-            "PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT"
+            "PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL,"
+            "CONTROLLER:PLAINTEXT"
         ),
         "sasl.enabled.mechanisms": SCRAM_MECHANISM,
         f"{sasl}.sasl.jaas.config": (
             "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+        ),
+        **(
+            {}
+            if keystore is None
+            else {
+                f"listener.name.sasl_ssl.{SCRAM_MECHANISM.lower()}.sasl.jaas.config": (
+                    "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+                ),
+                "ssl.keystore.type": "PEM",
+                "ssl.keystore.location": str(keystore),
+            }
         ),
         "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
         "super.users": "User:ANONYMOUS;User:ncd-admin",
@@ -214,8 +259,11 @@ def start_kafka(workdir: Path, owner_pid: int | None = None) -> KafkaServer:
     classpath = kafka_classpath()
     workdir.mkdir(parents=True, exist_ok=True)
     ports = {"PLAINTEXT": free_port(), "SASL_PLAINTEXT": free_port(), "CONTROLLER": free_port()}
+    keystore = make_test_ca(workdir)
+    if keystore is not None:
+        ports["SASL_SSL"] = free_port()
     config = workdir / "server.properties"
-    config.write_text(_properties(workdir, ports))
+    config.write_text(_properties(workdir, ports, keystore))
     java = ["java", *HEAP_OPTS, f"-Dkafka.log.file={workdir / 'server.log'}"]
     java.append(f"-Dlog4j2.configurationFile={LOG4J_CONFIG}")
     scram = [
@@ -265,6 +313,8 @@ def start_kafka(workdir: Path, owner_pid: int | None = None) -> KafkaServer:
         sasl_bootstrap=f"127.0.0.1:{ports['SASL_PLAINTEXT']}",
         pid=proc.pid,
         workdir=str(workdir),
+        ssl_bootstrap=None if keystore is None else f"127.0.0.1:{ports['SASL_SSL']}",
+        ca_file=None if keystore is None else str(keystore.parent / "ca.pem"),
     )
     try:
         _wait_ready(server)

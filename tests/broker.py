@@ -62,6 +62,9 @@ class SessionBroker:
     sasl_bootstrap: str | None = None
     #: The broker process, when this session started Apache Kafka from Maven.
     server: KafkaServer | None = None
+    #: SCRAM over TLS, and the CA file that verifies it (Apache Kafka from Maven).
+    ssl_bootstrap: str | None = None
+    ca_file: str | None = None
 
     @property
     def hides_aborted(self) -> bool:
@@ -144,7 +147,15 @@ def _kafka_container() -> SessionBroker:
 
 def _from_maven(workdir: Path, owner_pid: int | None) -> SessionBroker:
     server = start_kafka(workdir, owner_pid=owner_pid)
-    return SessionBroker(server.bootstrap, "kafka", server.stop, server.sasl_bootstrap, server)
+    return SessionBroker(
+        server.bootstrap,
+        "kafka",
+        server.stop,
+        server.sasl_bootstrap,
+        server,
+        server.ssl_bootstrap,
+        server.ca_file,
+    )
 
 
 def start_session_broker(

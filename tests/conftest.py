@@ -68,13 +68,25 @@ def _shared_broker() -> SessionBroker:
             server = KafkaServer.from_json(info.read_text())
             if not server.alive():
                 raise RuntimeError(f"the shared Apache Kafka has died; see {server.log_file}")
-            return SessionBroker(server.bootstrap, "kafka", lambda: None, server.sasl_bootstrap)
+            return _shared(server)
         broker = start_session_broker(shared / "kafka", int(os.environ[OWNER_PID_ENV]))
         if broker.server is None:
             return broker
         # Started from Maven here: record it for the others; the main process stops it.
         info.write_text(broker.server.to_json())
-        return SessionBroker(broker.bootstrap, "kafka", lambda: None, broker.sasl_bootstrap)
+        return _shared(broker.server)
+
+
+def _shared(server: KafkaServer) -> SessionBroker:
+    """The shared broker as a worker sees it: the main process stops it, not the worker."""
+    return SessionBroker(
+        server.bootstrap,
+        "kafka",
+        lambda: None,
+        server.sasl_bootstrap,
+        ssl_bootstrap=server.ssl_bootstrap,
+        ca_file=server.ca_file,
+    )
 
 
 @pytest.fixture(scope="session")

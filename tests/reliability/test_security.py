@@ -96,6 +96,37 @@ def test_worker_with_scram_credentials_processes_an_aggregation(
 @pytest.mark.broker
 @pytest.mark.slow
 @pytest.mark.parametrize("transport", TRANSPORTS)
+def test_worker_with_scram_over_tls_processes_an_aggregation(
+    kafka_broker: SessionBroker, tmp_path: Path, transport: str
+) -> None:
+    """SASL_SSL: SCRAM over TLS, the broker's certificate checked against the CA the test
+    made (NCD_SSL_CAFILE); the worker emits exactly the events ``diff`` gives."""
+    if kafka_broker.ssl_bootstrap is None or kafka_broker.ca_file is None:
+        if kafka_broker.kind == "tansu":
+            pytest.skip("no TLS listener on the Tansu fallback (no JDK): TLS is not checked")
+        pytest.fail("no SASL_SSL listener: the suite's Apache Kafka makes one with openssl")
+    env = session_env(kafka_broker, tmp_path)
+    env.transport = transport
+    env.extra_env.update(
+        _scram_env(kafka_broker.ssl_bootstrap, "ncd-admin", SCRAM_USERS["ncd-admin"])
+    )
+    env.extra_env["NCD_SECURITY_PROTOCOL"] = "SASL_SSL"
+    env.extra_env["NCD_SSL_CAFILE"] = kafka_broker.ca_file
+    steps = chain(60, 2, 79)
+    try:
+        worker = env.start()
+        steps.publish(env, 0)
+        steps.publish(env, 1)
+        env.wait_drained()
+        check_exact(env, steps.expected(1, tmp_path / "expected"))
+        assert env.stop(worker) == 0
+    finally:
+        env.stop_all()
+
+
+@pytest.mark.broker
+@pytest.mark.slow
+@pytest.mark.parametrize("transport", TRANSPORTS)
 def test_wrong_password_fails_at_start_clearly_without_the_secret(
     kafka_broker: SessionBroker, tmp_path: Path, transport: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
