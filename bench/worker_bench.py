@@ -39,6 +39,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from bench.generate import CURRENT_AT, PREVIOUS_AT, Dataset, generate
 from processor.config import load_settings
 from processor.kafka import KafkaTransport
+from processor.kafka._common import consumer_options
 from processor.models import Account, CatalogEntry, ProvisioningRecord, SourceDescriptor
 from processor.publisher import Publisher, Topics
 from processor.transport import ClientSettings
@@ -322,11 +323,23 @@ def _seek_second(consumer: KafkaConsumer, start: dict[TopicPartition, int]) -> N
         consumer.seek(tp, offset)
 
 
-def consume_only(bootstrap: str, start: dict[TopicPartition, int], ends: dict[Any, int]) -> float:
+def tuned_consumer(bootstrap: str, tuned: bool = True) -> KafkaConsumer:
+    """A group-less kafka-python consumer with the worker's own options (fetch sizes included:
+    the ceilings are measured with the settings the worker runs with); ``tuned=False``: the
+    client's defaults, read_committed."""
+    if not tuned:
+        return KafkaConsumer(
+            bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level="read_committed"
+        )
+    settings = ClientSettings(bootstrap_servers=bootstrap, client_id="ncd-bench")
+    return KafkaConsumer(**consumer_options(settings), group_id=None)
+
+
+def consume_only(
+    bootstrap: str, start: dict[TopicPartition, int], ends: dict[Any, int], tuned: bool = True
+) -> float:
     """Seconds for a plain read_committed consumer to read [start, ends) of every partition."""
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level="read_committed"
-    )
+    consumer = tuned_consumer(bootstrap, tuned)
     try:
         _seek_second(consumer, start)
         count, began = 0, time.perf_counter()
@@ -359,9 +372,7 @@ def consume_produce(
 ) -> float:
     """Seconds to read [start, ends), produce every value to ``target`` and flush."""
     _create_topic(bootstrap, target, len({tp.partition for tp in start}))
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level="read_committed"
-    )
+    consumer = tuned_consumer(bootstrap)
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
     try:
         _seek_second(consumer, start)

@@ -5,7 +5,7 @@ them into the pure core and the runner. Subcommands:
 
 - ``run``: the streaming worker (Kafka in, events out).
 - ``publish``: send a source, a catalog and a snapshot file to Kafka as one aggregation.
-- ``diff``: compare two snapshot files offline (CONTRACTS.md section 4).
+- ``diff``: compare two snapshot files offline (docs/records.md).
 - ``replay``: the worker's pipeline over local snapshot files, with local state.
 - ``schemas``: regenerate the published JSON Schemas.
 """
@@ -25,28 +25,39 @@ from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 from pydantic import BaseModel
 
 from processor import codec
-from processor.config import Settings, load_settings
 from processor.core import (
     DuplicateAccountError,
     EntitlementCatalog,
     diff_snapshots,
 )
-from processor.errors import ConfigError, FileInputError, ProcessorError
+from processor.errors import (
+    BrokerAccessError,
+    ConfigError,
+    FileInputError,
+    ProcessorError,
+    StateError,
+    TransportError,
+)
 from processor.files import open_private, private_dir, read_catalog, read_document, read_lines
 from processor.models import Account, ProvisioningRecord, SourceDescriptor
 
 if TYPE_CHECKING:
+    from processor.config import Settings
     from processor.observability.health import HealthServer
     from processor.runner import Runner
 
 M = TypeVar("M", bound=BaseModel)
 
 EXIT_OK = 0
+#: Bad configuration or input: fix the settings or the file, then run again.
 EXIT_BAD_INPUT = 2
+#: The broker or the local state store failed: retrying later (a restart) may succeed.
+EXIT_BROKER_OR_STATE = 3
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of every subcommand."""
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser of every subcommand; the settings flags only for ``command``
+    when given (``diff`` then never imports the settings: issue 14, start-up time)."""
     parser = argparse.ArgumentParser(
         prog="ncd-processor",
         description="Native change detection: diff account snapshots into NCD events.",
@@ -79,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
             "a file named by NCD_ENV_FILE; flags win over the environment."
         ),
     )
-    _add_setting_flags(run)
+    if command in (None, "run"):
+        _add_setting_flags(run)
     run.set_defaults(handler=_cmd_run)
 
     publish = sub.add_parser(
@@ -97,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("--aggregation-id")
     publish.add_argument("--started-at", help="RFC 3339 instant; default: now")
     publish.add_argument("--quiet", action="store_true", help="no progress bar")
-    _add_setting_flags(publish, only=_PUBLISH_SETTINGS)
+    if command in (None, "publish"):
+        _add_setting_flags(publish, only=_PUBLISH_SETTINGS)
     publish.set_defaults(handler=_cmd_publish)
 
     demo = sub.add_parser(
@@ -185,6 +198,8 @@ _SECRETS = frozenset({"sasl_password", "ssl_password"})
 
 def _add_setting_flags(parser: argparse.ArgumentParser, only: frozenset[str] | None = None) -> None:
     """One ``--flag`` per setting, documented with its environment variable and default."""
+    from processor.config import Settings
+
     group = parser.add_argument_group("settings (flag / environment variable)")
     for name, info in Settings.model_fields.items():
         if only is not None and name not in only:
@@ -211,12 +226,15 @@ def _settings_from(args: argparse.Namespace) -> Settings:
             f"use NCD_{name.upper()}_FILE (or NCD_{name.upper()}) instead",
             file=sys.stderr,
         )
+    from processor.config import load_settings
+
     return load_settings(**overrides)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ncd-processor`` console script."""
-    parser = build_parser()
+    given = sys.argv[1:] if argv is None else argv
+    parser = build_parser(given[0] if given else None)
     args = parser.parse_args(argv)
     try:
         code: int = args.handler(args)
@@ -225,8 +243,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except ProcessorError as exc:
         print(f"ncd-processor: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return exit_code(exc)
     return code
+
+
+def exit_code(exc: ProcessorError) -> int:
+    """The exit status of a run that ended with ``exc``.
+
+    2 for bad configuration or input (including a broker refusing the credentials, or none
+    answering at start: the settings are the likely cause); 3 for a broker or state store
+    that failed.
+    """
+    if isinstance(exc, BrokerAccessError):
+        return EXIT_BAD_INPUT
+    if isinstance(exc, TransportError | StateError):
+        return EXIT_BROKER_OR_STATE
+    return EXIT_BAD_INPUT
 
 
 def _cmd_diff(args: argparse.Namespace) -> int:
@@ -362,6 +394,7 @@ def _cmd_publish(args: argparse.Namespace) -> int:
     from processor.models import AggregationMode, AggregationStatus
     from processor.progress import progress_bar
     from processor.publisher import Publisher, Topics
+    from processor.topics import aggregation_partitions, ensure_topics
     from processor.wiring import make_transport
 
     settings = _settings_from(args)
@@ -370,12 +403,14 @@ def _cmd_publish(args: argparse.Namespace) -> int:
     provisioning = _records(args.provisioning, ProvisioningRecord, "provisioning record")
     accounts = _records(args.snapshot, Account, "account record")
     transport = make_transport(settings)
-    if settings.create_topics:
-        admin = transport.admin()
-        try:
-            admin.ensure_topics(settings.topic_specs())
-        finally:
-            admin.close()
+    admin = transport.admin()
+    try:
+        if settings.create_topics:
+            partitions = ensure_topics(admin, settings)
+        else:
+            partitions = aggregation_partitions(admin, settings)
+    finally:
+        admin.close()
     producer = transport.producer()
     topics = Topics(
         settings.topic_sources,
@@ -384,7 +419,7 @@ def _cmd_publish(args: argparse.Namespace) -> int:
         settings.topic_provisioning,
     )
     try:
-        publisher = Publisher(producer, settings.partitions, topics)
+        publisher = Publisher(producer, partitions, topics)
         publisher.publish_source(source)
         summary: dict[str, Any] = {"source": source.id}
         if catalog:

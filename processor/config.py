@@ -23,7 +23,12 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from processor.errors import ConfigError
-from processor.transport import ClientSettings, TopicSpec
+from processor.transport import (
+    DEFAULT_FETCH_MAX_BYTES,
+    DEFAULT_MAX_PARTITION_FETCH_BYTES,
+    ClientSettings,
+    TopicSpec,
+)
 
 
 class Guarantee(StrEnum):
@@ -50,7 +55,12 @@ class Settings(BaseSettings):
     guarantee: Guarantee = Field(
         Guarantee.EXACTLY_ONCE, description="exactly_once (transactions) or at_least_once"
     )
-    partitions: int = Field(6, ge=1, description="partitions of topics the worker creates")
+    partitions: int = Field(
+        6,
+        ge=1,
+        description="partitions of the topics created when the aggregations topic does not"
+        " exist; an existing one's count sizes them instead",
+    )
     replication_factor: int = Field(
         -1, description="replication of created topics; -1 = broker default"
     )
@@ -88,6 +98,18 @@ class Settings(BaseSettings):
         900_000,
         ge=65_536,
         description="input records over this size are dead-lettered (the copy without its value)",
+    )
+    # Measured on both clients (docs/decisions.md, "Fetch sizes"): 2 MiB per partition is as
+    # fast as 1-4 MiB, 16 MiB clearly slower; a broker far away may want more per round trip.
+    max_partition_fetch_bytes: int = Field(
+        DEFAULT_MAX_PARTITION_FETCH_BYTES,
+        ge=1_048_576,
+        description="most bytes one fetch brings per partition (consumers; ~600 records of 3 KB)",
+    )
+    fetch_max_bytes: int = Field(
+        DEFAULT_FETCH_MAX_BYTES,
+        ge=1_048_576,
+        description="most bytes one fetch brings in all (consumers; at least the above)",
     )
     batch_linger_ms: int = Field(
         100,
@@ -204,6 +226,12 @@ class Settings(BaseSettings):
         return data
 
     @model_validator(mode="after")
+    def _fetch_sizes(self) -> Settings:
+        if self.fetch_max_bytes < self.max_partition_fetch_bytes:
+            raise ValueError("NCD_FETCH_MAX_BYTES is below NCD_MAX_PARTITION_FETCH_BYTES")
+        return self
+
+    @model_validator(mode="after")
     def _no_plain_password_in_clear(self) -> Settings:
         if (
             self.security_protocol == "SASL_PLAINTEXT"
@@ -246,11 +274,18 @@ class Settings(BaseSettings):
             transactional_id=self.transactional_id,
             group_id=self.group_id,
             transaction_timeout_ms=self.transaction_timeout_ms,
+            max_partition_fetch_bytes=self.max_partition_fetch_bytes,
+            fetch_max_bytes=self.fetch_max_bytes,
         )
 
-    def topic_specs(self) -> list[TopicSpec]:
-        """Every topic the worker reads or writes, as it would create them."""
-        n, rf = self.partitions, self.replication_factor
+    def topic_specs(self, partitions: int | None = None) -> list[TopicSpec]:
+        """Every topic the worker reads or writes, as it would create them.
+
+        ``partitions`` sizes the partitioned topics (default: the ``partitions`` setting);
+        :func:`processor.topics.ensure_topics` passes the count of an existing
+        aggregations topic.
+        """
+        n, rf = partitions or self.partitions, self.replication_factor
         return [
             TopicSpec(self.topic_sources, 1, compacted=True, replication_factor=rf),
             TopicSpec(self.topic_entitlements, 1, compacted=True, replication_factor=rf),

@@ -7,6 +7,7 @@
     |   +-- FileInputError          ... at FILE:LINE of a local file (``diff``, ``publish``)
     +-- ConfigError                 a setting is missing or invalid (exit 2 before connecting)
     +-- TransportError              the broker failed; ``retriable`` says whether to retry
+    |   +-- BrokerAccessError       ... refused this client, or none answered it at start
     +-- StateError                  the local state store is unusable
         +-- StateCorruptError       ... and must be rebuilt from the changelog
 
@@ -51,6 +52,14 @@ class TransportError(ProcessorError):
     def __init__(self, message: str, *, retriable: bool) -> None:
         super().__init__(message)
         self.retriable = retriable
+
+
+class BrokerAccessError(TransportError):
+    """A broker refused this client's credentials, or no broker answered a client starting.
+
+    The connection settings are the likely cause (kafka-python cannot tell a refused TLS or
+    SASL handshake from a broker that does not answer), so it exits like a bad setting.
+    """
 
 
 class StateError(ProcessorError):

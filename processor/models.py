@@ -1,4 +1,4 @@
-"""Pydantic models of the contracts in ``shared/CONTRACTS.md``.
+"""Pydantic models of the records the processor reads and writes (docs/records.md).
 
 Inputs (source descriptor, account record, catalog entry, provisioning record,
 aggregation records) tolerate unknown fields so that newer producers do not

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from processor import codec
-from processor.core import uuid_key
+from processor.keys import account_record_key, catalog_key, marker_key, record_key
 from processor.models import (
     Account,
     AggregationMode,
@@ -28,20 +28,6 @@ from processor.models import (
     SourceDescriptor,
 )
 from processor.transport import OutRecord, Producer
-
-
-def record_key(source_id: str, uuid: str | None, native_identity: str) -> bytes:
-    """``sourceId/<uuid or nativeIdentity>``: the key of an account's records and events.
-
-    A GUID uuid is written as R1 matches it (``{lower-case hex}``), so that the same
-    account lands on the same partition however the source spelled its uuid this time.
-    """
-    return f"{source_id}/{uuid_key(uuid) if uuid else native_identity}".encode()
-
-
-def account_record_key(source_id: str, account: Account) -> bytes:
-    """The record key of an account (see :func:`record_key`)."""
-    return record_key(source_id, account.uuid, account.nativeIdentity)
 
 
 def now_rfc3339() -> str:
@@ -95,7 +81,7 @@ class Publisher:
         for entry in entries:
             body = entry.model_dump(mode="json", exclude_none=True)
             body["sourceId"] = source_id
-            key = f"{source_id}/{entry.attribute}/{entry.value}".encode()
+            key = catalog_key(source_id, entry.attribute, entry.value)
             self._producer.send(OutRecord(self._topics.entitlements, key, codec.dumps(body)))
             count += 1
         self._producer.flush()
@@ -164,7 +150,7 @@ class Publisher:
 
     def _markers(self, body: dict[str, Any]) -> None:
         value = codec.dumps(body)
-        key = f"{body['sourceId']}/{body['aggregationId']}".encode()
+        key = marker_key(body["sourceId"], body["aggregationId"])
         for partition in range(self._partitions):
             self._producer.send(
                 OutRecord(self._topics.aggregations, key, value, partition=partition)

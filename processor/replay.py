@@ -8,7 +8,7 @@ snapshot files added, replays only the new ones (an incremental backfill).
 
 The directory::
 
-    DIR/source.json              the source descriptor (CONTRACTS.md 1.1), required
+    DIR/source.json              the source descriptor (docs/records.md), required
     DIR/catalog.jsonl            entitlement catalog entries (1.3), optional
     DIR/provisioning.jsonl       provisioning records (1.4), optional
     DIR/aggregations/*.jsonl     snapshots (1.2 account records), replayed in name order

@@ -33,14 +33,11 @@ import traceback
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import structlog
 
-from processor import codec
 from processor.config import Guarantee, Settings
-from processor.core.remediation import command_key
 from processor.errors import (
     InputError,
     ProcessorError,
@@ -48,12 +45,13 @@ from processor.errors import (
     StateError,
     TransportError,
 )
-from processor.models import AccountEvent, Operation
+from processor.keys import record_key
+from processor.models import Operation
 from processor.observability.aggregations import AggregationTracker
 from processor.observability.metrics import Metrics
-from processor.publisher import record_key
 from processor.state.overlay import BatchOverlay
 from processor.state.store import StateStore, StoreFactory
+from processor.topics import ensure_topics
 from processor.transport import (
     LAG_UNKNOWN,
     TP,
@@ -64,6 +62,7 @@ from processor.transport import (
     TransactionalSink,
     Transport,
 )
+from processor.worker.outputs import event_record, remediation_record
 from processor.worker.partition import UNKNOWN_SOURCE, Outcome, PartitionProcessor, Verdict
 from processor.worker.registry import SourceRegistry
 
@@ -81,8 +80,6 @@ MAX_HOLD_POLLS = 20
 START_RETRY_S = 60.0
 #: Consumer lag is sampled at most this often (it asks the client for every partition).
 LAG_SAMPLE_S = 1.0
-
-CE_SPECVERSION = b"1.0"
 
 #: Failures while handling a record that are not the record's fault: they end the batch.
 NOT_THE_RECORDS_FAULT = (TransportError, StateError, MemoryError)
@@ -103,31 +100,6 @@ class Stats:
     held_back: int = 0
 
 
-def ce_type(event_type: str) -> str:
-    """The CloudEvents type of an event type (``ACCOUNT_UPDATED`` -> ``...account.updated``)."""
-    return "dev.ncd-processor." + event_type.lower().replace("_", ".", 1)
-
-
-def event_key(event: AccountEvent) -> bytes:
-    """The record key of an event: ``sourceId/<uuid or nativeIdentity>``, like its input."""
-    account = event.account
-    return record_key(event.source.id, account.uuid, account.nativeIdentity)
-
-
-def event_record(topic: str, event: AccountEvent, timestamp_ms: int) -> OutRecord:
-    """An event as an output record with CloudEvents binary-mode headers."""
-    when = datetime.fromtimestamp(timestamp_ms / 1000, tz=UTC).isoformat().replace("+00:00", "Z")
-    headers = (
-        ("ce_specversion", CE_SPECVERSION),
-        ("ce_id", event.id.encode()),
-        ("ce_source", f"/sources/{event.source.id}".encode()),
-        ("ce_type", ce_type(event.eventType).encode()),
-        ("ce_time", when.encode()),
-        ("content-type", b"application/json"),
-    )
-    return OutRecord(topic, event_key(event), codec.dumps(event.model_dump(mode="json")), headers)
-
-
 def failure_reason(exc: Exception) -> str:
     """The dead-letter reason of a record whose decision raised ``exc``, free of values.
 
@@ -144,7 +116,7 @@ def failure_reason(exc: Exception) -> str:
 def key_matches(key: bytes | None, outcome: Outcome) -> bool:
     """Whether a record's key names the source (and account) its decided value names.
 
-    Keys are ``sourceId/<uuid or nativeIdentity>`` (:func:`~processor.publisher.record_key`);
+    Keys are ``sourceId/<uuid or nativeIdentity>`` (:func:`~processor.keys.record_key`);
     markers and provisioning records are checked up to the source (a marker's key names its
     aggregation; a provisioning record's may name a uuid the record does not carry).
     """
@@ -360,7 +332,7 @@ class Runner:
                 if s.create_topics:
                     admin = self._transport.admin()
                     try:
-                        admin.ensure_topics(s.topic_specs())
+                        ensure_topics(admin, s)
                     finally:
                         admin.close()
                 reader = self._transport.partition_reader()
@@ -642,17 +614,36 @@ class Runner:
         self._summarize(decided)
 
     def _summarize(self, decided: list[tuple[int, Outcome]]) -> None:
-        """Tally committed decisions per aggregation; log the summary of each completed one."""
+        """Tally committed decisions per aggregation; log the summary of each completed one.
+
+        A run of decisions without events or markers (mostly ``unchanged``) of one partition,
+        source and verdict is counted in one call, not one per record.
+        """
+        run: tuple[int, str | None, str] | None = None
+        count = 0
         for partition, outcome in decided:
+            if outcome.verdict not in (Verdict.MARKER, Verdict.EMITTED) and not outcome.events:
+                here = (partition, outcome.source_id, outcome.verdict)
+                if here != run:
+                    if run is not None:
+                        self._aggregations.observe(*run, count=count)
+                    run, count = here, 0
+                count += 1
+                continue
+            if run is not None:
+                self._aggregations.observe(*run, count=count)
+                run = None
             summary = self._aggregations.observe(
                 partition,
                 outcome.source_id,
                 outcome.verdict,
-                (event.eventType for event in outcome.events),
+                [event.eventType for event in outcome.events],
                 outcome.completed,
             )
             if summary is not None:
                 log.info("aggregation_summary", **summary)
+        if run is not None:
+            self._aggregations.observe(*run, count=count)
 
     def _wait_for_provisioning(
         self, records: list[InRecord], consumer: GroupConsumer, lag: Mapping[TP, int]
@@ -749,10 +740,10 @@ class Runner:
         outputs = [
             event_record(s.topic_events, event, record.timestamp_ms) for event in outcome.events
         ]
-        for command in outcome.remediations:  # keyed like the event, same transaction
-            value = codec.dumps(command.model_dump(mode="json"))
-            headers = (("ce_id", command.id.encode()), ("content-type", b"application/json"))
-            outputs.append(OutRecord(s.topic_remediations, command_key(command), value, headers))
+        outputs += [  # keyed like the event, same transaction
+            remediation_record(s.topic_remediations, command, record.timestamp_ms)
+            for command in outcome.remediations
+        ]
         for out in outputs:
             size = len(out.value or b"")
             if size > s.max_record_bytes:

@@ -22,20 +22,29 @@ ID_BASE = "https://ncd-processor.dev/schemas/"
 
 #: file stem -> (model or type, title, description)
 CONTRACTS: dict[str, tuple[Any, str]] = {
-    "source-descriptor": (models.SourceDescriptor, "Source descriptor (CONTRACTS.md 1.1)"),
-    "account": (models.Account, "Account record (CONTRACTS.md 1.2)"),
-    "catalog-entry": (models.CatalogEntry, "Entitlement catalog entry (CONTRACTS.md 1.3)"),
+    "source-descriptor": (models.SourceDescriptor, "Source descriptor (docs/records.md)"),
+    "account": (models.Account, "Account record (docs/records.md)"),
+    "catalog-entry": (models.CatalogEntry, "Entitlement catalog entry (docs/records.md)"),
     "provisioning-record": (
         models.ProvisioningRecord,
-        "Provisioning record: the platform's own std:account:update (CONTRACTS.md 1.4)",
+        "Provisioning record: the platform's own std:account:update (docs/records.md)",
     ),
     "aggregation-record": (
         models.AggregationRecord,
-        "Aggregation record on ncd.aggregations (CONTRACTS.md 5)",
+        "Aggregation record on ncd.aggregations (docs/records.md)",
     ),
-    "account-updated-event": (models.AccountUpdatedEvent, "ACCOUNT_UPDATED event (CONTRACTS.md 2)"),
-    "account-created-event": (models.AccountCreatedEvent, "ACCOUNT_CREATED event (CONTRACTS.md 2)"),
-    "account-deleted-event": (models.AccountDeletedEvent, "ACCOUNT_DELETED event (CONTRACTS.md 2)"),
+    "account-updated-event": (
+        models.AccountUpdatedEvent,
+        "ACCOUNT_UPDATED event (docs/records.md)",
+    ),
+    "account-created-event": (
+        models.AccountCreatedEvent,
+        "ACCOUNT_CREATED event (docs/records.md)",
+    ),
+    "account-deleted-event": (
+        models.AccountDeletedEvent,
+        "ACCOUNT_DELETED event (docs/records.md)",
+    ),
     "remediation-command": (
         models.RemediationCommand,
         "Remediation command on ncd.remediations: a std:account:update reverting one event",

@@ -89,6 +89,13 @@ class TopicSpec:
     replication_factor: int = -1
 
 
+#: Consumer fetch sizes for ~3 KB account records: 2 MiB per partition (~600 records), the
+#: clients' 50 MiB in all (docs/decisions.md, "Fetch sizes": 16 MiB per partition measured
+#: slower on both clients).
+DEFAULT_MAX_PARTITION_FETCH_BYTES = 2 * 1024 * 1024
+DEFAULT_FETCH_MAX_BYTES = 50 * 1024 * 1024
+
+
 @dataclass(frozen=True)
 class ClientSettings:
     """How to reach the broker; built by config code, turned into client options by adapters.
@@ -122,6 +129,10 @@ class ClientSettings:
     group_id: str | None = None
     # How long commit/abort/init of a transaction may take before it counts as failed.
     transaction_timeout_ms: int = 60_000
+    # How much one fetch may bring per partition and in all (consumers only; docs/decisions.md,
+    # "Fetch sizes").
+    max_partition_fetch_bytes: int = DEFAULT_MAX_PARTITION_FETCH_BYTES
+    fetch_max_bytes: int = DEFAULT_FETCH_MAX_BYTES
 
 
 class RebalanceListener(Protocol):

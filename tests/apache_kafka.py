@@ -22,13 +22,14 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import uuid
 from contextlib import suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from tests.helpers import free_port
 
 #: Keep in step with ``kafka.version`` in tests/kafka/pom.xml.
 KAFKA_VERSION = "4.1.1"
@@ -101,13 +102,6 @@ def kafka_classpath() -> str:
         except OSError:
             shutil.rmtree(staging, ignore_errors=True)
     return str(libs / "*")
-
-
-def free_port() -> int:
-    """A loopback TCP port nobody listens on now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,6 @@ Order of preference for the session broker:
 from __future__ import annotations
 
 import os
-import socket
 import tempfile
 import time
 import uuid
@@ -73,12 +72,6 @@ class SessionBroker:
 def unique_topic(prefix: str) -> str:
     """A topic name no other test uses."""
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_until_kafka_ready(bootstrap: str, timeout_s: float = READY_TIMEOUT_S) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 from kafka import TopicPartition
 
 from bench.worker_bench import consume_only, consume_produce
+from processor.transport import ClientSettings
 
 
 def kafka_python_consume_only(
@@ -25,20 +26,21 @@ def kafka_python_consume_produce(
 
 
 def confluent_consume_only(
-    bootstrap: str, start: dict[TopicPartition, int], ends: dict[Any, int]
+    bootstrap: str, start: dict[TopicPartition, int], ends: dict[Any, int], tuned: bool = True
 ) -> float:
-    """Seconds for a confluent-kafka (librdkafka) read_committed consumer to read the range."""
+    """Seconds for a confluent-kafka (librdkafka) read_committed consumer to read the range
+    (``tuned=False``: librdkafka's default fetch sizes)."""
     from confluent_kafka import Consumer  # type: ignore[import-untyped]
     from confluent_kafka import TopicPartition as CTP  # type: ignore[import-untyped]
 
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": "bench-ceiling-unused",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-        }
-    )
+    from processor.confluent._common import consumer_options
+
+    # The worker's own consumer options (fetch sizes included), as the kafka-python ceilings.
+    settings = ClientSettings(bootstrap_servers=bootstrap, client_id="ncd-bench")
+    options = consumer_options(settings, "bench-ceiling-unused")
+    if not tuned:
+        del options["max.partition.fetch.bytes"], options["fetch.max.bytes"]
+    consumer = Consumer(options)
     try:
         consumer.assign([CTP(tp.topic, tp.partition, off) for tp, off in start.items()])
         want = {tp.partition: ends[tp] for tp in start}

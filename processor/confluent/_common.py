@@ -15,7 +15,7 @@ from confluent_kafka import (  # type: ignore[import-untyped]
     TopicPartition,
 )
 
-from processor.errors import TransportError
+from processor.errors import BrokerAccessError, TransportError
 from processor.transport import AUTH_HINT, TP, ClientSettings, InRecord
 
 #: librdkafka's log lines go through stdlib logging under this name, not raw to stderr.
@@ -105,7 +105,7 @@ class AuthWatch:
     def check(self, operation: str) -> None:
         """Raise a non-retriable ``TransportError`` naming the settings, once refused."""
         if self.refused:
-            raise TransportError(f"{operation} failed: {AUTH_HINT}", retriable=False)
+            raise BrokerAccessError(f"{operation} failed: {AUTH_HINT}", retriable=False)
 
 
 def consumer_options(settings: ClientSettings, group_id: str) -> dict[str, Any]:
@@ -118,6 +118,8 @@ def consumer_options(settings: ClientSettings, group_id: str) -> dict[str, Any]:
         # Positions are only stored by our own commit calls.
         "enable.auto.offset.store": False,
         "auto.offset.reset": "earliest",
+        "max.partition.fetch.bytes": settings.max_partition_fetch_bytes,
+        "fetch.max.bytes": settings.fetch_max_bytes,
     }
 
 

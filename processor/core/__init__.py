@@ -33,7 +33,7 @@ from processor.core.provisioning import (
     shows_changes,
     touched_attributes,
 )
-from processor.core.remediation import command_key, remediation_command, wanted
+from processor.core.remediation import remediation_command, wanted
 from processor.core.snapshot import (
     DeleteGuard,
     SnapshotDiff,
@@ -58,7 +58,6 @@ __all__ = [
     "build_event",
     "catalog_key",
     "check_unique",
-    "command_key",
     "decide_event",
     "delete_guard",
     "deletes_allowed",

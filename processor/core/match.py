@@ -20,7 +20,7 @@ def uuid_key(uuid: str) -> str:
     """The key a uuid is matched by (R1): a GUID in hex form as ``{lower-case hex}``, so
     ``{08EE6C6D-...}`` and ``08ee6c6d-...`` are one account; any other uuid as it is.
 
-    Braced lower case is how Active Directory's GUIDs usually come (and CONTRACTS' examples):
+    Braced lower case is how Active Directory's GUIDs usually come (and the project's examples):
     their keys are the uuids as sent, so record keys and state keys written before this rule
     stay valid for them.
     """

@@ -78,11 +78,6 @@ def remediation_command(
     return draft.model_copy(update={"id": event_id(draft.model_dump(mode="json"), ID_CONTEXT)})
 
 
-def command_key(command: RemediationCommand) -> bytes:
-    """The record key of a command: ``sourceId/<uuid or nativeIdentity>``, like its event."""
-    return f"{command.sourceId}/{command.uuid or command.input.key.simple.id}".encode()
-
-
 def _revert_single(name: str, old: AttributeValue, new: AttributeValue) -> CommandChange:
     # Any normaliser works here: only "has a value at all" matters.
     if single_key(old, _presence) is None:

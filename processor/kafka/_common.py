@@ -16,7 +16,7 @@ from kafka.errors import (
 )
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
-from processor.errors import TransportError
+from processor.errors import BrokerAccessError, TransportError
 from processor.transport import START_HINT, TP, ClientSettings, InRecord
 
 
@@ -46,6 +46,8 @@ def consumer_options(settings: ClientSettings) -> dict[str, Any]:
         "isolation_level": "read_committed",
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",
+        "max_partition_fetch_bytes": settings.max_partition_fetch_bytes,
+        "fetch_max_bytes": settings.fetch_max_bytes,
     }
 
 
@@ -82,6 +84,7 @@ def mapped_errors(operation: str) -> Iterator[None]:
             # kafka-python reports a refused TLS or SASL handshake only as a time-out, or as
             # a failed version probe (no broker, "incompatible" broker).
             message += f" ({START_HINT})"
+            raise BrokerAccessError(message, retriable=retriable) from raised
         raise TransportError(message, retriable=retriable) from raised
     except OSError as exc:
         name = type(exc).__name__

@@ -40,8 +40,10 @@ class AggregationTracker:
         verdict: str,
         event_types: Iterable[str] = (),
         completed: tuple[str, str] | None = None,
+        count: int = 1,
     ) -> dict[str, Any] | None:
-        """Count one decision; on a completed marker return the aggregation's summary.
+        """Count ``count`` decisions (a run of one verdict, the same events); on a completed
+        marker return the aggregation's summary.
 
         ``completed`` is ``(status, mode)`` of a completed marker. Records without a source
         (unreadable input) belong to no aggregation and are not counted here.
@@ -52,9 +54,11 @@ class AggregationTracker:
         if verdict == MARKER and completed is None:
             tally = self._open[key] = _Tally(self._clock())
         else:
-            tally = self._open.setdefault(key, _Tally(None))
-        tally.verdicts[verdict] += 1
-        tally.events.update(event_types)
+            found = self._open.get(key)
+            tally = self._open[key] = _Tally(None) if found is None else found
+        tally.verdicts[verdict] += count
+        for event_type in event_types:
+            tally.events[event_type] += count
         if completed is None:
             return None
         del self._open[key]

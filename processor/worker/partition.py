@@ -68,6 +68,7 @@ from processor.models import (
     epoch_ms,
 )
 from processor.state.overlay import BatchOverlay
+from processor.worker.envelope import AccountBytes, account_bytes
 from processor.worker.own_changes import OwnChanges, completed_ms
 from processor.worker.registry import SourceRegistry
 from processor.worker.state import (
@@ -87,6 +88,9 @@ from processor.worker.state import (
     k_shield,
     record_id,
 )
+
+#: (input digest, bytes digest) of state not stored from an aggregation record's account.
+_NO_INPUTS = (NO_INPUT_DIGEST, NO_INPUT_DIGEST)
 
 _RECORD = TypeAdapter[AggregationStarted | AccountRecord | AggregationCompleted](AggregationRecord)
 
@@ -265,16 +269,24 @@ class PartitionProcessor:
             return self.abandon(value, state, exc.reason)
 
     def _aggregation_record(self, value: bytes, state: BatchOverlay) -> Outcome:
+        seen_bytes = None
+        if self._max_record_bytes is None or len(value) <= self._max_record_bytes:
+            seen_bytes = account_bytes(value)
+            if seen_bytes is not None and (fast := self._unchanged_bytes(seen_bytes, state)):
+                return fast
         obj = codec.loads(value)
         if (too_big := self._too_big(value)) is not None:
             self._reject(obj, state)
             return too_big
-        input_digest = NO_INPUT_DIGEST
+        inputs = _NO_INPUTS
         if isinstance(obj, dict) and obj.get("type") == "account":
             account = obj.get("account")
             if isinstance(account, dict):
-                input_digest = digest(account)
-                fast = self._unchanged_input(obj, account, input_digest, state)
+                inputs = (
+                    digest(account),
+                    NO_INPUT_DIGEST if seen_bytes is None else seen_bytes.digest,
+                )
+                fast = self._unchanged_input(obj, account, inputs, state)
                 if fast is not None:
                     return fast
         try:
@@ -287,7 +299,7 @@ class PartitionProcessor:
         if isinstance(record, AggregationStarted):
             return self._started(record, state)
         if isinstance(record, AccountRecord):
-            outcome = self._account(policy, record, state, input_digest)
+            outcome = self._account(policy, record, state, inputs)
             outcome.account_ref = record.account.uuid or record.account.nativeIdentity
             return outcome
         return self._completed(policy, record, state)
@@ -310,17 +322,54 @@ class PartitionProcessor:
             return None
         return _dead(f"record of {len(value)} bytes is over the limit (NCD_MAX_RECORD_BYTES)")
 
+    def _unchanged_bytes(self, seen: AccountBytes, state: BatchOverlay) -> Outcome | None:
+        """The byte path: an account record whose ``account`` bytes are the very bytes its
+        state was last stored from is unchanged; decided without decoding the account (those
+        bytes were validated when they were stored). ``None``: the next path decides."""
+        source_id, aggregation_id = seen.source_id, seen.aggregation_id
+        found = self._stored(source_id, aggregation_id, seen.native_identity, seen.uuid, state)
+        if found is None:
+            return None
+        key, raw, agg = found
+        if not StoredAccount.matches_bytes(raw, agg.started_ms, seen.digest):
+            return None
+        self._saw(source_id, aggregation_id, key)
+        return Outcome(
+            Verdict.UNCHANGED, source_id=source_id, account_ref=seen.uuid or seen.native_identity
+        )
+
+    def _stored(
+        self,
+        source_id: str,
+        aggregation_id: str,
+        native: str,
+        uuid: str | None,
+        state: BatchOverlay,
+    ) -> tuple[str, bytes, AggregationInfo] | None:
+        """(state key, stored value, running aggregation) of an account record's account, if
+        its source is known, its aggregation running and the account stored."""
+        policy = self._registry.policy(source_id)
+        if policy is None:
+            return None
+        agg = self._meta_of(source_id, state).running.get(aggregation_id)
+        if agg is None:
+            return None
+        key, raw = self._lookup(source_id, uuid, policy.identity_key(native), state)
+        return None if raw is None else (key, raw, agg)
+
     def _unchanged_input(
         self,
         obj: dict[str, Any],
         account: dict[str, Any],
-        input_digest: bytes,
+        inputs: tuple[bytes, bytes],
         state: BatchOverlay,
     ) -> Outcome | None:
         """The fast path: an account record whose ``account`` is the very input its state was
-        last stored from is unchanged; decided without validating the record (that input was
-        validated when it was stored). ``None`` sends the record down the full path, which
-        decides everything else (stale, changed, malformed) exactly as before.
+        last stored from (canonical form: key order and spacing do not matter) is unchanged;
+        decided without validating the record (that input was validated when it was stored).
+        Its bytes differed from the stored ones, so their digest is stored (once) for the byte
+        path. ``None`` sends the record down the full path, which decides everything else
+        (stale, changed, malformed) exactly as before.
         """
         source_id, aggregation_id = obj.get("sourceId"), obj.get("aggregationId")
         native, uuid = account.get("nativeIdentity"), account.get("uuid")
@@ -332,17 +381,33 @@ class PartitionProcessor:
             or not (uuid is None or isinstance(uuid, str))
         ):
             return None
-        policy = self._registry.policy(source_id)
-        if policy is None:
+        found = self._stored(source_id, aggregation_id, native, uuid, state)
+        if found is None:
             return None
-        agg = self._meta_of(source_id, state).running.get(aggregation_id)
-        if agg is None:
+        key, raw, agg = found
+        if not StoredAccount.matches_input(raw, agg.started_ms, inputs[0]):
             return None
-        key, raw = self._lookup(source_id, uuid, policy.identity_key(native), state)
-        if raw is None or not StoredAccount.matches_input(raw, agg.started_ms, input_digest):
-            return None
+        self._learn(source_id, key, StoredAccount.decode(raw), inputs, state)
         self._saw(source_id, aggregation_id, key)
         return Outcome(Verdict.UNCHANGED, source_id=source_id, account_ref=uuid or native)
+
+    def _learn(
+        self,
+        source_id: str,
+        key: str,
+        stored: StoredAccount,
+        inputs: tuple[bytes, bytes],
+        state: BatchOverlay,
+    ) -> None:
+        """Store the input and bytes digests of the record an unchanged account came in, when
+        they are new (a new key order, state written before the digest existed or by
+        provisioning), so that the next identical record takes the quickest path."""
+        input_digest, bytes_digest = inputs
+        if bytes_digest == NO_INPUT_DIGEST:  # bytes the byte path could not read: keep the
+            bytes_digest = stored.bytes_digest  # stored ones (they still give this account)
+        if (stored.input_digest, stored.bytes_digest) != (input_digest, bytes_digest):
+            new = replace(stored, input_digest=input_digest, bytes_digest=bytes_digest)
+            state.put(k_account(source_id, key), new.encode())
 
     def process_provisioning(self, value: bytes | None, state: BatchOverlay) -> Outcome:
         """Decide one provisioning record (R15; docs/provisioning.md).
@@ -486,7 +551,7 @@ class PartitionProcessor:
         policy: SourcePolicy,
         record: AccountRecord,
         state: BatchOverlay,
-        input_digest: bytes = NO_INPUT_DIGEST,
+        inputs: tuple[bytes, bytes] = (NO_INPUT_DIGEST, NO_INPUT_DIGEST),
     ) -> Outcome:
         source_id = record.sourceId
         meta, agg, done = self._running(source_id, record.aggregationId, state)
@@ -513,19 +578,14 @@ class PartitionProcessor:
             if stored.as_of_ms > agg.started_ms:
                 return Outcome(Verdict.STALE, source_id=source_id)
             if stored.digest == new_digest:
-                if stored.input_digest != input_digest:
-                    # Same account, new input form (or state written by provisioning): keep
-                    # this input's digest so that the next identical record takes the fast path.
-                    state.put(
-                        k_account(source_id, key),
-                        replace(stored, input_digest=input_digest).encode(),
-                    )
+                # Same account, perhaps in a new input form (or state written by provisioning).
+                self._learn(source_id, key, stored, inputs, state)
                 return Outcome(Verdict.UNCHANGED, source_id=source_id)
             previous = Account.model_validate(codec.loads(stored.account_json))
             shielded = self._own.shielded(state, source_id, key, agg.started_ms, current, previous)
             if shielded is not current:  # the race window: keep what provisioning set
                 current = shielded
-                input_digest = NO_INPUT_DIGEST  # the state is no longer this input
+                inputs = _NO_INPUTS  # the state is no longer this input
                 account_obj = current.model_dump(mode="json", exclude_none=True)
                 new_digest = digest(account_obj)
                 if stored.digest == new_digest:
@@ -541,7 +601,7 @@ class PartitionProcessor:
             )
             if released is not current:
                 current = released
-                input_digest = NO_INPUT_DIGEST  # held provisioning changed it
+                inputs = _NO_INPUTS  # held provisioning changed it
                 account_obj = current.model_dump(mode="json", exclude_none=True)
                 new_digest = digest(account_obj)
         if stored_raw is None:
@@ -555,7 +615,7 @@ class PartitionProcessor:
             policy,
             agg,
             account_obj,
-            (new_digest, input_digest),
+            (new_digest, *inputs),
             state,
         )
         if window:
@@ -604,7 +664,7 @@ class PartitionProcessor:
         policy: SourcePolicy,
         agg: AggregationInfo,
         account_obj: dict[str, object],
-        digests: tuple[bytes, bytes],
+        digests: tuple[bytes, bytes, bytes],
         state: BatchOverlay,
     ) -> str:
         """Write the account; returns its (possibly new) state key."""
@@ -619,7 +679,7 @@ class PartitionProcessor:
             old_identity = policy.identity_key(previous.nativeIdentity)
             if old_identity != identity:  # a rename: move the index entry
                 state.delete(k_index(source_id, old_identity))
-        stored = StoredAccount(agg.started_ms, digests[0], codec.dumps(account_obj), digests[1])
+        stored = StoredAccount(agg.started_ms, digests[0], codec.dumps(account_obj), *digests[1:])
         state.put(k_account(source_id, new_key), stored.encode())
         state.put(k_index(source_id, identity), new_key.encode())
         return new_key

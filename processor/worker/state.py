@@ -18,14 +18,17 @@ longer than :data:`MAX_PART_BYTES` are replaced by a digest so that every store 
 under LMDB's 511-byte limit.
 
 A stored account is ``VERSION | asOf (int64 ms) | digest (16 bytes) | input digest (16 bytes)
-| account JSON``: the fixed header lets the completion of a FULL aggregation read ``asOf`` of
-every account without decoding its JSON, and lets an unchanged account be recognised by a
-digest. ``digest`` is over the validated account (what the core compares); ``input digest``
-is over the canonical form of the raw ``account`` object of the aggregation record the state
-was last stored from (zeros when the state was last written from anything else, e.g. a
-provisioning record). The worker's fast path compares the input digest of an incoming record
-before validating it, so an unchanged account costs one JSON decode, one hash and the reads
-of its lookup (docs/decisions.md, "Fast path").
+| bytes digest (16 bytes) | account JSON``: the fixed header lets the completion of a FULL
+aggregation read ``asOf`` of every account without decoding its JSON, and lets an unchanged
+account be recognised by a digest. ``digest`` is over the validated account (what the core
+compares); ``input digest`` is over the canonical form of the raw ``account`` object of the
+aggregation record the state was last stored from, and ``bytes digest`` over that object's
+very bytes as the record held them (both zeros when the state was last written from anything
+else, e.g. a provisioning record). The worker's byte path compares the bytes digest without
+decoding the account; records whose bytes differ (another key order, say) compare the input
+digest after one JSON decode; only then is a record validated (docs/decisions.md, "Fast
+path"). Versions 1 (no input digest) and 2 (no bytes digest) are still read: the missing
+digests read as zeros, which match no record.
 """
 
 from __future__ import annotations
@@ -39,10 +42,12 @@ from processor import codec
 from processor.core import uuid_key
 
 VERSION = 1
-#: Version byte of stored accounts: 1 had no input digest (read as zeros), 2 has one.
-ACCOUNT_VERSION = 2
+#: Version byte of stored accounts: 1 had no input digest (read as zeros), 2 no bytes digest,
+#: 3 has both.
+ACCOUNT_VERSION = 3
 _HEADER_V1 = struct.Struct(">Bq16s")
-_HEADER = struct.Struct(">Bq16s16s")
+_HEADER_V2 = struct.Struct(">Bq16s16s")
+_HEADER = struct.Struct(">Bq16s16s16s")
 #: The input digest of state not stored from an aggregation record: matches no input.
 NO_INPUT_DIGEST = bytes(16)
 #: Longest key part kept verbatim; longer ones are hashed (LMDB keys max out at 511 bytes).
@@ -141,6 +146,15 @@ def digest(account: Any) -> bytes:
     return hashlib.blake2b(codec.dumps_canonical(account), digest_size=16).digest()
 
 
+def bytes_digest(raw: bytes | memoryview) -> bytes:
+    """A 16-byte digest of raw bytes (an ``account`` object as a record held it).
+
+    SHA-256 cut to 16 bytes: on CPUs with SHA extensions it hashes 3 KB in about two thirds
+    of blake2b's time (docs/decisions.md, "Fast path").
+    """
+    return hashlib.sha256(raw).digest()[:16]
+
+
 @dataclass(frozen=True, slots=True)
 class StoredAccount:
     """An account's last state: as of which aggregation start, its digests, its JSON."""
@@ -149,17 +163,23 @@ class StoredAccount:
     digest: bytes
     account_json: bytes
     input_digest: bytes = NO_INPUT_DIGEST
+    bytes_digest: bytes = NO_INPUT_DIGEST
 
     def encode(self) -> bytes:
-        header = _HEADER.pack(ACCOUNT_VERSION, self.as_of_ms, self.digest, self.input_digest)
+        header = _HEADER.pack(
+            ACCOUNT_VERSION, self.as_of_ms, self.digest, self.input_digest, self.bytes_digest
+        )
         return header + self.account_json
 
     @staticmethod
     def decode(value: bytes) -> StoredAccount:
         version = value[0] if value else 0
         if version == ACCOUNT_VERSION:
-            _, as_of, dig, input_dig = _HEADER.unpack_from(value)
-            return StoredAccount(as_of, dig, value[_HEADER.size :], input_dig)
+            _, as_of, dig, input_dig, bytes_dig = _HEADER.unpack_from(value)
+            return StoredAccount(as_of, dig, value[_HEADER.size :], input_dig, bytes_dig)
+        if version == 2:
+            _, as_of, dig, input_dig = _HEADER_V2.unpack_from(value)
+            return StoredAccount(as_of, dig, value[_HEADER_V2.size :], input_dig)
         if version == 1:
             _, as_of, dig = _HEADER_V1.unpack_from(value)
             return StoredAccount(as_of, dig, value[_HEADER_V1.size :])
@@ -172,11 +192,22 @@ class StoredAccount:
 
     @staticmethod
     def matches_input(value: bytes, as_of_limit_ms: int, input_digest: bytes) -> bool:
-        """Whether an encoded value was stored from this very input, no later than the limit."""
+        """Whether an encoded value was stored from this very input (canonical form), no
+        later than the limit."""
+        version = value[0] if value else 0
+        if version not in (2, ACCOUNT_VERSION) or len(value) < _HEADER_V2.size:
+            return False
+        _, as_of, _, stored_input = _HEADER_V2.unpack_from(value)
+        return bool(stored_input == input_digest and as_of <= as_of_limit_ms)
+
+    @staticmethod
+    def matches_bytes(value: bytes, as_of_limit_ms: int, bytes_digest: bytes) -> bool:
+        """Whether an encoded value was stored from these very ``account`` bytes, no later
+        than the limit."""
         if len(value) < _HEADER.size or value[0] != ACCOUNT_VERSION:
             return False
-        _, as_of, _, stored_input = _HEADER.unpack_from(value)
-        return bool(stored_input == input_digest and as_of <= as_of_limit_ms)
+        _, as_of, _, _, stored_bytes = _HEADER.unpack_from(value)
+        return bool(stored_bytes == bytes_digest and as_of <= as_of_limit_ms)
 
 
 @dataclass(slots=True)

@@ -8,6 +8,8 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -15,11 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 
 from processor.models import Account, CatalogEntry, SourceDescriptor
 from processor.publisher import Publisher, Topics
 from processor.transport import ClientSettings, Transport
 from tests.conftest import make_test_transport
+from tests.helpers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 # Generous: a loaded CI machine can be slow to start a Python process and join a group.
@@ -55,6 +59,8 @@ class WorkerEnv:
     hides_aborted: bool = True
     #: ``NCD_TRANSPORT`` of the workers; the harness publishes with the same transport.
     transport: str = "kafka-python"
+    #: The metrics and health port of each instance started with ``http=True`` (latest start).
+    http_ports: dict[str, int] = field(default_factory=dict)
 
     def topic(self, name: str) -> str:
         return f"t{self.tag}.{name}"
@@ -102,12 +108,22 @@ class WorkerEnv:
         env.update(self.extra_env)
         return env
 
-    def start(self, instance: str = "w1") -> subprocess.Popen[bytes]:
-        """Start a worker process; its log goes to STATE_ROOT/<instance>.log."""
+    def start(self, instance: str = "w1", *, http: bool = False) -> subprocess.Popen[bytes]:
+        """Start a worker process; its log goes to STATE_ROOT/<instance>.log.
+
+        ``http=True`` gives it a metrics and health endpoint on a free loopback port, which
+        :meth:`assigned` reads.
+        """
+        env = self.env(instance)
+        if http:
+            self.http_ports[instance] = free_port()
+            env.update(
+                {"NCD_HTTP_HOST": "127.0.0.1", "NCD_HTTP_PORT": str(self.http_ports[instance])}
+            )
         log = (self.state_root / f"{instance}.log").open("ab")
         proc = subprocess.Popen(
             [sys.executable, "-m", "processor.cli", "run"],
-            env=self.env(instance),
+            env=env,
             cwd=ROOT,
             stdout=log,
             stderr=log,
@@ -115,6 +131,25 @@ class WorkerEnv:
         self.procs.append(proc)
         self.instances[instance] = proc
         return proc
+
+    def assigned(self, instance: str) -> list[int]:
+        """The partitions a worker (started with ``http=True``) holds and has restored.
+
+        Read from its /metrics: ``ncd_state_keys`` has a series for each partition from the
+        end of its restore until it is revoked. ``[]`` while the endpoint does not answer.
+        """
+        url = f"http://127.0.0.1:{self.http_ports[instance]}/metrics"
+        try:
+            with urllib.request.urlopen(url, timeout=10) as reply:
+                text = reply.read().decode()
+        except (urllib.error.URLError, ConnectionError):
+            return []
+        return sorted(
+            int(sample.labels["partition"])
+            for family in text_string_to_metric_families(text)
+            if family.name == "ncd_state_keys"
+            for sample in family.samples
+        )
 
     def log_text(self, instance: str = "w1") -> str:
         return (self.state_root / f"{instance}.log").read_text(errors="replace")

@@ -6,8 +6,7 @@ Every test runs once per transport (the ``kafka_transport`` fixture of tests/con
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -24,32 +23,9 @@ from processor.transport import (
 )
 from tests.broker import SessionBroker, require_exactly_once, unique_topic
 from tests.conftest import make_test_transport
+from tests.helpers import Recorder, wait_for
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(120)]
-
-# Upper bound on waiting for a broker-side effect; a healthy run needs a few seconds.
-WAIT_S = 60.0
-
-
-def wait_for(condition: Callable[[], bool], what: str) -> None:
-    """Poll ``condition`` until it holds; fail naming ``what`` after WAIT_S."""
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-
-
-class Recorder:
-    """A RebalanceListener that keeps what it was told."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[str, list[TP]]] = []
-
-    def on_assigned(self, tps: list[TP]) -> None:
-        self.events.append(("assigned", tps))
-
-    def on_revoked(self, tps: list[TP]) -> None:
-        self.events.append(("revoked", tps))
 
 
 @pytest.fixture

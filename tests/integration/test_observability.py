@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -22,12 +21,6 @@ pytestmark = pytest.mark.broker
 SENTINEL = "SENTINEL-7f3a"
 #: Generous: starting Python, joining the group and catching up can be slow on a busy host.
 WAIT_S = 120.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def get(port: int, path: str) -> tuple[int | None, str]:
@@ -52,23 +45,22 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 @pytest.fixture
 def env(kafka_broker: SessionBroker, tmp_path: Path) -> Iterator[WorkerEnv]:
-    """Unique topics, group and state, and an HTTP port, for one worker."""
+    """Unique topics, group and state for one worker (started with an HTTP port)."""
     worker_env = WorkerEnv(
         kafka_broker.bootstrap, tmp_path, hides_aborted=kafka_broker.hides_aborted
     )
-    worker_env.extra_env.update({"NCD_HTTP_HOST": "127.0.0.1", "NCD_HTTP_PORT": str(free_port())})
     worker_env.ensure_topics()
     yield worker_env
     worker_env.stop_all()
 
 
 def wait_ready(env: WorkerEnv, port: int) -> list[tuple[int | None, bool]]:
-    """Probe /readyz until 200; returns (status, partitions assigned per the log) per probe."""
+    """Probe /readyz until 200; returns (status, partitions held per /metrics) per probe."""
     probes: list[tuple[int | None, bool]] = []
     deadline = time.monotonic() + WAIT_S
     while True:
         status, _ = get(port, "/readyz")
-        probes.append((status, '"partitions_assigned"' in env.log_text()))
+        probes.append((status, bool(env.assigned("w1"))))
         if status == 200:
             return probes
         assert env.procs[-1].poll() is None, env.log_text()
@@ -78,8 +70,8 @@ def wait_ready(env: WorkerEnv, port: int) -> list[tuple[int | None, bool]]:
 
 def test_readyz_turns_200_only_after_partitions_are_assigned(env: WorkerEnv) -> None:
     """/readyz answers 503 while the worker starts and 200 only after its assignment."""
-    port = int(env.extra_env["NCD_HTTP_PORT"])
-    env.start()
+    env.start(http=True)
+    port = env.http_ports["w1"]
     probes = wait_ready(env, port)
     assert all(assigned for status, assigned in probes if status == 200)
     assert (503, False) in probes  # the endpoint was up, and not ready, before the join
@@ -94,7 +86,6 @@ def test_metrics_endpoint_counts_an_aggregation_pair_and_never_shows_a_sentinel(
     Accounts carry a sentinel in identities and attribute values, and so do the poison
     records; neither the worker's log nor /metrics ever contains it.
     """
-    port = int(env.extra_env["NCD_HTTP_PORT"])
     parts = env.partitions
     n, changed = 12, 3
     source = make_source(delete_threshold=100)
@@ -105,7 +96,8 @@ def test_metrics_endpoint_counts_an_aggregation_pair_and_never_shows_a_sentinel(
         *first[changed : n - 1],
         make_account(f"{SENTINEL}-new", {"title": SENTINEL}),
     ]
-    env.start()
+    env.start(http=True)
+    port = env.http_ports["w1"]
     wait_ready(env, port)
     env.publish(source, first, started_at="2026-11-22T08:00:00Z")
     env.publish(source, second, started_at="2026-11-22T09:00:00Z")

@@ -11,33 +11,19 @@ import pytest
 
 from processor.core import SourcePolicy, apply_provisioning, detect_changes
 from processor.core.catalog import EntitlementCatalog
-from processor.models import Account, ProvisioningRecord, SourceDescriptor
+from processor.models import Account, ProvisioningRecord
 from tests.broker import SessionBroker
+from tests.helpers import small_source
 from tests.integration.harness import WorkerEnv
 
 pytestmark = pytest.mark.broker
 
-SOURCE = SourceDescriptor.model_validate(
-    {
-        "id": "src-prov",
-        "name": "AD",
-        "accountSchema": {
-            "attributes": [
-                {"name": "title"},
-                {"name": "memberOf", "isMulti": True, "isEntitlement": True},
-            ]
-        },
-        "nativeChangeDetectionConfig": {
-            "enabled": True,
-            "operations": ["ACCOUNT_UPDATED", "ACCOUNT_CREATED", "ACCOUNT_DELETED"],
-            "allEntitlements": True,
-            "allNonEntitlementAttributes": True,
-        },
-        "remediation": {
-            "mode": "propose",
-            "revert": ["ATTRIBUTES_CHANGED", "ENTITLEMENTS_ADDED", "ENTITLEMENTS_REMOVED"],
-        },
-    }
+SOURCE = small_source(
+    "src-prov",
+    remediation={
+        "mode": "propose",
+        "revert": ["ATTRIBUTES_CHANGED", "ENTITLEMENTS_ADDED", "ENTITLEMENTS_REMOVED"],
+    },
 )
 ANN = "CN=Ann,OU=Staff,DC=example,DC=com"
 
@@ -112,6 +98,13 @@ def test_provisioned_changes_are_silent_and_the_native_one_is_reverted(env: Work
     command: dict[str, Any] = records[0].json()
     assert command["eventId"] == event["id"]
     assert records[0].key == f"{SOURCE.id}/uuid-0"
+    headers = records[0].headers
+    assert headers["ce_specversion"] == b"1.0"
+    assert headers["ce_id"].decode() == command["id"]
+    assert headers["ce_source"].decode() == f"/sources/{SOURCE.id}"
+    assert headers["ce_type"] == b"dev.ncd-processor.remediation.proposed"
+    assert headers["ce_time"].decode().endswith("Z")
+    assert headers["content-type"] == b"application/json"
     assert command["input"]["changes"] == [
         {"op": "Remove", "attribute": "memberOf", "value": "CN=Admins"}
     ]

@@ -18,6 +18,7 @@ from processor.core import uuid_key
 from processor.models import Account, AggregationStatus, CatalogEntry, SourceDescriptor
 from tests.broker import SessionBroker, require_exactly_once
 from tests.conftest import TRANSPORTS
+from tests.helpers import wait_for
 from tests.integration.harness import WorkerEnv, canonical
 
 pytestmark = pytest.mark.broker
@@ -213,12 +214,11 @@ def test_state_follows_partitions_to_another_worker(env: WorkerEnv, tmp_path: Pa
     dataset = _dataset(n=300, seed=16)
     source, previous, current, catalog = _models(dataset)
     expected = _expected(dataset, tmp_path)
-    env.start("w1")
-    second = env.start("w2")
-    deadline = time.monotonic() + 120
-    while not (_assigned(env, "w1") and _assigned(env, "w2")):
-        assert time.monotonic() < deadline, "the two workers did not share the partitions"
-        time.sleep(0.2)
+    env.start("w1", http=True)
+    second = env.start("w2", http=True)
+    wait_for(
+        lambda: env.assigned("w1") and env.assigned("w2"), "the two workers to share partitions"
+    )
     env.publish(source, previous, catalog, started_at="2026-11-22T08:00:00Z")
     env.wait_drained()
     assert '"batch_committed"' in env.log_text("w2")
@@ -227,16 +227,3 @@ def test_state_follows_partitions_to_another_worker(env: WorkerEnv, tmp_path: Pa
     env.wait_drained()
     assert canonical(env.events()) == canonical(expected)
     assert "state_restored" in env.log_text("w1")
-
-
-def _assigned(env: WorkerEnv, instance: str) -> list[int]:
-    """The partitions a worker's log says it holds now."""
-    held: list[int] = []
-    for line in env.log_text(instance).splitlines():
-        if '"partitions_assigned"' in line or '"partitions_revoked"' in line:
-            entry = json.loads(line)
-            if entry["event"] == "partitions_assigned":
-                held = sorted(set(held) | set(entry["partitions"]))
-            else:
-                held = sorted(set(held) - set(entry["partitions"]))
-    return held

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,27 +112,6 @@ class Committed:
 
     def close(self) -> None:
         self._consumer.close()
-
-
-def wait_for(predicate: Any, what: str, timeout_s: float = PROGRESS_TIMEOUT_S) -> None:
-    """Poll ``predicate`` until it is true; fail naming ``what`` after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-
-
-def assigned(env: WorkerEnv, instance: str) -> list[int]:
-    """The partitions a worker's log says it holds now."""
-    held: set[int] = set()
-    for line in env.log_text(instance).splitlines():
-        if '"partitions_assigned"' in line or '"partitions_revoked"' in line:
-            entry = json.loads(line)
-            if entry["event"] == "partitions_assigned":
-                held |= set(entry["partitions"])
-            else:
-                held -= set(entry["partitions"])
-    return sorted(held)
 
 
 def log_events(env: WorkerEnv, instance: str, name: str) -> list[dict[str, Any]]:

@@ -36,8 +36,9 @@ from processor.transport import ClientSettings, OutRecord
 from tests.apache_kafka import SCRAM_MECHANISM, SCRAM_USERS
 from tests.broker import SessionBroker
 from tests.conftest import TRANSPORTS, make_test_transport
+from tests.helpers import wait_for
 from tests.integration.harness import WorkerEnv
-from tests.reliability.common import Chain, chain, check_exact, session_env, wait_for
+from tests.reliability.common import Chain, chain, check_exact, session_env
 from tests.reliability.test_security import _sasl_bootstrap
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]

@@ -14,8 +14,9 @@ import pytest
 
 from processor.models import ChangeType, RemediationConfig
 from processor.revert import run_revert
+from tests.helpers import wait_for
 from tests.integration.harness import WorkerEnv
-from tests.reliability.common import Committed, chain, check_exact, wait_for
+from tests.reliability.common import Committed, chain, check_exact
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 

@@ -12,6 +12,7 @@ from processor.models import Account, SourceDescriptor
 from processor.state import BatchOverlay, InMemoryStateStore
 from processor.worker.partition import Outcome, PartitionProcessor, Verdict
 from processor.worker.registry import SourceRegistry
+from tests.helpers import small_source
 from tests.reliability.hostile import SOURCE_ID, hostile_values, nested, poison_records
 from tests.unit.memory_worker import MemoryWorker
 
@@ -19,18 +20,7 @@ TEN_MB = 10 * 1024 * 1024
 
 
 def _source() -> SourceDescriptor:
-    return SourceDescriptor.model_validate(
-        {
-            "id": SOURCE_ID,
-            "name": "Hostile",
-            "accountSchema": {"attributes": [{"name": "title"}]},
-            "nativeChangeDetectionConfig": {
-                "enabled": True,
-                "operations": ["ACCOUNT_UPDATED", "ACCOUNT_CREATED", "ACCOUNT_DELETED"],
-                "allNonEntitlementAttributes": True,
-            },
-        }
-    )
+    return small_source(SOURCE_ID, name="Hostile", entitlements=False)
 
 
 def _good(aggregation: str, title: str) -> list[bytes]:

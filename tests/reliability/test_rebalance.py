@@ -9,14 +9,8 @@ from pathlib import Path
 import pytest
 
 from tests.broker import SessionBroker
-from tests.reliability.common import (
-    assigned,
-    chain,
-    check_exact,
-    log_events,
-    session_env,
-    wait_for,
-)
+from tests.helpers import wait_for
+from tests.reliability.common import chain, check_exact, log_events, session_env
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
@@ -29,29 +23,29 @@ def test_killed_worker_hands_over_and_rejoins_without_loss(
     try:
         steps = chain(600, 3, 41)
         env.extra_env["NCD_MAX_BATCH_RECORDS"] = "20"
-        env.start("w1")
-        second = env.start("w2")
-        wait_for(lambda: assigned(env, "w1") and assigned(env, "w2"), "both workers to join")
+        env.start("w1", http=True)
+        second = env.start("w2", http=True)
+        wait_for(lambda: env.assigned("w1") and env.assigned("w2"), "both workers to join")
         steps.publish(env, 0)
         env.wait_drained()
         steps.publish(env, 1)
         wait_for(lambda: bool(env.read_all("events")), "the first events")
-        taken = assigned(env, "w2")
+        taken = env.assigned("w2")
         env.stop(second, signal.SIGKILL)
-        wait_for(lambda: assigned(env, "w1") == list(range(6)), "w1 to take every partition")
+        wait_for(lambda: env.assigned("w1") == list(range(6)), "w1 to take every partition")
         env.wait_drained()
         first = check_exact(env, steps.expected(1, tmp_path / "expected"))
         restored = {r["partition"] for r in log_events(env, "w1", "state_restored")}
         assert set(taken) <= restored, f"w1 did not restore {taken}: {restored}"
         # The killed worker comes back: partitions move again, and nothing is lost.
-        env.start("w2")
-        wait_for(lambda: assigned(env, "w2") and len(assigned(env, "w1")) < 6, "w2 to rejoin")
+        env.start("w2", http=True)
+        wait_for(lambda: env.assigned("w2") and len(env.assigned("w1")) < 6, "w2 to rejoin")
         time.sleep(1.0)
         steps.publish(env, 2)
         env.wait_drained()
         second_note = check_exact(env, steps.expected_upto(2, tmp_path / "expected"))
-        rejoined = assigned(env, "w2")
-        assert rejoined and sorted(set(assigned(env, "w1")) | set(rejoined)) == list(range(6))
+        rejoined = env.assigned("w2")
+        assert rejoined and sorted(set(env.assigned("w1")) | set(rejoined)) == list(range(6))
         with capsys.disabled():
             print(
                 f"\n[rebalance] w2 killed holding {taken}; w1 restored {sorted(restored)}; "

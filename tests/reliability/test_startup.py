@@ -14,8 +14,8 @@ import pytest
 
 from tests.broker import SessionBroker
 from tests.conftest import TRANSPORTS
+from tests.helpers import wait_for
 from tests.integration.harness import WorkerEnv
-from tests.reliability.common import assigned, wait_for
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
@@ -32,17 +32,18 @@ def test_two_workers_started_together_on_new_topics_share_the_partitions(
     for round_ in range(ROUNDS):
         env = WorkerEnv(kafka_broker.bootstrap, tmp_path / f"round-{round_}", transport=transport)
         env.state_root.mkdir(parents=True)
-        env.extra_env["NCD_HTTP_PORT"] = "0"
         try:
-            first, second = env.start("w1"), env.start("w2")
+            first, second = env.start("w1", http=True), env.start("w2", http=True)
 
             def shared(env: WorkerEnv = env) -> bool:
                 for proc in env.procs:
                     assert proc.poll() is None, f"a worker exited: {env.log_text('w1')[-800:]}"
-                return bool(assigned(env, "w1")) and bool(assigned(env, "w2"))
+                first_held, second_held = env.assigned("w1"), env.assigned("w2")
+                return bool(first_held and second_held) and (
+                    sorted(first_held + second_held) == [0, 1, 2]
+                )
 
-            wait_for(shared, f"round {round_}: both workers to hold partitions")
-            assert sorted(assigned(env, "w1") + assigned(env, "w2")) == [0, 1, 2]
+            wait_for(shared, f"round {round_}: both workers to hold partitions, all three")
             assert env.stop(first) == 0
             assert env.stop(second) == 0
         finally:

@@ -19,6 +19,7 @@ from processor.models import Account, SourceDescriptor
 from processor.publisher import Publisher, Topics
 from processor.runner import Runner
 from processor.state.store import InMemoryStateStore, InMemoryStoreFactory
+from processor.topics import ensure_topics
 from processor.transport import TP, OutRecord
 
 #: A loop that has not drained after this many iterations is stuck (the test fails).
@@ -90,17 +91,17 @@ class MemoryWorker:
     def runner(self, stores: InMemoryStoreFactory | None = None) -> Runner:
         return Runner(self.settings, self.broker, stores or InMemoryStoreFactory())
 
-    def ensure_topics(self) -> None:
-        admin = self.broker.admin()
-        admin.ensure_topics(self.settings.topic_specs())
+    def ensure_topics(self) -> int:
+        """Create the missing topics like the worker does; the aggregations partition count."""
+        return ensure_topics(self.broker.admin(), self.settings)
 
     def publisher(self) -> Publisher:
         s = self.settings
-        self.ensure_topics()
+        partitions = self.ensure_topics()
         topics = Topics(
             s.topic_sources, s.topic_entitlements, s.topic_aggregations, s.topic_provisioning
         )
-        return Publisher(self.broker.producer(), s.partitions, topics)
+        return Publisher(self.broker.producer(), partitions, topics)
 
     def publish(self, source: SourceDescriptor, accounts: Iterable[Account], **kwargs: Any) -> str:
         publisher = self.publisher()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -14,6 +15,15 @@ from processor.worker.state import NO_INPUT_DIGEST, StoredAccount
 from tests.unit.test_partition import ACCOUNTS, SRC, Partition, acct
 
 T1, T2, T3 = "2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z", "2026-01-03T00:00:00Z"
+#: The platform sets the first account's title (after the first aggregation).
+LEAD_BY_PROVISIONING = {
+    "sourceId": SRC,
+    "completedAt": T1.replace("00:00:00", "06:00:00"),
+    "input": {
+        "key": {"simple": {"id": ACCOUNTS[0]["nativeIdentity"]}},
+        "changes": [{"op": "Set", "attribute": "title", "value": "Lead"}],
+    },
+}
 
 
 class CountingAdapter:
@@ -93,15 +103,7 @@ def test_state_written_by_provisioning_never_matches_an_input(
     """After the platform changed the stored account, the old input goes the full path."""
     p = Partition()
     p.aggregation("a1", T1, ACCOUNTS[:2])
-    record = {
-        "sourceId": SRC,
-        "completedAt": T1.replace("00:00:00", "06:00:00"),
-        "input": {
-            "key": {"simple": {"id": ACCOUNTS[0]["nativeIdentity"]}},
-            "changes": [{"op": "Set", "attribute": "title", "value": "Lead"}],
-        },
-    }
-    [applied] = p.batch(record, provisioning=True)
+    [applied] = p.batch(LEAD_BY_PROVISIONING, provisioning=True)
     assert applied.verdict == Verdict.APPLIED
     validations.accounts = 0
     # The source still shows the old title after the platform's change: a native revert.
@@ -144,3 +146,139 @@ def test_version_1_stored_accounts_are_read_without_an_input_digest() -> None:
     assert not StoredAccount.matches_input(v1, 10, NO_INPUT_DIGEST)
     assert StoredAccount.matches_input(v2, 10, b"i" * 16)
     assert not StoredAccount.matches_input(v2, 4, b"i" * 16)
+
+
+class CountingLoads:
+    """Wraps ``codec.loads`` to count the account records the worker decoded."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.calls = 0
+
+    def __call__(self, data: Any) -> Any:
+        obj = self.inner(data)
+        if isinstance(obj, dict) and obj.get("type") == "account":
+            self.calls += 1
+        return obj
+
+
+@pytest.fixture
+def decodes(monkeypatch: pytest.MonkeyPatch) -> Iterator[CountingLoads]:
+    spy = CountingLoads(partition_module.codec.loads)
+    monkeypatch.setattr(partition_module.codec, "loads", spy)
+    yield spy
+
+
+def test_repeated_bytes_are_unchanged_without_decoding(decodes: CountingLoads) -> None:
+    """Records whose account bytes repeat are decided unchanged without any JSON decode."""
+    p = Partition()
+    p.aggregation("a1", T1, ACCOUNTS)
+    _start(p, "a2", T2)
+    decodes.calls = 0
+    outcomes = p.batch(*_records("a2", ACCOUNTS))
+    assert [o.verdict for o in outcomes] == [Verdict.UNCHANGED] * len(ACCOUNTS)
+    assert decodes.calls == 0
+    assert [o.account_ref for o in outcomes] == [a["uuid"] for a in ACCOUNTS]
+    assert p.writes[-1] == 1  # only the seen chunk
+
+
+def test_reordered_bytes_take_the_canonical_path_and_are_learned(
+    decodes: CountingLoads, validations: CountingAdapter
+) -> None:
+    """Other bytes of the same account are decoded, still unchanged, and fast the next time."""
+    p = Partition()
+    p.aggregation("a1", T1, ACCOUNTS[:3])
+    reordered = [dict(reversed(list(a.items()))) for a in ACCOUNTS[:3]]
+    _start(p, "a2", T2)
+    decodes.calls = validations.accounts = 0
+    outcomes = p.batch(*_records("a2", reordered))
+    assert [o.verdict for o in outcomes] == [Verdict.UNCHANGED] * 3
+    assert (decodes.calls, validations.accounts) == (3, 0)
+    assert p.writes[-1] == 3 + 1  # the new bytes digests, and the seen chunk
+    _start(p, "a3", T3)
+    decodes.calls = 0
+    outcomes = p.batch(*_records("a3", reordered))
+    assert [o.verdict for o in outcomes] == [Verdict.UNCHANGED] * 3
+    assert decodes.calls == 0
+
+
+def test_changed_bytes_are_decided(decodes: CountingLoads) -> None:
+    """An account whose bytes changed goes the full path and its change is reported."""
+    p = Partition()
+    p.aggregation("a1", T1, ACCOUNTS[:2])
+    _start(p, "a2", T2)
+    decodes.calls = 0
+    outcomes = p.batch(*_records("a2", [acct(0, title="Lead"), ACCOUNTS[1]]))
+    assert [o.verdict for o in outcomes] == [Verdict.EMITTED, Verdict.UNCHANGED]
+    assert decodes.calls == 1
+    [event] = outcomes[0].events
+    assert [(c.name, c.newValue) for c in event.singleValueAttributeChanges] == [("title", "Lead")]
+
+
+def test_repeated_bytes_of_a_deletion_are_not_taken_for_unchanged() -> None:
+    """A DELTA record flagged deleted: true with the stored bytes is still a deletion."""
+    p = Partition()
+    p.aggregation("a1", T1, ACCOUNTS)
+    outcomes = p.aggregation("a2", T2, [], mode="DELTA", deleted=[ACCOUNTS[0]])
+    assert [(e.eventType, e.account.nativeIdentity) for o in outcomes for e in o.events] == [
+        ("ACCOUNT_DELETED", ACCOUNTS[0]["nativeIdentity"])
+    ]
+
+
+def test_state_of_version_2_takes_the_canonical_path_then_the_byte_path(
+    decodes: CountingLoads,
+) -> None:
+    """Accounts stored before the bytes digest existed are decided as before, then learned."""
+    p = Partition()
+    p.aggregation("a1", T1, ACCOUNTS[:2])
+    for key, value in list(p.store.scan(b"a/")):
+        old = StoredAccount.decode(value)
+        v2 = bytes([2]) + old.encode()[1:41] + old.account_json  # header without the bytes digest
+        p.store.apply({key: v2}, None)
+        assert StoredAccount.decode(v2) == replace(old, bytes_digest=NO_INPUT_DIGEST)
+    _start(p, "a2", T2)
+    decodes.calls = 0
+    outcomes = p.batch(*_records("a2", ACCOUNTS[:2]))
+    assert [o.verdict for o in outcomes] == [Verdict.UNCHANGED] * 2
+    assert decodes.calls == 2
+    _start(p, "a3", T3)
+    decodes.calls = 0
+    assert [o.verdict for o in p.batch(*_records("a3", ACCOUNTS[:2]))] == [Verdict.UNCHANGED] * 2
+    assert decodes.calls == 0
+
+
+def test_state_written_by_provisioning_never_matches_bytes(decodes: CountingLoads) -> None:
+    """Provisioning clears the bytes digest: the old bytes are decided on the full path."""
+    p = Partition()
+    p.aggregation("a1", T1, ACCOUNTS[:1])
+    p.batch(LEAD_BY_PROVISIONING, provisioning=True)
+    [(_, value)] = list(p.store.scan(b"a/"))
+    assert StoredAccount.decode(value).bytes_digest == NO_INPUT_DIGEST
+    _start(p, "a2", T2)
+    decodes.calls = 0
+    [outcome] = p.batch(*_records("a2", ACCOUNTS[:1]))
+    assert decodes.calls == 1
+    assert outcome.verdict == Verdict.EMITTED
+
+
+def test_records_the_byte_path_cannot_read_are_decided_as_before(decodes: CountingLoads) -> None:
+    """Repeated account bytes in a record with extra or malformed envelope fields are not
+    taken by the byte path: an extra field goes the canonical path, bad text is dead-lettered
+    with the decoder's reason."""
+    p = Partition()
+    p.aggregation("a1", T1, ACCOUNTS[:1])
+    _start(p, "a2", T2)
+    [record] = _records("a2", ACCOUNTS[:1])
+    account = json.dumps(record["account"]).encode()
+    head = b'{"type":"account","sourceId":"%s","aggregationId":"a2","account":' % SRC.encode()
+    decodes.calls = 0
+    extra, infinite, not_utf8 = p.batch(
+        head + account + b',"note":"x"}',
+        head + account + b',"note":1e999}',
+        head + account + b',"note":"\xff"}',
+    )
+    assert extra.verdict == Verdict.UNCHANGED
+    assert decodes.calls == 1  # the canonical path decided it
+    assert infinite.verdict == not_utf8.verdict == Verdict.DEAD_LETTERED
+    assert (infinite.reason or "").startswith("invalid JSON")
+    assert (not_utf8.reason or "").startswith("invalid JSON")

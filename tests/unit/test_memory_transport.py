@@ -7,19 +7,7 @@ import pytest
 from processor.errors import ConfigError, TransportError
 from processor.memory_transport import MemoryBroker
 from processor.transport import TP, OutRecord, TopicSpec
-
-
-class Recorder:
-    """A RebalanceListener that keeps what it was told."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[str, list[TP]]] = []
-
-    def on_assigned(self, tps: list[TP]) -> None:
-        self.events.append(("assigned", tps))
-
-    def on_revoked(self, tps: list[TP]) -> None:
-        self.events.append(("revoked", tps))
+from tests.helpers import Recorder
 
 
 def make_broker() -> MemoryBroker:

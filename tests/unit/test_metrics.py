@@ -144,6 +144,26 @@ def test_tracker_without_started_marker_reports_no_duration() -> None:
     assert summary["verdicts"] == {"unchanged": 1, "marker": 1}
 
 
+def test_tracker_counts_a_run_of_decisions_at_once() -> None:
+    """A run counted in one call tallies exactly as the same decisions counted one by one."""
+    decisions = [("unchanged", ())] * 5 + [("emitted", ("ACCOUNT_UPDATED",))] * 2
+    one_by_one, at_once = (AggregationTracker(clock=lambda: 1.0) for _ in range(2))
+    for tracker in (one_by_one, at_once):
+        tracker.observe(0, "s", "marker")
+    for verdict, events in decisions:
+        one_by_one.observe(0, "s", verdict, events)
+    at_once.observe(0, "s", "unchanged", count=5)
+    at_once.observe(0, "s", "emitted", ["ACCOUNT_UPDATED"], count=2)
+    done = ("COMPLETED", "FULL")
+    expected = one_by_one.observe(0, "s", "marker", (), done)
+    assert expected is not None and expected["verdicts"] == {
+        "marker": 2,
+        "unchanged": 5,
+        "emitted": 2,
+    }
+    assert at_once.observe(0, "s", "marker", (), done) == expected
+
+
 # ---------------------------------------------------------------------- through the runner
 
 

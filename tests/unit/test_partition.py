@@ -11,30 +11,13 @@ from processor.models import SourceDescriptor
 from processor.state import BatchOverlay, InMemoryStateStore
 from processor.worker.partition import Outcome, PartitionProcessor, Verdict
 from processor.worker.registry import SourceRegistry
+from tests.helpers import small_source
 
 SRC = "src-1"
 
 
 def _source(**extra: Any) -> SourceDescriptor:
-    return SourceDescriptor.model_validate(
-        {
-            "id": SRC,
-            "name": "AD",
-            "accountSchema": {
-                "attributes": [
-                    {"name": "title"},
-                    {"name": "memberOf", "isMulti": True, "isEntitlement": True},
-                ]
-            },
-            "nativeChangeDetectionConfig": {
-                "enabled": True,
-                "operations": ["ACCOUNT_UPDATED", "ACCOUNT_CREATED", "ACCOUNT_DELETED"],
-                "allEntitlements": True,
-                "allNonEntitlementAttributes": True,
-            },
-            **extra,
-        }
-    )
+    return small_source(SRC, **extra)
 
 
 class Partition:

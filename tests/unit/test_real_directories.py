@@ -15,8 +15,8 @@ from structlog.testing import capture_logs
 
 from processor import codec
 from processor.core import EntitlementCatalog, uuid_key
+from processor.keys import record_key
 from processor.models import Account, CatalogEntry
-from processor.publisher import record_key
 from processor.state.overlay import BatchOverlay
 from processor.worker.partition import Verdict
 from processor.worker.state import StoredAccount, digest, k_account, k_index

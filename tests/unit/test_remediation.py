@@ -11,11 +11,11 @@ from hypothesis import strategies as st
 from processor.core import (
     EntitlementCatalog,
     apply_provisioning,
-    command_key,
     decide_event,
     detect_changes,
     remediation_command,
 )
+from processor.keys import command_key
 from processor.models import AttributeValue, ChangeType, ProvisioningRecord, RemediationCommand
 from tests.unit.conftest import make_account, make_policy, make_record
 
