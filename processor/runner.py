@@ -123,8 +123,8 @@ def key_matches(key: bytes | None, outcome: Outcome) -> bool:
     source_id = outcome.source_id
     if key is None or source_id is None:
         return False
-    if outcome.account_ref is not None:
-        return key == record_key(source_id, None, outcome.account_ref)
+    if outcome.record_key is not None:
+        return key == outcome.record_key
     return key.startswith(record_key(source_id, None, ""))
 
 

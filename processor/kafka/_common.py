@@ -62,7 +62,8 @@ def mapped_errors(operation: str) -> Iterator[None]:
     """
     try:
         yield
-    except KafkaError as exc:
+    except KafkaError as raised:
+        exc = _underlying(raised)
         name = type(exc).__name__
         # kafka-python fails flushed sends of an unreachable broker with the bare base class
         # (not marked retriable); specific errors (fencing, authorization, ...) keep theirs.
@@ -83,11 +84,25 @@ def mapped_errors(operation: str) -> Iterator[None]:
             # kafka-python reports a refused TLS or SASL handshake only as a time-out, or as
             # a failed version probe (no broker, "incompatible" broker).
             message += f" ({START_HINT})"
-            raise BrokerAccessError(message, retriable=retriable) from exc
-        raise TransportError(message, retriable=retriable) from exc
+            raise BrokerAccessError(message, retriable=retriable) from raised
+        raise TransportError(message, retriable=retriable) from raised
     except OSError as exc:
         name = type(exc).__name__
         raise TransportError(f"{operation} failed: {name}", retriable=True) from exc
+
+
+def _underlying(exc: KafkaError) -> KafkaError:
+    """The error a bare ``KafkaError`` carries as an argument, else ``exc`` itself.
+
+    kafka-python refuses a send after its transaction failed with a bare ``KafkaError``
+    ("at least one previous transactional ... request has failed") holding the real one (a
+    refused topic, say): retrying that would fail the same way for ever.
+    """
+    if type(exc) is KafkaError:
+        for arg in exc.args:
+            if isinstance(arg, KafkaError):
+                return arg
+    return exc
 
 
 def to_tp(tp: TopicPartition) -> TP:

@@ -53,6 +53,7 @@ from processor.core import (
     wanted,
 )
 from processor.errors import InputError
+from processor.keys import account_record_key, record_key
 from processor.models import (
     Account,
     AccountEvent,
@@ -129,9 +130,9 @@ class Outcome:
     completed: tuple[str, str] | None = None
     #: Commands reverting the events, for sources that ask for remediation.
     remediations: list[RemediationCommand] = field(default_factory=list)
-    #: Set on an account record: its account's uuid, else its nativeIdentity (what its
-    #: record key names after the source id).
-    account_ref: str | None = None
+    #: Set on an account record: the record key its value implies (``sourceId/<uuid or
+    #: nativeIdentity>``, :func:`processor.keys.record_key`); the runner checks the real one.
+    record_key: bytes | None = None
 
 
 def _dead(reason: str, source_id: str | None = None) -> Outcome:
@@ -300,7 +301,7 @@ class PartitionProcessor:
             return self._started(record, state)
         if isinstance(record, AccountRecord):
             outcome = self._account(policy, record, state, inputs)
-            outcome.account_ref = record.account.uuid or record.account.nativeIdentity
+            outcome.record_key = account_record_key(record.sourceId, record.account)
             return outcome
         return self._completed(policy, record, state)
 
@@ -334,9 +335,8 @@ class PartitionProcessor:
         if not StoredAccount.matches_bytes(raw, agg.started_ms, seen.digest):
             return None
         self._saw(source_id, aggregation_id, key)
-        return Outcome(
-            Verdict.UNCHANGED, source_id=source_id, account_ref=seen.uuid or seen.native_identity
-        )
+        expected = record_key(source_id, seen.uuid, seen.native_identity)
+        return Outcome(Verdict.UNCHANGED, source_id=source_id, record_key=expected)
 
     def _stored(
         self,
@@ -389,7 +389,8 @@ class PartitionProcessor:
             return None
         self._learn(source_id, key, StoredAccount.decode(raw), inputs, state)
         self._saw(source_id, aggregation_id, key)
-        return Outcome(Verdict.UNCHANGED, source_id=source_id, account_ref=uuid or native)
+        expected = record_key(source_id, uuid, native)
+        return Outcome(Verdict.UNCHANGED, source_id=source_id, record_key=expected)
 
     def _learn(
         self,

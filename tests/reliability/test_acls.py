@@ -265,7 +265,10 @@ def test_a_worker_missing_one_grant_stops_and_says_which(
         _publish_as_upstream(env, bootstrap, steps, 0)
         _publish_as_upstream(env, bootstrap, steps, 1)
         started = time.monotonic()
-        wait_for(lambda: worker.poll() is not None, "the worker to stop")
+        try:
+            wait_for(lambda: worker.poll() is not None, "the worker to stop")
+        except AssertionError as exc:  # still running: retrying a refusal? say what it did
+            raise AssertionError(f"{exc}; log tail:\n{env.log_text()[-3000:]}") from exc
         took = time.monotonic() - started
     finally:
         env.stop_all()

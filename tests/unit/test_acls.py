@@ -53,3 +53,20 @@ def test_a_refusal_that_fails_a_transaction_is_not_retried(code: int) -> None:
     with pytest.raises(TransportError) as info, mapped_errors("commit transaction"):
         raise KafkaException(KafkaError(code, txn_requires_abort=True))
     assert info.value.retriable is False
+
+
+def test_kafka_python_send_refused_after_a_failed_transaction_names_the_cause() -> None:
+    """kafka-python's bare "previous request failed" error carries the refusal: it decides."""
+    from kafka.errors import KafkaError as KpError
+    from kafka.errors import TopicAuthorizationFailedError
+
+    from processor.kafka._common import mapped_errors as kafka_mapped_errors
+
+    wrapped = KpError("a previous transactional request failed", TopicAuthorizationFailedError())
+    with pytest.raises(TransportError) as info, kafka_mapped_errors("send"):
+        raise wrapped
+    assert str(info.value) == "send failed: TopicAuthorizationFailedError"
+    assert info.value.retriable is False
+    with pytest.raises(TransportError) as bare, kafka_mapped_errors("send"):
+        raise KpError("no broker answered")
+    assert bare.value.retriable is True

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from processor.keys import record_key
 from processor.worker import partition as partition_module
 from processor.worker.partition import Verdict
 from processor.worker.state import NO_INPUT_DIGEST, StoredAccount
@@ -178,7 +179,8 @@ def test_repeated_bytes_are_unchanged_without_decoding(decodes: CountingLoads) -
     outcomes = p.batch(*_records("a2", ACCOUNTS))
     assert [o.verdict for o in outcomes] == [Verdict.UNCHANGED] * len(ACCOUNTS)
     assert decodes.calls == 0
-    assert [o.account_ref for o in outcomes] == [a["uuid"] for a in ACCOUNTS]
+    keys = [record_key(SRC, a["uuid"], a["nativeIdentity"]) for a in ACCOUNTS]
+    assert [o.record_key for o in outcomes] == keys
     assert p.writes[-1] == 1  # only the seen chunk
 
 

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from processor.keys import record_key
 from processor.models import MAX_SOURCE_ID_CHARS, SourceDescriptor
 from processor.runner import KEY_MISMATCH
 from tests.unit.conftest import SOURCE_ID, make_source
-from tests.unit.test_record_boundary import T1, T2, Upstream, account
+from tests.unit.test_record_boundary import T1, T2, T3, Upstream, account
 
 VALID_IDS = ["2c91808a78efc63e0178fb8624b248c5", "hr", "hr.payroll", "a:b_c-D9", "x" * 128]
 INVALID_IDS = ["hr/payroll", "", "x" * (MAX_SOURCE_ID_CHARS + 1), "a b", "é", "a\x00", "hr/"]
@@ -105,3 +106,27 @@ def test_a_descriptor_is_refused_when_its_id_breaks_the_rules() -> None:
     with pytest.raises(ValidationError) as caught:
         SourceDescriptor.model_validate({"id": "hr/payroll", "name": "x"})
     assert caught.value.errors()[0]["loc"] == ("id",)
+
+
+def test_a_guid_uuid_is_keyed_as_r1_matches_it(tmp_path: Path) -> None:
+    """A record keyed by its GUID as R1 writes it ({lower-case hex}) is accepted, in the fast
+    path too; keyed by the GUID as the source spelled it, it is dead-lettered."""
+    up = Upstream(tmp_path)
+    guid = "3F2504E0-4F89-11D3-9A0C-0305E82C3301"
+    normalised = record_key(SOURCE_ID, guid, "CN=g")
+    assert normalised == f"{SOURCE_ID}/{{{guid.lower()}}}".encode()
+
+    def record(agg: str, title: str) -> dict[str, object]:
+        value = account("CN=g", title, agg=agg)
+        value["account"]["uuid"] = guid  # type: ignore[index]
+        return value
+
+    for agg, started, title in (("a1", T1, "t1"), ("a2", T2, "t2"), ("a3", T3, "t2")):
+        base = {"sourceId": SOURCE_ID, "aggregationId": agg}
+        up.send({**base, "type": "aggregation.started", "startedAt": started})
+        up.send(record(agg, title), key=normalised)
+        up.send({**base, "type": "aggregation.completed", "status": "COMPLETED"})
+    up.send(record("a3", "t3"), key=f"{SOURCE_ID}/{guid}".encode())
+    up.run()
+    assert up.changes() == [("ACCOUNT_UPDATED", "CN=g", "t2")]
+    assert up.dead() == [KEY_MISMATCH]
