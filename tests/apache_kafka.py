@@ -279,7 +279,8 @@ def start_kafka(workdir: Path, owner_pid: int | None = None) -> KafkaServer:
             classpath,
             "kafka.tools.StorageTool",
             "format",
-            *("-t", cluster_id),
+            # One argument: a random id may start with "-", which would read as an option.
+            f"--cluster-id={cluster_id}",
             *("-c", str(config)),
             *scram,
         ],
