@@ -15,7 +15,8 @@ from processor.kafka._common import common_options
 from tests.apache_kafka import SCRAM_MECHANISM, SCRAM_USERS
 from tests.broker import SessionBroker
 from tests.conftest import TRANSPORTS
-from tests.reliability.common import chain, check_exact, session_env
+from tests.integration.harness import WorkerEnv
+from tests.reliability.common import Chain, chain, check_exact, session_env
 
 SENTINEL = "sentinel-Pa55-7f1e"
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,6 +68,20 @@ def _scram_env(bootstrap: str, user: str, password: str) -> dict[str, str]:
     }
 
 
+def _two_aggregations_exactly(env: WorkerEnv, steps: Chain, tmp_path: Path) -> None:
+    """Run a worker through a baseline and one aggregation; its events must be exactly
+    ``diff``'s, and it must stop cleanly."""
+    try:
+        worker = env.start()
+        steps.publish(env, 0)
+        steps.publish(env, 1)
+        env.wait_drained()
+        check_exact(env, steps.expected(1, tmp_path / "expected"))
+        assert env.stop(worker) == 0
+    finally:
+        env.stop_all()
+
+
 @pytest.mark.broker
 @pytest.mark.slow
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -80,16 +95,7 @@ def test_worker_with_scram_credentials_processes_an_aggregation(
     env.extra_env.update(
         _scram_env(_sasl_bootstrap(kafka_broker), "ncd-admin", SCRAM_USERS["ncd-admin"])
     )
-    steps = chain(90, 2, 73)
-    try:
-        worker = env.start()
-        steps.publish(env, 0)
-        steps.publish(env, 1)
-        env.wait_drained()
-        check_exact(env, steps.expected(1, tmp_path / "expected"))
-        assert env.stop(worker) == 0
-    finally:
-        env.stop_all()
+    _two_aggregations_exactly(env, chain(90, 2, 73), tmp_path)
     assert SCRAM_USERS["ncd-admin"] not in env.log_text()
 
 
@@ -112,16 +118,7 @@ def test_worker_with_scram_over_tls_processes_an_aggregation(
     )
     env.extra_env["NCD_SECURITY_PROTOCOL"] = "SASL_SSL"
     env.extra_env["NCD_SSL_CAFILE"] = kafka_broker.ca_file
-    steps = chain(60, 2, 79)
-    try:
-        worker = env.start()
-        steps.publish(env, 0)
-        steps.publish(env, 1)
-        env.wait_drained()
-        check_exact(env, steps.expected(1, tmp_path / "expected"))
-        assert env.stop(worker) == 0
-    finally:
-        env.stop_all()
+    _two_aggregations_exactly(env, chain(60, 2, 79), tmp_path)
 
 
 @pytest.mark.broker
