@@ -303,6 +303,9 @@ class MemorySink:
         self._pending = []
         self._open = False
 
+    def settle(self) -> None:
+        """Nothing to do: an abort that returned leaves no transaction in doubt."""
+
     def close(self) -> None:
         """Drop an open transaction."""
         self._pending = []

@@ -244,6 +244,8 @@ class Runner:
         self.ready = threading.Event()
         self._held_polls: dict[int, int] = {}
         self._holding: set[int] = set()
+        #: Input partitions of aborted batches, to resume from their committed offsets.
+        self._unsettled: set[TP] = set()
         #: Counts rebalance callbacks, so that a batch being filled notices one.
         self._rebalances = 0
         self.metrics = Metrics(
@@ -278,6 +280,8 @@ class Runner:
                 self._last_beat = time.monotonic()
                 follower.follow()
                 try:
+                    if self._unsettled:
+                        self._settle(sink, consumer)
                     records = consumer.poll(s.poll_timeout_s, s.max_batch_records)
                     if records and s.batch_linger_ms > 0:
                         records = self._linger(consumer, records)
@@ -425,6 +429,7 @@ class Runner:
             self._aggregations.forget(tp.partition)
             self._holding.discard(tp.partition)
             self._held_polls.pop(tp.partition, None)
+            self._unsettled.discard(tp)
         log.info("partitions_revoked", partitions=sorted(tp.partition for tp in tps))
 
     def _open_partition(self, partition: int) -> None:
@@ -784,7 +789,8 @@ class Runner:
         consumer: GroupConsumer,
         by_partition: dict[int, list[InRecord]],
     ) -> None:
-        """Abort the transaction and rewind the consumer to the batch's first offsets."""
+        """Abort the transaction and rewind the consumer to the batch's first offsets; the
+        batch's partitions are settled (``_settle``) before anything else is processed."""
         self.stats.aborted_batches += 1
         try:
             sink.abort()
@@ -797,4 +803,27 @@ class Runner:
         for tp, offset in firsts.items():
             if tp.partition in self._partitions:
                 consumer.seek(tp, offset)
+                self._unsettled.add(tp)
         log.warning("batch_aborted", records=sum(len(b) for b in by_partition.values()))
+
+    def _settle(self, sink: TransactionalSink, consumer: GroupConsumer) -> None:
+        """Resume aborted partitions from what is committed, not from what we believe.
+
+        A commit can fail on our side after the broker applied it (its answer lost while the
+        broker was frozen): its events, changelog records and input offsets are then
+        committed although the batch raised. So once the transaction's outcome is final
+        (``sink.settle``), each partition's store catches up from the changelog and the
+        consumer moves to the group's committed offset: a batch that did commit is not
+        processed, nor its events emitted, a second time.
+        """
+        sink.settle()
+        for partition in sorted({tp.partition for tp in self._unsettled}):
+            entry = self._partitions.get(partition)
+            if entry is not None:
+                self._restore(partition, entry.store)
+        for tp in sorted(self._unsettled):
+            if tp.partition in self._partitions:
+                committed = consumer.committed(tp)
+                if committed is not None:
+                    consumer.seek(tp, committed)
+        self._unsettled.clear()

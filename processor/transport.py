@@ -198,6 +198,14 @@ class TransactionalSink(Protocol):
 
     def abort(self) -> None: ...
 
+    def settle(self) -> None:
+        """Make the outcome of every earlier transaction final before reading what it wrote.
+
+        A producer replaced after a failed abort is started again here: its
+        ``init_transactions`` completes (commits or aborts) what the old one left.
+        """
+        ...
+
     def close(self) -> None: ...
 
 

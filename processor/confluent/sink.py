@@ -191,6 +191,9 @@ class ConfluentTransactionalSink:
             with mapped_errors("abort transaction"):
                 self._client.abort_transaction(FLUSH_TIMEOUT_S)
 
+    def settle(self) -> None:
+        """Nothing to do: an abort that returned leaves no transaction in doubt."""
+
     def close(self) -> None:
         """Release the producer; records of an open transaction are dropped, not sent."""
         with mapped_errors("producer close"):

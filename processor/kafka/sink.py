@@ -148,6 +148,12 @@ class KafkaTransactionalSink:
                 self._replace()
                 raise TransportError(f"{exc} (producer replaced)", retriable=True) from exc
 
+    def settle(self) -> None:
+        """Start the producer replaced after a failed abort (``init_transactions`` completes
+        whatever the old one left open or half committed)."""
+        if self._client is None:
+            self._start()
+
     def close(self) -> None:
         """Release the producer without waiting for queued records."""
         if self._client is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -67,3 +68,43 @@ def test_an_output_over_the_size_limit_dead_letters_its_input(tmp_path: Path) ->
     assert "x" * 20 not in reason
     events = [s.record for log in worker.broker.logs[worker.settings.topic_events] for s in log]
     assert [r for r in events if r is not None] == []
+
+
+def test_a_commit_applied_by_the_broker_but_reported_failed_is_not_replayed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When a commit succeeds on the broker but the worker sees an error (the answer was
+    lost), the batch is not processed again: its events are not emitted a second time."""
+    import json
+
+    from processor.errors import TransportError
+    from processor.memory_transport import MemorySink
+
+    worker = MemoryWorker(tmp_path, max_batch_records=3)
+    source = make_source()
+    worker.publish(source, [make_account(f"CN=u{i}", {"title": "old"}) for i in range(6)])
+    worker.run(worker.runner())
+    original = MemorySink.commit
+    lost: list[int] = []
+
+    def commit_then_lose_the_answer(self: MemorySink, *args: Any) -> Any:
+        written = original(self, *args)
+        if not lost:
+            lost.append(1)
+            raise TransportError("commit transaction failed: answer lost", retriable=True)
+        return written
+
+    monkeypatch.setattr(MemorySink, "commit", commit_then_lose_the_answer)
+    worker.publish(source, [make_account(f"CN=u{i}", {"title": "new"}) for i in range(6)])
+    worker.run(worker.runner())
+    assert lost, "the lost commit answer was not exercised"
+    slots = worker.broker.logs[worker.settings.topic_events]
+    events = [
+        json.loads(slot.record.value)
+        for partition in slots
+        for slot in partition
+        if slot.record is not None and slot.record.value is not None
+    ]
+    ids = [e["id"] for e in events]
+    assert len(ids) == len(set(ids)), "an event was emitted twice"
+    assert len(events) == 6
