@@ -81,7 +81,15 @@ class KafkaTransactionalSink:
 
     def _start(self) -> None:
         with mapped_errors("producer start"):
-            client = _ClientProducer(**_producer_options(self._settings))
+            try:
+                client = _ClientProducer(**_producer_options(self._settings))
+            except AssertionError as exc:
+                # kafka-python asserts a transactional-capable broker version; with no answer
+                # to its version probe (a broker still frozen or restarting) the assertion
+                # fails: the same as a broker that did not answer, so retried like one.
+                raise TransportError(
+                    "producer start failed: no broker answered its version probe", retriable=True
+                ) from exc
             try:
                 if self._transactional:
                     client.init_transactions()

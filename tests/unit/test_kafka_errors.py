@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from kafka.errors import (
     InvalidProducerEpochError,
@@ -63,3 +65,21 @@ def test_group_member_request_timeout_outlasts_the_session_with_default_settings
     assert client.request_timeout_ms <= client.session_timeout_ms  # the case that broke
     timeout = group_request_timeout_ms(client)
     assert timeout > client.session_timeout_ms
+
+
+def test_a_producer_that_cannot_probe_the_broker_version_is_retried(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """kafka-python asserts the broker version when a transactional producer starts; with no
+    answer to its probe (a frozen broker) that is a retriable start failure, not a crash."""
+    from processor.config import load_settings
+    from processor.kafka import sink
+
+    def no_version(**_options: object) -> None:
+        raise AssertionError("Transactional/Idempotent producer requires >= Kafka 0.11 Brokers")
+
+    monkeypatch.setattr(sink, "_ClientProducer", no_version)
+    client = load_settings().client()
+    with pytest.raises(TransportError) as info:
+        sink.KafkaTransactionalSink(replace(client, transactional_id="t"))
+    assert info.value.retriable
