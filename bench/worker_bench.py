@@ -428,7 +428,7 @@ def measure(accounts: int, partitions: int, seed: int) -> dict[str, Any]:
         "partitions": partitions,
         "second_aggregation_records": n_records,
     }
-    broker = _Broker(*bench_broker())
+    broker = bench_broker()
     work = Path(tempfile.mkdtemp(prefix="ncd-worker-bench-"))
     benches = [
         Bench(broker.bootstrap, g, partitions, work) for g in ("exactly_once", "at_least_once")
@@ -527,12 +527,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
-
-
-class _Broker:
-    """The benchmark broker (``tests.broker.bench_broker``) under the names used here."""
-
-    def __init__(self, bootstrap: str, name: str, stop: Any) -> None:
-        self.bootstrap = bootstrap
-        self.name = name
-        self.stop = stop

@@ -204,14 +204,22 @@ def kafka_server(workdir: Path) -> Iterator[KafkaServer]:
         server.stop()
 
 
-def bench_broker() -> tuple[str, str, Callable[[], None]]:
-    """The benchmarks' broker: (bootstrap, a name for the report, stop).
+@dataclass(frozen=True)
+class BenchBroker:
+    """The benchmarks' broker: where it listens, a name for the report, how to stop it."""
 
-    Apache Kafka from Maven where a JDK is (the broker users run); Tansu only without one.
-    """
+    bootstrap: str
+    name: str
+    stop: Callable[[], None]
+
+
+def bench_broker() -> BenchBroker:
+    """Apache Kafka from Maven where a JDK is (the broker users run); Tansu only without one."""
     if java_available():
         server = start_kafka(Path(tempfile.mkdtemp(prefix="ncd-bench-kafka-")))
-        return server.bootstrap, f"Apache Kafka {KAFKA_VERSION} (KRaft, one node)", server.stop
+        return BenchBroker(
+            server.bootstrap, f"Apache Kafka {KAFKA_VERSION} (KRaft, one node)", server.stop
+        )
     warnings.warn("no JDK: the benchmarks run on Tansu", stacklevel=2)
     tansu = TansuBroker()
-    return tansu.bootstrap, "Tansu 0.6.0 (memory storage)", tansu.stop
+    return BenchBroker(tansu.bootstrap, "Tansu 0.6.0 (memory storage)", tansu.stop)

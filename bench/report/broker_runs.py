@@ -365,7 +365,7 @@ def measure_broker(
     dataset: Dataset, partitions: int, latency_s: float, guarantees: tuple[str, ...]
 ) -> dict[str, Any]:
     """Everything that needs the broker, in one run on one broker."""
-    broker = _Broker(*bench_broker())
+    broker = bench_broker()
     work = Path(tempfile.mkdtemp(prefix="ncd-report-"))
     inputs = f"in-{os.urandom(3).hex()}"
     out: dict[str, Any] = {
@@ -468,7 +468,7 @@ def measure_state(dataset: Dataset, partitions: int) -> dict[str, Any]:
     """Section 4 at full size: one worker (exactly-once) takes a baseline of
     every account of ``dataset`` while its RSS is sampled, then its state directory is
     deleted and the restore from the changelog is timed."""
-    broker = _Broker(*bench_broker())
+    broker = bench_broker()
     work = Path(tempfile.mkdtemp(prefix="ncd-state-"))
     inputs = f"in-{os.urandom(3).hex()}"
     # librdkafka when installed: the baseline of a million accounts is mostly changelog
@@ -497,12 +497,3 @@ def measure_state(dataset: Dataset, partitions: int) -> dict[str, Any]:
     finally:
         bench.kill_all()
         broker.stop()
-
-
-class _Broker:
-    """The benchmark broker (``tests.broker.bench_broker``) under the names used here."""
-
-    def __init__(self, bootstrap: str, name: str, stop: Any) -> None:
-        self.bootstrap = bootstrap
-        self.name = name
-        self.stop = stop
