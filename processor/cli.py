@@ -13,11 +13,10 @@ them into the pure core and the runner. Subcommands:
 from __future__ import annotations
 
 import argparse
-import gc
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
@@ -25,11 +24,6 @@ from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 from pydantic import BaseModel
 
 from processor import codec
-from processor.core import (
-    DuplicateAccountError,
-    EntitlementCatalog,
-    diff_snapshots,
-)
 from processor.errors import (
     BrokerAccessError,
     ConfigError,
@@ -262,7 +256,11 @@ def exit_code(exc: ProcessorError) -> int:
 
 
 def _cmd_diff(args: argparse.Namespace) -> int:
-    out = run_diff(
+    from processor.diffing import write_diff
+
+    sys.stdout.flush()
+    write_diff(
+        sys.stdout.buffer,
         source_path=args.source,
         previous_path=args.previous,
         current_path=args.current,
@@ -270,68 +268,8 @@ def _cmd_diff(args: argparse.Namespace) -> int:
         provisioning_path=args.provisioning,
         warn=_warn,
     )
-    _write_all(sys.stdout, out)
+    sys.stdout.buffer.flush()
     return EXIT_OK
-
-
-def run_diff(
-    *,
-    source_path: Path,
-    previous_path: Path,
-    current_path: Path,
-    catalog_path: Path | None = None,
-    provisioning_path: Path | None = None,
-    warn: Callable[[str], None] = lambda _message: None,
-) -> bytes:
-    """Read the inputs, diff them, and return the events as JSON Lines bytes.
-
-    Everything is read and checked before anything is written, so bad input yields
-    an error and no events. ``warn`` is told, in one line, when the delete guard (R10)
-    held deletions back. The cyclic garbage collector is paused meanwhile: loading
-    hundreds of thousands of small objects makes it rescan them again and again
-    (100k-account pair: 22.7 s with it, 14.3 s without, BENCHMARKS.md); the diff creates
-    no reference cycles worth collecting.
-    """
-    paused = gc.isenabled()
-    gc.disable()
-    try:
-        return _diff_files(
-            source_path, previous_path, current_path, catalog_path, provisioning_path, warn
-        )
-    finally:
-        if paused:
-            gc.enable()
-
-
-def _diff_files(
-    source_path: Path,
-    previous_path: Path,
-    current_path: Path,
-    catalog_path: Path | None,
-    provisioning_path: Path | None,
-    warn: Callable[[str], None],
-) -> bytes:
-    source = read_document(source_path, SourceDescriptor, "source descriptor")
-    previous = read_lines(previous_path, Account, "account record")
-    current = read_lines(current_path, Account, "account record")
-    catalog = EntitlementCatalog([] if catalog_path is None else read_catalog(catalog_path))
-    provisioning = _records(provisioning_path, ProvisioningRecord, "provisioning record")
-    try:
-        result = diff_snapshots(
-            source,
-            [x.record for x in previous],
-            [x.record for x in current],
-            catalog,
-            provisioning,
-        )
-    except DuplicateAccountError as exc:
-        located = previous if exc.side == "previous" else current
-        path = previous_path if exc.side == "previous" else current_path
-        reason = f"{exc.reason} (first at line {located[exc.first_index].line})"
-        raise FileInputError(str(path), located[exc.index].line, reason) from exc
-    if result.guard is not None:
-        warn(result.guard.message())
-    return b"".join(codec.dumps(event.model_dump(mode="json")) + b"\n" for event in result.events)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

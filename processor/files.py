@@ -75,17 +75,36 @@ def numbered_lines(
 
     ``on_bytes`` is told the size of every line read (blank ones too): a progress bar.
     """
-    try:
-        handle = path.open("rb")
-    except OSError as exc:
-        raise FileInputError(str(path), 1, f"cannot read file: {exc.strerror}") from exc
-    with handle:
+    for number, _offset, raw in placed_lines(path, on_bytes):
+        yield number, raw.strip()
+
+
+def placed_lines(
+    path: Path, on_bytes: Callable[[int], None] | None = None
+) -> Iterator[tuple[int, int, bytes]]:
+    """(1-based line number, byte offset, bytes as read) of each non-blank line of a file:
+    :func:`read_at` reads such a line again."""
+    with open_input(path) as handle:
+        offset = 0
         for number, raw in enumerate(handle, start=1):
             if on_bytes is not None:
                 on_bytes(len(raw))
-            line = raw.strip()
-            if line:
-                yield number, line
+            if not raw.isspace():
+                yield number, offset, raw
+            offset += len(raw)
+
+
+def open_input(path: Path) -> BinaryIO:
+    """Open an input file for reading bytes; a :class:`FileInputError` (line 1) if it cannot."""
+    try:
+        return path.open("rb")
+    except OSError as exc:
+        raise FileInputError(str(path), 1, f"cannot read file: {exc.strerror}") from exc
+
+
+def read_at(handle: BinaryIO, offset: int, size: int) -> bytes:
+    """``size`` bytes at ``offset`` of an open file (a line :func:`placed_lines` found)."""
+    return os.pread(handle.fileno(), size, offset)
 
 
 def iter_lines(path: Path, model: type[M], what: str) -> Iterator[Located[M]]:

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from processor.cli import main, run_diff
+from processor.cli import main
+from processor.diffing import run_diff
 from processor.replay import _snapshot_files
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

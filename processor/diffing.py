@@ -1,0 +1,218 @@
+"""The ``diff`` command's files: two snapshot files in, the events as JSON Lines out.
+
+Memory is bounded by the snapshots' keys, not their accounts: a first pass reads and checks
+every line of both snapshots and keeps, per account, only what R1 matches by
+(:class:`~processor.core.AccountKeys`), where its line is and the SHA-256 of its bytes.
+The core then plans the diff over those keys (:func:`~processor.core.plan_diff`), and each
+account that may have an event is read again from its line
+(:func:`~processor.core.diff_events`); a pair whose two lines hold the same bytes (and no
+provisioning record) has none, and is not read again. Everything is read and checked before
+anything is written, so bad input gives ``FILE:LINE: reason`` and no events.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import io
+import shutil
+import tempfile
+from array import array
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from processor import codec
+from processor.core import (
+    AccountKeys,
+    DiffPlan,
+    DuplicateAccountError,
+    EntitlementCatalog,
+    SourcePolicy,
+    account_keys,
+    diff_events,
+    plan_diff,
+)
+from processor.errors import FileInputError, InputError
+from processor.files import (
+    open_input,
+    placed_lines,
+    read_at,
+    read_catalog,
+    read_document,
+    read_lines,
+)
+from processor.models import Account, ProvisioningRecord, SourceDescriptor
+
+#: Events up to this size are gathered in memory before they are written, larger output
+#: in a temporary file: nothing is written until every event is known.
+SPOOL_BYTES = 32 * 1024 * 1024
+
+
+@dataclass(slots=True)
+class SnapshotIndex:
+    """One snapshot file as ``diff`` keeps it: per account (in file order) its keys, its
+    line number, where its line starts and how long it is, and the SHA-256 of the line."""
+
+    path: Path
+    keys: list[AccountKeys] = field(default_factory=list)
+    lines: array[int] = field(default_factory=lambda: array("q"))
+    offsets: array[int] = field(default_factory=lambda: array("q"))
+    sizes: array[int] = field(default_factory=lambda: array("q"))
+    digests: list[bytes] = field(default_factory=list)
+
+    def add(self, number: int, offset: int, raw: bytes, account: Account) -> None:
+        """Keep what ``diff`` needs of one account read from line ``number``."""
+        self.keys.append(account_keys(account))
+        self.lines.append(number)
+        self.offsets.append(offset)
+        self.sizes.append(len(raw))
+        self.digests.append(hashlib.sha256(raw.strip()).digest())
+
+    def error(self, position: int, reason: str) -> FileInputError:
+        """``FILE:LINE: reason`` for the account at ``position``."""
+        return FileInputError(str(self.path), self.lines[position], reason)
+
+
+def parse_account(path: Path, number: int, raw: bytes) -> Account:
+    """The account on line ``number``; ``FILE:LINE: reason`` when it is not one."""
+    try:
+        return codec.validate(Account, codec.loads(raw.strip()), "account record")
+    except InputError as exc:
+        raise FileInputError(str(path), number, exc.reason) from exc
+
+
+def index_snapshot(path: Path) -> SnapshotIndex:
+    """Read and check every account of a snapshot file, keeping only its index."""
+    index = SnapshotIndex(path)
+    for number, offset, raw in placed_lines(path):
+        index.add(number, offset, raw, parse_account(path, number, raw))
+    return index
+
+
+class _Reader:
+    """Reads the account at a position of an indexed snapshot again."""
+
+    def __init__(self, index: SnapshotIndex, handle: BinaryIO) -> None:
+        self._index = index
+        self._handle = handle
+
+    def __call__(self, position: int) -> Account:
+        index = self._index
+        raw = read_at(self._handle, index.offsets[position], index.sizes[position])
+        return parse_account(index.path, index.lines[position], raw)
+
+
+@dataclass(frozen=True, slots=True)
+class _Inputs:
+    """The checked inputs of a diff and its plan."""
+
+    policy: SourcePolicy
+    previous: SnapshotIndex
+    current: SnapshotIndex
+    catalog: EntitlementCatalog
+    plan: DiffPlan
+
+
+def _read_inputs(
+    source_path: Path,
+    previous_path: Path,
+    current_path: Path,
+    catalog_path: Path | None,
+    provisioning_path: Path | None,
+) -> _Inputs:
+    """Read and check every input, in the order their errors are reported, and plan."""
+    source = read_document(source_path, SourceDescriptor, "source descriptor")
+    previous = index_snapshot(previous_path)
+    current = index_snapshot(current_path)
+    catalog = EntitlementCatalog([] if catalog_path is None else read_catalog(catalog_path))
+    provisioning = (
+        []
+        if provisioning_path is None
+        else [
+            x.record
+            for x in read_lines(provisioning_path, ProvisioningRecord, "provisioning record")
+        ]
+    )
+    policy = SourcePolicy.from_source(source)
+    try:
+        plan = plan_diff(policy, previous.keys, current.keys, provisioning)
+    except DuplicateAccountError as exc:
+        index = previous if exc.side == "previous" else current
+        first = index.lines[exc.first_index]
+        raise index.error(exc.index, f"{exc.reason} (first at line {first})") from exc
+    return _Inputs(policy, previous, current, catalog, plan)
+
+
+def write_diff(
+    out: BinaryIO,
+    *,
+    source_path: Path,
+    previous_path: Path,
+    current_path: Path,
+    catalog_path: Path | None = None,
+    provisioning_path: Path | None = None,
+    warn: Callable[[str], None] = lambda _message: None,
+) -> None:
+    """Read the inputs, diff them, and write the events to ``out`` as JSON Lines.
+
+    Everything is read and checked before anything is written, so bad input yields an
+    error and no events. ``warn`` is told, in one line, when the delete guard (R10) held
+    deletions back. The cyclic garbage collector is paused meanwhile: the index is
+    hundreds of thousands of small objects it would rescan again and again, and the diff
+    creates no reference cycles worth collecting.
+    """
+    with _gc_paused(), ExitStack() as stack:
+        got = _read_inputs(
+            source_path, previous_path, current_path, catalog_path, provisioning_path
+        )
+        previous, current = got.previous, got.current
+        before = _Reader(previous, stack.enter_context(open_input(previous_path)))
+        after = _Reader(current, stack.enter_context(open_input(current_path)))
+
+        def same(i: int, j: int) -> bool:
+            return previous.digests[i] == current.digests[j]
+
+        spool = stack.enter_context(tempfile.SpooledTemporaryFile(SPOOL_BYTES))
+        for event in diff_events(got.policy, got.plan, before, after, got.catalog, same):
+            spool.write(codec.dumps(event.model_dump(mode="json")) + b"\n")
+        if got.plan.guard is not None:
+            warn(got.plan.guard.message())
+        spool.seek(0)
+        shutil.copyfileobj(spool, out)
+
+
+def run_diff(
+    *,
+    source_path: Path,
+    previous_path: Path,
+    current_path: Path,
+    catalog_path: Path | None = None,
+    provisioning_path: Path | None = None,
+    warn: Callable[[str], None] = lambda _message: None,
+) -> bytes:
+    """:func:`write_diff` into bytes (for tests and small inputs)."""
+    out = io.BytesIO()
+    write_diff(
+        out,
+        source_path=source_path,
+        previous_path=previous_path,
+        current_path=current_path,
+        catalog_path=catalog_path,
+        provisioning_path=provisioning_path,
+        warn=warn,
+    )
+    return out.getvalue()
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if paused:
+            gc.enable()
