@@ -16,7 +16,7 @@ import argparse
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 from pydantic import BaseModel
 
 from processor import codec
+from processor.cli_args import build_parser, settings_from
 from processor.errors import (
     BrokerAccessError,
     ConfigError,
@@ -49,189 +50,13 @@ EXIT_BAD_INPUT = 2
 EXIT_BROKER_OR_STATE = 3
 
 
-def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The argument parser of every subcommand; the settings flags only for ``command``
-    when given (``diff`` then never imports the settings: issue 14, start-up time)."""
-    parser = argparse.ArgumentParser(
-        prog="ncd-processor",
-        description="Native change detection: diff account snapshots into NCD events.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    diff = sub.add_parser(
-        "diff",
-        help="diff two snapshot files and print the events (JSON Lines)",
-        description=(
-            "Write one event per line to standard output, sorted by account nativeIdentity "
-            "then eventType. Exit 0, also when there are no events or the delete guard held "
-            "deletions back (then one warning line on standard error); exit 2 with FILE:LINE: "
-            "reason on bad input, writing no events."
-        ),
-    )
-    diff.add_argument("--source", required=True, type=Path, metavar="SOURCE.json")
-    diff.add_argument("previous", type=Path, metavar="PREVIOUS.jsonl")
-    diff.add_argument("current", type=Path, metavar="CURRENT.jsonl")
-    diff.add_argument("--entitlements", type=Path, metavar="CATALOG.jsonl")
-    diff.add_argument("--provisioning", type=Path, metavar="PROVISIONING.jsonl")
-    diff.set_defaults(handler=_cmd_diff)
-
-    run = sub.add_parser(
-        "run",
-        help="run the streaming worker",
-        description=(
-            "Consume ncd.aggregations, keep every account's last state, publish NCD events. "
-            "Every setting below can also be given as the environment variable shown, or in "
-            "a file named by NCD_ENV_FILE; flags win over the environment."
-        ),
-    )
-    if command in (None, "run"):
-        _add_setting_flags(run)
-    run.set_defaults(handler=_cmd_run)
-
-    publish = sub.add_parser(
-        "publish",
-        help="publish a source descriptor, a catalog and a snapshot as one aggregation",
-    )
-    publish.add_argument("--source", required=True, type=Path, metavar="SOURCE.json")
-    publish.add_argument("snapshot", type=Path, nargs="?", metavar="SNAPSHOT.jsonl")
-    publish.add_argument("--entitlements", type=Path, metavar="CATALOG.jsonl")
-    publish.add_argument("--provisioning", type=Path, metavar="PROVISIONING.jsonl")
-    publish.add_argument("--mode", choices=["FULL", "DELTA"], default="FULL")
-    publish.add_argument(
-        "--status", choices=["COMPLETED", "FAILED", "TERMINATED"], default="COMPLETED"
-    )
-    publish.add_argument("--aggregation-id")
-    publish.add_argument("--started-at", help="RFC 3339 instant; default: now")
-    publish.add_argument("--quiet", action="store_true", help="no progress bar")
-    if command in (None, "publish"):
-        _add_setting_flags(publish, only=_PUBLISH_SETTINGS)
-    publish.set_defaults(handler=_cmd_publish)
-
-    demo = sub.add_parser(
-        "demo",
-        help="run the whole pipeline on the bundled example with an embedded broker",
-        description=(
-            "Start an embedded Kafka-protocol broker (Tansu), run the worker, publish the "
-            "example source, catalog, a baseline, a provisioning record and a second "
-            "aggregation, and print the events. Needs no external service."
-        ),
-    )
-    demo.add_argument("--examples", type=Path, default=None, metavar="DIR")
-    demo.add_argument("--json", action="store_true", help="print the events as JSON Lines")
-    demo.set_defaults(handler=_cmd_demo)
-
-    replay = sub.add_parser(
-        "replay",
-        help="replay local snapshot files through the worker pipeline (no Kafka)",
-        description=(
-            "Replay DIR/aggregations/*.jsonl in name order, each a FULL aggregation of the "
-            "source in DIR/source.json (with DIR/catalog.jsonl and DIR/provisioning.jsonl if "
-            "present), against a local state directory kept between runs; write the events "
-            "as JSON Lines. The layout is in docs/operations.md. Exit 2 with FILE:LINE: "
-            "reason on bad input, writing no events and leaving the state untouched."
-        ),
-    )
-    replay.add_argument("directory", type=Path, metavar="DIR")
-    replay.add_argument(
-        "--state-dir", type=Path, metavar="STATE_DIR", help="local state (default: DIR/state)"
-    )
-    replay.add_argument(
-        "--output", type=Path, metavar="FILE", help="append events here (default: stdout)"
-    )
-    replay.add_argument("--quiet", action="store_true", help="no progress bar")
-    replay.set_defaults(handler=_cmd_replay)
-
-    revert = sub.add_parser(
-        "revert",
-        help="print the std:account:update commands that revert a file of events",
-        description=(
-            "Write one remediation command per event (JSON Lines) to standard output, "
-            "sorted by account nativeIdentity then eventType. With --source, revert the "
-            "change types of its remediation.revert, else all. Exit 2 with FILE:LINE: "
-            "reason on bad input, writing nothing."
-        ),
-    )
-    revert.add_argument("events", type=Path, metavar="EVENTS.jsonl")
-    revert.add_argument("--source", type=Path, metavar="SOURCE.json")
-    revert.set_defaults(handler=_cmd_revert)
-
-    schemas = sub.add_parser("schemas", help="regenerate the JSON Schemas into a directory")
-    schemas.add_argument("directory", type=Path, nargs="?", default=Path("schemas"))
-    schemas.set_defaults(handler=_cmd_schemas)
-    return parser
-
-
-_PUBLISH_SETTINGS = frozenset(
-    {
-        "bootstrap_servers",
-        "partitions",
-        "topic_sources",
-        "topic_entitlements",
-        "topic_aggregations",
-        "topic_provisioning",
-        "security_protocol",
-        "sasl_mechanism",
-        "sasl_username",
-        "sasl_password",
-        "sasl_password_file",
-        "allow_plaintext_sasl",
-        "ssl_cafile",
-        "ssl_certfile",
-        "ssl_keyfile",
-        "ssl_password",
-        "ssl_password_file",
-        "log_level",
-        "log_format",
-    }
-)
-
-
-#: Settings that hold a secret: never shown as a default; their flags warn when used.
-_SECRETS = frozenset({"sasl_password", "ssl_password"})
-
-
-def _add_setting_flags(parser: argparse.ArgumentParser, only: frozenset[str] | None = None) -> None:
-    """One ``--flag`` per setting, documented with its environment variable and default."""
-    from processor.config import Settings
-
-    group = parser.add_argument_group("settings (flag / environment variable)")
-    for name, info in Settings.model_fields.items():
-        if only is not None and name not in only:
-            continue
-        default = "(secret)" if name in _SECRETS else info.get_default(call_default_factory=True)
-        text = (
-            info.description or name.replace("_", " ")
-        ) + f" [env NCD_{name.upper()}; default {default}]"
-        group.add_argument(
-            "--" + name.replace("_", "-"), dest=f"setting_{name}", help=text, metavar="VALUE"
-        )
-
-
-def _settings_from(args: argparse.Namespace) -> Settings:
-    overrides = {
-        key[len("setting_") :]: value
-        for key, value in vars(args).items()
-        if key.startswith("setting_") and value is not None
-    }
-    for name in sorted(_SECRETS & overrides.keys()):
-        flag = "--" + name.replace("_", "-")
-        print(
-            f"ncd-processor: warning: {flag} shows in process listings to every local user; "
-            f"use NCD_{name.upper()}_FILE (or NCD_{name.upper()}) instead",
-            file=sys.stderr,
-        )
-    from processor.config import load_settings
-
-    return load_settings(**overrides)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ncd-processor`` console script."""
     given = sys.argv[1:] if argv is None else argv
     parser = build_parser(given[0] if given else None)
     args = parser.parse_args(argv)
     try:
-        code: int = args.handler(args)
+        code = _handler(args.command)(args)
     except FileInputError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -278,7 +103,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from processor.state import LmdbStoreFactory
     from processor.wiring import make_transport
 
-    settings = _settings_from(args)
+    settings = settings_from(args)
     configure_logging(settings.log_level, settings.log_format)
     try:
         private_dir(settings.state_dir)
@@ -335,7 +160,7 @@ def _cmd_publish(args: argparse.Namespace) -> int:
     from processor.topics import aggregation_partitions, ensure_topics
     from processor.wiring import make_transport
 
-    settings = _settings_from(args)
+    settings = settings_from(args)
     source = read_document(args.source, SourceDescriptor, "source descriptor")
     catalog = [] if args.entitlements is None else read_catalog(args.entitlements)
     provisioning = _records(args.provisioning, ProvisioningRecord, "provisioning record")
@@ -442,6 +267,20 @@ def _write_all(stream: TextIO, data: bytes) -> None:
     stream.flush()
     stream.buffer.write(data)
     stream.buffer.flush()
+
+
+def _handler(command: str) -> Callable[[argparse.Namespace], int]:
+    """What runs a subcommand (:mod:`processor.cli_args` builds its arguments)."""
+    handlers: dict[str, Callable[[argparse.Namespace], int]] = {
+        "diff": _cmd_diff,
+        "run": _cmd_run,
+        "publish": _cmd_publish,
+        "demo": _cmd_demo,
+        "replay": _cmd_replay,
+        "revert": _cmd_revert,
+        "schemas": _cmd_schemas,
+    }
+    return handlers[command]
 
 
 if __name__ == "__main__":

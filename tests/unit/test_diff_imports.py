@@ -42,7 +42,7 @@ def test_diff_does_not_import_the_worker_settings() -> None:
 
 def test_run_still_has_every_setting_flag() -> None:
     """The worker's subcommand keeps its settings flags when it is the one being run."""
-    from processor.cli import build_parser
+    from processor.cli_args import build_parser
 
     help_text = build_parser("run")._subparsers._group_actions[0].choices["run"].format_help()  # type: ignore[union-attr]
     assert "--max-partition-fetch-bytes" in help_text
