@@ -122,6 +122,7 @@ def run_diff(directory: Path, out_path: Path, root: Path | None = None) -> dict[
     counts = Counter(orjson.loads(line)["eventType"] for line in data.splitlines() if line)
     return {
         "wall_s": wall,
+        "cpu_s": usage.ru_utime + usage.ru_stime,
         "peak_rss_mb": peak_kb * 1024 / MB,
         "sha256": hashlib.sha256(data).hexdigest(),
         "output_bytes": len(data),
@@ -240,6 +241,8 @@ def markdown(result: dict[str, Any]) -> str:
         old = result["before"]["runs"]
         rows += [
             ("before: wall time", ", ".join(f"{r['wall_s']:.2f}" for r in old) + " s"),
+            ("before: CPU time", ", ".join(f"{r['cpu_s']:.2f}" for r in old) + " s"),
+            ("after: CPU time", ", ".join(f"{r['cpu_s']:.2f}" for r in runs) + " s"),
             ("before: peak RSS", ", ".join(f"{r['peak_rss_mb']:,.0f}" for r in old) + " MB"),
             ("after: peak RSS", ", ".join(f"{r['peak_rss_mb']:,.0f}" for r in runs) + " MB"),
         ]
