@@ -81,18 +81,13 @@ def exit_code(exc: ProcessorError) -> int:
 
 
 def _cmd_diff(args: argparse.Namespace) -> int:
-    from processor.diffing import write_diff
+    from processor.diffing import DiffFiles, write_diff
 
-    sys.stdout.flush()
-    write_diff(
-        sys.stdout.buffer,
-        source_path=args.source,
-        previous_path=args.previous,
-        current_path=args.current,
-        catalog_path=args.entitlements,
-        provisioning_path=args.provisioning,
-        warn=_warn,
+    files = DiffFiles(
+        args.source, args.previous, args.current, args.entitlements, args.provisioning
     )
+    sys.stdout.flush()
+    write_diff(sys.stdout.buffer, files, _warn)
     sys.stdout.buffer.flush()
     return EXIT_OK
 

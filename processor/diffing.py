@@ -116,24 +116,30 @@ class _Inputs:
     plan: DiffPlan
 
 
-def _read_inputs(
-    source_path: Path,
-    previous_path: Path,
-    current_path: Path,
-    catalog_path: Path | None,
-    provisioning_path: Path | None,
-) -> _Inputs:
+@dataclass(frozen=True, slots=True)
+class DiffFiles:
+    """The files of one diff: a source descriptor, two snapshots, and optionally a catalog
+    and provisioning records."""
+
+    source: Path
+    previous: Path
+    current: Path
+    catalog: Path | None = None
+    provisioning: Path | None = None
+
+
+def _read_inputs(files: DiffFiles) -> _Inputs:
     """Read and check every input, in the order their errors are reported, and plan."""
-    source = read_document(source_path, SourceDescriptor, "source descriptor")
-    previous = index_snapshot(previous_path)
-    current = index_snapshot(current_path)
-    catalog = EntitlementCatalog([] if catalog_path is None else read_catalog(catalog_path))
+    source = read_document(files.source, SourceDescriptor, "source descriptor")
+    previous = index_snapshot(files.previous)
+    current = index_snapshot(files.current)
+    catalog = EntitlementCatalog([] if files.catalog is None else read_catalog(files.catalog))
     provisioning = (
         []
-        if provisioning_path is None
+        if files.provisioning is None
         else [
             x.record
-            for x in read_lines(provisioning_path, ProvisioningRecord, "provisioning record")
+            for x in read_lines(files.provisioning, ProvisioningRecord, "provisioning record")
         ]
     )
     policy = SourcePolicy.from_source(source)
@@ -147,14 +153,7 @@ def _read_inputs(
 
 
 def write_diff(
-    out: BinaryIO,
-    *,
-    source_path: Path,
-    previous_path: Path,
-    current_path: Path,
-    catalog_path: Path | None = None,
-    provisioning_path: Path | None = None,
-    warn: Callable[[str], None] = lambda _message: None,
+    out: BinaryIO, files: DiffFiles, warn: Callable[[str], None] = lambda _message: None
 ) -> None:
     """Read the inputs, diff them, and write the events to ``out`` as JSON Lines.
 
@@ -165,12 +164,10 @@ def write_diff(
     creates no reference cycles worth collecting.
     """
     with _gc_paused(), ExitStack() as stack:
-        got = _read_inputs(
-            source_path, previous_path, current_path, catalog_path, provisioning_path
-        )
+        got = _read_inputs(files)
         previous, current = got.previous, got.current
-        before = _Reader(previous, stack.enter_context(open_input(previous_path)))
-        after = _Reader(current, stack.enter_context(open_input(current_path)))
+        before = _Reader(previous, stack.enter_context(open_input(files.previous)))
+        after = _Reader(current, stack.enter_context(open_input(files.current)))
 
         def same(i: int, j: int) -> bool:
             return previous.digests[i] == current.digests[j]
@@ -191,19 +188,11 @@ def run_diff(
     current_path: Path,
     catalog_path: Path | None = None,
     provisioning_path: Path | None = None,
-    warn: Callable[[str], None] = lambda _message: None,
 ) -> bytes:
     """:func:`write_diff` into bytes (for tests and small inputs)."""
     out = io.BytesIO()
-    write_diff(
-        out,
-        source_path=source_path,
-        previous_path=previous_path,
-        current_path=current_path,
-        catalog_path=catalog_path,
-        provisioning_path=provisioning_path,
-        warn=warn,
-    )
+    files = DiffFiles(source_path, previous_path, current_path, catalog_path, provisioning_path)
+    write_diff(out, files)
     return out.getvalue()
 
 
