@@ -1,12 +1,15 @@
 """The composition root: the ``ncd-processor`` command line.
 
 Only this module knows the concrete classes (Kafka clients, LMDB stores, files); it wires
-them into the pure core and the runner. Subcommands:
+them into the pure core and the runner. :mod:`processor.cli_args` builds the arguments;
+here each subcommand is run:
 
 - ``run``: the streaming worker (Kafka in, events out).
 - ``publish``: send a source, a catalog and a snapshot file to Kafka as one aggregation.
-- ``diff``: compare two snapshot files offline (docs/records.md).
+- ``diff``: compare two snapshot files offline (:mod:`processor.diffing`, docs/records.md).
 - ``replay``: the worker's pipeline over local snapshot files, with local state.
+- ``revert``: the remediation commands that revert a file of events.
+- ``demo``: the whole pipeline on the bundled example, with an embedded broker.
 - ``schemas``: regenerate the published JSON Schemas.
 """
 
