@@ -3,19 +3,42 @@ byte, and it reads again only the accounts that may have an event."""
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import shutil
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import BaseModel
 
 from bench.generate import generate, write
+from processor import codec
 from processor.cli import main
-from processor.core import SourcePolicy, account_keys, diff_events, plan_diff
-from processor.core.catalog import EntitlementCatalog
-from processor.models import Account
+from processor.core import (
+    EntitlementCatalog,
+    SourcePolicy,
+    account_keys,
+    diff_events,
+    diff_snapshots,
+    plan_diff,
+    uuid_key,
+)
+from processor.diffing import DiffFiles, write_diff
+from processor.errors import FileInputError, InputError
+from processor.files import read_document
+from processor.models import Account, CatalogEntry, ProvisioningRecord, SourceDescriptor
 from tests.unit.test_cli_diff import _args
+from tests.unit.test_core_properties import (
+    PROPERTY_SETTINGS,
+    provisioning_records,
+    snapshots,
+    sources,
+)
 
 #: sha256 of the output of the in-memory ``diff`` (commit 39f8d56, before streaming) on
 #: :func:`varied_fixture`: 24 ACCOUNT_UPDATED, 1 ACCOUNT_CREATED, 1 ACCOUNT_DELETED.
@@ -53,8 +76,6 @@ def test_output_is_the_in_memory_diffs_byte_for_byte(
 ) -> None:
     """On creates, deletes, changes, renames, provisioning and respelled lines the streaming
     diff writes exactly what the in-memory diff wrote."""
-    import hashlib
-
     assert main(_args(fixture_dir)) == 0
     captured = capsysbinary.readouterr()
     types = sorted(json.loads(line)["eventType"] for line in captured.out.splitlines())
@@ -130,9 +151,6 @@ def _account(name: str, title: str) -> Account:
 def test_unchanged_pairs_are_not_read_again(fixture_dir: Path) -> None:
     """diff_events asks for no account of a pair its ``same`` calls equal, and for both
     accounts of a pair it does not."""
-    from processor.files import read_document
-    from processor.models import SourceDescriptor
-
     source = read_document(fixture_dir / "source.json", SourceDescriptor, "source")
     policy = SourcePolicy.from_source(source)
     previous = [_account("a", "x"), _account("b", "x")]
@@ -157,3 +175,64 @@ def test_unchanged_pairs_are_not_read_again(fixture_dir: Path) -> None:
     )
     assert sorted(asked) == [("current", 1), ("previous", 1)]
     assert [e.account.nativeIdentity for e in events] == ["b"]
+
+
+def _write_jsonl(path: Path, models: Sequence[BaseModel], blank_every: int) -> Path:
+    lines = [codec.dumps(m.model_dump(mode="json", exclude_none=True)) for m in models]
+    for at in range(len(lines), 0, -blank_every):
+        lines.insert(at, b"  ")
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return path
+
+
+@PROPERTY_SETTINGS
+@given(
+    source=sources(),
+    previous=snapshots(),
+    current=snapshots(),
+    records=provisioning_records(),
+    data=st.data(),
+)
+def test_streaming_diff_equals_the_in_memory_diff(
+    source: SourceDescriptor,
+    previous: list[Account],
+    current: list[Account],
+    records: list[ProvisioningRecord],
+    data: st.DataObject,
+) -> None:
+    """On random snapshots (some current lines repeating previous ones byte for byte) the
+    files' diff writes what the in-memory diff of the same accounts gives, or both refuse."""
+    picked = data.draw(st.lists(st.integers(0, len(previous) - 1), unique=True)) if previous else []
+    repeated = [previous[i] for i in picked]
+    taken = {a.nativeIdentity.casefold() for a in repeated}
+    taken |= {uuid_key(a.uuid) for a in repeated if a.uuid}
+    others = [
+        a
+        for a in current
+        if a.nativeIdentity.casefold() not in taken and not (a.uuid and uuid_key(a.uuid) in taken)
+    ]
+    current = [*repeated, *others]
+    blank_every = data.draw(st.integers(1, 4))
+    with tempfile.TemporaryDirectory() as name:
+        d = Path(name)
+        (d / "source.json").write_bytes(codec.dumps(source.model_dump(mode="json")))
+        entries = [CatalogEntry(attribute="memberOf", value="CN=A", id="ea", name="A")]
+        files = DiffFiles(
+            d / "source.json",
+            _write_jsonl(d / "previous.jsonl", previous, blank_every),
+            _write_jsonl(d / "current.jsonl", current, blank_every + 1),
+            _write_jsonl(d / "catalog.jsonl", entries, 5),
+            _write_jsonl(d / "provisioning.jsonl", records, 3),
+        )
+        try:
+            catalog = EntitlementCatalog(entries)
+            expected = diff_snapshots(source, previous, current, catalog, records)
+        except InputError:
+            with pytest.raises(FileInputError):
+                write_diff(io.BytesIO(), files)
+            return
+        out = io.BytesIO()
+        write_diff(out, files)
+    assert out.getvalue() == b"".join(
+        codec.dumps(event.model_dump(mode="json")) + b"\n" for event in expected.events
+    )
