@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 from pydantic import BaseModel
 
 from processor import codec
-from processor.cli_args import build_parser, settings_from
+from processor.cli_args import build_parser
+from processor.cli_args import settings_from as _settings_from
 from processor.errors import (
     BrokerAccessError,
     ConfigError,
@@ -101,7 +102,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from processor.state import LmdbStoreFactory
     from processor.wiring import make_transport
 
-    settings = settings_from(args)
+    settings = _settings_from(args)
     configure_logging(settings.log_level, settings.log_format)
     try:
         private_dir(settings.state_dir)
@@ -158,7 +159,7 @@ def _cmd_publish(args: argparse.Namespace) -> int:
     from processor.topics import aggregation_partitions, ensure_topics
     from processor.wiring import make_transport
 
-    settings = settings_from(args)
+    settings = _settings_from(args)
     source = read_document(args.source, SourceDescriptor, "source descriptor")
     catalog = [] if args.entitlements is None else read_catalog(args.entitlements)
     provisioning = _records(args.provisioning, ProvisioningRecord, "provisioning record")
