@@ -2,7 +2,8 @@
 
 Memory is bounded by the snapshots' keys, not their accounts: a first pass reads and checks
 every line of both snapshots and keeps, per account, only what R1 matches by
-(:class:`~processor.core.AccountKeys`), where its line is and the SHA-256 of its bytes.
+(:class:`~processor.core.AccountKeys`), where its line is and the SHA-256 of its bytes. A
+current line whose bytes are a previous line's was checked with it and is not decoded again.
 The core then plans the diff over those keys (:func:`~processor.core.plan_diff`), and each
 account that may have an event is read again from its line
 (:func:`~processor.core.diff_events`); a pair whose two lines hold the same bytes (and no
@@ -63,13 +64,20 @@ class SnapshotIndex:
     sizes: array[int] = field(default_factory=lambda: array("q"))
     digests: list[bytes] = field(default_factory=list)
 
-    def add(self, number: int, offset: int, raw: bytes, account: Account) -> None:
+    def add(self, number: int, offset: int, size: int, digest: bytes, keys: AccountKeys) -> None:
         """Keep what ``diff`` needs of one account read from line ``number``."""
-        self.keys.append(account_keys(account))
+        self.keys.append(keys)
         self.lines.append(number)
         self.offsets.append(offset)
-        self.sizes.append(len(raw))
-        self.digests.append(hashlib.sha256(raw.strip()).digest())
+        self.sizes.append(size)
+        self.digests.append(digest)
+
+    def by_digest(self) -> dict[bytes, int]:
+        """The position of the (first) account whose line has each digest."""
+        found: dict[bytes, int] = {}
+        for position, digest in enumerate(self.digests):
+            found.setdefault(digest, position)
+        return found
 
     def error(self, position: int, reason: str) -> FileInputError:
         """``FILE:LINE: reason`` for the account at ``position``."""
@@ -84,11 +92,22 @@ def parse_account(path: Path, number: int, raw: bytes) -> Account:
         raise FileInputError(str(path), number, exc.reason) from exc
 
 
-def index_snapshot(path: Path) -> SnapshotIndex:
-    """Read and check every account of a snapshot file, keeping only its index."""
+def index_snapshot(path: Path, known: SnapshotIndex | None = None) -> SnapshotIndex:
+    """Read and check every account of a snapshot file, keeping only its index.
+
+    A line whose bytes are those of a line of ``known`` (the previous snapshot, already
+    checked) is the same account: its keys are taken from there, without decoding it again.
+    """
     index = SnapshotIndex(path)
+    seen = {} if known is None else known.by_digest()
     for number, offset, raw in placed_lines(path):
-        index.add(number, offset, raw, parse_account(path, number, raw))
+        digest = hashlib.sha256(raw.strip()).digest()
+        position = seen.get(digest)
+        if position is not None and known is not None:
+            keys = known.keys[position]
+        else:
+            keys = account_keys(parse_account(path, number, raw))
+        index.add(number, offset, len(raw), digest, keys)
     return index
 
 
@@ -132,7 +151,7 @@ def _read_inputs(files: DiffFiles) -> _Inputs:
     """Read and check every input, in the order their errors are reported, and plan."""
     source = read_document(files.source, SourceDescriptor, "source descriptor")
     previous = index_snapshot(files.previous)
-    current = index_snapshot(files.current)
+    current = index_snapshot(files.current, known=previous)
     catalog = EntitlementCatalog([] if files.catalog is None else read_catalog(files.catalog))
     provisioning = (
         []
