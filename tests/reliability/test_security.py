@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from processor.config import load_settings
-from processor.kafka._common import common_options
+from processor.transport.kafka._common import common_options
 from tests.apache_kafka import SCRAM_MECHANISM, SCRAM_USERS
 from tests.broker import SessionBroker
 from tests.conftest import TRANSPORTS

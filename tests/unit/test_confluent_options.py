@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from confluent_kafka import Producer
 
-from processor.confluent.sink import _producer_options
 from processor.transport import ClientSettings
+from processor.transport.confluent.sink import _producer_options
 
 
 @pytest.mark.parametrize("timeout_ms", [1_000, 10_000, 60_000, 900_000])

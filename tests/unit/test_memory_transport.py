@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from processor.errors import ConfigError, TransportError
-from processor.memory_transport import MemoryBroker
 from processor.transport import TP, OutRecord, TopicSpec
+from processor.transport.memory import MemoryBroker
 from tests.helpers import Recorder
 
 

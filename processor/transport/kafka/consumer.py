@@ -26,7 +26,8 @@ from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.coordinator.assignors.range import RangePartitionAssignor
 from kafka.structs import TopicPartition
 
-from processor.kafka._common import (
+from processor.transport import LAG_UNKNOWN, TP, ClientSettings, InRecord, RebalanceListener
+from processor.transport.kafka._common import (
     consumer_options,
     mapped_errors,
     to_in_records,
@@ -34,7 +35,6 @@ from processor.kafka._common import (
     to_offsets,
     to_tp,
 )
-from processor.transport import LAG_UNKNOWN, TP, ClientSettings, InRecord, RebalanceListener
 
 _Event = tuple[Literal["assigned", "revoked"], list[TP]]
 

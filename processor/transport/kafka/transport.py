@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from processor.kafka.admin import KafkaAdmin
-from processor.kafka.consumer import KafkaGroupConsumer
-from processor.kafka.reader import KafkaPartitionReader
-from processor.kafka.sink import KafkaProducer, KafkaTransactionalSink
 from processor.transport import ClientSettings, RebalanceListener, Transport
+from processor.transport.kafka.admin import KafkaAdmin
+from processor.transport.kafka.consumer import KafkaGroupConsumer
+from processor.transport.kafka.reader import KafkaPartitionReader
+from processor.transport.kafka.sink import KafkaProducer, KafkaTransactionalSink
 
 
 class KafkaTransport:

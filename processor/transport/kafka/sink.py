@@ -19,8 +19,8 @@ from kafka import KafkaProducer as _ClientProducer
 from kafka.producer.future import FutureRecordMetadata
 
 from processor.errors import TransportError
-from processor.kafka._common import common_options, mapped_errors, to_offsets
 from processor.transport import TP, ClientSettings, OutRecord
+from processor.transport.kafka._common import common_options, mapped_errors, to_offsets
 
 # Longest wait for outstanding records in flush/close; beyond it the broker is
 # considered unreachable and the error is retriable.

@@ -9,12 +9,12 @@ from typing import Any
 
 from confluent_kafka import Consumer  # type: ignore[import-untyped]
 
-from processor.confluent._common import consumer_options, mapped_errors
-from processor.confluent.admin import ConfluentAdmin
-from processor.confluent.consumer import ConfluentGroupConsumer
-from processor.confluent.reader import ConfluentPartitionReader
-from processor.confluent.sink import ConfluentProducer, ConfluentTransactionalSink
 from processor.transport import ClientSettings, RebalanceListener, Transport
+from processor.transport.confluent._common import consumer_options, mapped_errors
+from processor.transport.confluent.admin import ConfluentAdmin
+from processor.transport.confluent.consumer import ConfluentGroupConsumer
+from processor.transport.confluent.reader import ConfluentPartitionReader
+from processor.transport.confluent.sink import ConfluentProducer, ConfluentTransactionalSink
 
 
 class ConfluentTransport:

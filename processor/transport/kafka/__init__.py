@@ -28,11 +28,11 @@ kafka-python 3.0.12 (see tests/integration/test_kafka_transport.py):
 kafka-python 3.0 itself runs rebalance listeners on its IO thread; see ``consumer``.
 """
 
-from processor.kafka.admin import KafkaAdmin
-from processor.kafka.consumer import KafkaGroupConsumer
-from processor.kafka.reader import KafkaPartitionReader
-from processor.kafka.sink import KafkaProducer, KafkaTransactionalSink
-from processor.kafka.transport import KafkaTransport
+from processor.transport.kafka.admin import KafkaAdmin
+from processor.transport.kafka.consumer import KafkaGroupConsumer
+from processor.transport.kafka.reader import KafkaPartitionReader
+from processor.transport.kafka.sink import KafkaProducer, KafkaTransactionalSink
+from processor.transport.kafka.transport import KafkaTransport
 
 __all__ = [
     "KafkaAdmin",

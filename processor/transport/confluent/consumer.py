@@ -28,7 +28,8 @@ from confluent_kafka import (  # type: ignore[import-untyped]
     TopicPartition,
 )
 
-from processor.confluent._common import (
+from processor.transport import LAG_UNKNOWN, TP, ClientSettings, InRecord, RebalanceListener
+from processor.transport.confluent._common import (
     consumer_options,
     fetch,
     mapped_errors,
@@ -37,7 +38,6 @@ from processor.confluent._common import (
     to_offsets,
     to_tp,
 )
-from processor.transport import LAG_UNKNOWN, TP, ClientSettings, InRecord, RebalanceListener
 
 # Longest wait for a broker answer in committed/commit (the request timeout is per try).
 ANSWER_TIMEOUT_S = 30.0

@@ -19,7 +19,7 @@ from processor.errors import BrokerAccessError, TransportError
 from processor.transport import AUTH_HINT, TP, ClientSettings, InRecord
 
 #: librdkafka's log lines go through stdlib logging under this name, not raw to stderr.
-LOGGER = logging.getLogger("processor.confluent.librdkafka")
+LOGGER = logging.getLogger("processor.transport.confluent.librdkafka")
 
 # Refusals a retry cannot cure, even where they fail a transaction that could be aborted and
 # tried again: a missing ACL or bad credentials must stop the worker, naming the refusal.

@@ -17,8 +17,8 @@ from kafka.errors import (
 from kafka.protocol.metadata import MetadataRequest
 
 from processor.errors import ConfigError
-from processor.kafka._common import common_options, mapped_errors
 from processor.transport import ClientSettings, TopicSpec
+from processor.transport.kafka._common import common_options, mapped_errors
 
 # How long a create may take until the new topics have leaders in the metadata.
 CREATE_TIMEOUT_MS = 30_000

@@ -18,15 +18,15 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer  # type: ignore[import-untyped]
 
-from processor.confluent._common import (
+from processor.errors import TransportError
+from processor.transport import TP, ClientSettings, OutRecord
+from processor.transport.confluent._common import (
     common_options,
     error_of,
     mapped_errors,
     to_offsets,
     transport_error,
 )
-from processor.errors import TransportError
-from processor.transport import TP, ClientSettings, OutRecord
 
 # Longest wait for outstanding records in flush/close and for a transaction call;
 # beyond it the broker is considered unreachable and the error is retriable.

@@ -9,9 +9,9 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException  # type: ignore[import-untyped]
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[import-untyped]
 
-from processor.confluent._common import AuthWatch, common_options, error_of, mapped_errors
 from processor.errors import ConfigError, TransportError
 from processor.transport import ClientSettings, TopicSpec
+from processor.transport.confluent._common import AuthWatch, common_options, error_of, mapped_errors
 
 # How long a create may take until the new topics have leaders in the metadata.
 CREATE_TIMEOUT_S = 30.0

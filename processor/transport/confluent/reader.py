@@ -6,7 +6,8 @@ from collections.abc import Iterable, Mapping
 
 from confluent_kafka import Consumer, KafkaError  # type: ignore[import-untyped]
 
-from processor.confluent._common import (
+from processor.transport import TP, ClientSettings, InRecord
+from processor.transport.confluent._common import (
     common_options,
     fetch,
     mapped_errors,
@@ -15,7 +16,6 @@ from processor.confluent._common import (
     to_in_records,
     transport_error,
 )
-from processor.transport import TP, ClientSettings, InRecord
 
 # Longest wait for a metadata or ListOffsets answer.
 ANSWER_TIMEOUT_S = 30.0

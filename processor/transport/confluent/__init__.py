@@ -1,7 +1,7 @@
 """confluent-kafka (librdkafka) implementations of ``processor.transport``.
 
 The optional second transport (``NCD_TRANSPORT=confluent``, extra ``confluent``); the
-only package importing ``confluent_kafka``. Same contracts as ``processor.kafka``.
+only package importing ``confluent_kafka``. Same contracts as ``processor.transport.kafka``.
 
 What Tansu 0.6.0 (the test broker, memory storage) does with librdkafka 2.12, measured
 by tests/integration/test_kafka_transport.py (run on both transports):
@@ -16,11 +16,11 @@ by tests/integration/test_kafka_transport.py (run on both transports):
 * a group join takes about half the session timeout, like kafka-python's.
 """
 
-from processor.confluent.admin import ConfluentAdmin
-from processor.confluent.consumer import ConfluentGroupConsumer
-from processor.confluent.reader import ConfluentPartitionReader
-from processor.confluent.sink import ConfluentProducer, ConfluentTransactionalSink
-from processor.confluent.transport import ConfluentTransport
+from processor.transport.confluent.admin import ConfluentAdmin
+from processor.transport.confluent.consumer import ConfluentGroupConsumer
+from processor.transport.confluent.reader import ConfluentPartitionReader
+from processor.transport.confluent.sink import ConfluentProducer, ConfluentTransactionalSink
+from processor.transport.confluent.transport import ConfluentTransport
 
 __all__ = [
     "ConfluentAdmin",
