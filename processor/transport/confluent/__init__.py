@@ -1,7 +1,8 @@
 """confluent-kafka (librdkafka) implementations of ``processor.transport``.
 
 The optional second transport (``NCD_TRANSPORT=confluent``, extra ``confluent``); the
-only package importing ``confluent_kafka``. Same contracts as ``processor.transport.kafka``.
+only package importing ``confluent_kafka``. Same contracts as ``processor.transport.kafka``;
+what both do the same way is in ``processor.transport.base``.
 
 What Tansu 0.6.0 (the test broker, memory storage) does with librdkafka 2.12, measured
 by tests/integration/test_kafka_transport.py (run on both transports):
@@ -19,14 +20,13 @@ by tests/integration/test_kafka_transport.py (run on both transports):
 from processor.transport.confluent.admin import ConfluentAdmin
 from processor.transport.confluent.consumer import ConfluentGroupConsumer
 from processor.transport.confluent.reader import ConfluentPartitionReader
-from processor.transport.confluent.sink import ConfluentProducer, ConfluentTransactionalSink
+from processor.transport.confluent.sink import ConfluentTransactionalSink
 from processor.transport.confluent.transport import ConfluentTransport
 
 __all__ = [
     "ConfluentAdmin",
     "ConfluentGroupConsumer",
     "ConfluentPartitionReader",
-    "ConfluentProducer",
     "ConfluentTransactionalSink",
     "ConfluentTransport",
 ]

@@ -1,4 +1,4 @@
-"""``Admin`` on confluent-kafka: create missing topics, check partition counts."""
+"""``Admin`` on confluent-kafka: the metadata and create calls of ``base.AdminBase``."""
 
 from __future__ import annotations
 
@@ -9,33 +9,18 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException  # type: ignore[import-untyped]
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[import-untyped]
 
-from processor.errors import ConfigError, TransportError
-from processor.transport import ClientSettings, TopicSpec
+from processor.errors import TransportError
+from processor.transport.base import CREATE_TIMEOUT_S, AdminBase, topic_config
 from processor.transport.confluent._common import AuthWatch, common_options, error_of, mapped_errors
+from processor.transport.records import ClientSettings, TopicSpec
 
-# How long a create may take until the new topics have leaders in the metadata.
-CREATE_TIMEOUT_S = 30.0
 # Longest wait for a metadata answer.
 ANSWER_TIMEOUT_S = 30.0
 # One metadata request's wait: short, so that refused credentials are noticed quickly.
 METADATA_STEP_S = 2.0
-# Pause between two metadata looks while waiting for created topics.
-WAIT_STEP_S = 0.1
 
 
-def _new_topic(spec: TopicSpec) -> NewTopic:
-    configs = dict(spec.config)
-    if spec.compacted:
-        configs["cleanup.policy"] = "compact"
-    return NewTopic(
-        spec.name,
-        num_partitions=spec.partitions,
-        replication_factor=spec.replication_factor,
-        config=configs,
-    )
-
-
-class ConfluentAdmin:
+class ConfluentAdmin(AdminBase):
     """Topic administration through the cluster's controller."""
 
     def __init__(self, settings: ClientSettings) -> None:
@@ -58,59 +43,38 @@ class ConfluentAdmin:
                 if time.monotonic() > deadline:
                     raise
 
-    def _partition_counts(self, topics: Sequence[str]) -> dict[str, int | None]:
-        """Partitions of each topic that exists and has a leader for every partition."""
+    def _leaders(self, topics: Sequence[str]) -> dict[str, list[int] | None]:
+        """The leader of each partition of each topic (-1: none yet); None: no such topic."""
         metadata = self._metadata()
-        counts: dict[str, int | None] = dict.fromkeys(topics)
+        leaders: dict[str, list[int] | None] = dict.fromkeys(topics)
         for name in topics:
             topic = metadata.topics.get(name)
             if topic is None or topic.error is not None or not topic.partitions:
                 continue
-            if all(p.leader >= 0 for p in topic.partitions.values()):
-                counts[name] = len(topic.partitions)
-        return counts
+            leaders[name] = [topic.partitions[p].leader for p in sorted(topic.partitions)]
+        return leaders
 
-    def partition_count(self, topic: str) -> int | None:
-        """Partitions of ``topic``, or ``None`` when it does not exist."""
-        return self._partition_counts([topic])[topic]
-
-    def ensure_topics(self, specs: Sequence[TopicSpec]) -> None:
-        """Create the missing topics; raise ``ConfigError`` on a partition-count mismatch.
-
-        Existing topics' configs are not checked: some Kafka-protocol brokers (Tansu) do
-        not describe topic configs.
-        """
-        names = [spec.name for spec in specs]
-        counts = self._partition_counts(names)
-        missing = [spec for spec in specs if counts[spec.name] is None]
-        if missing:
-            with mapped_errors("create topics"):
-                futures = self._client.create_topics(
-                    [_new_topic(spec) for spec in missing], operation_timeout=CREATE_TIMEOUT_S
-                )
-            for name, future in futures.items():
-                try:
-                    future.result()
-                except KafkaException as exc:
-                    error = error_of(exc)
-                    # Another worker may have created it meanwhile: checked below like the rest.
-                    if error is None or error.code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                        with mapped_errors(f"create topic {name}"):
-                            raise
-            deadline = time.monotonic() + CREATE_TIMEOUT_S
-            counts = self._partition_counts(names)
-            while any(count is None for count in counts.values()):
-                if time.monotonic() > deadline:
-                    with mapped_errors("wait for topics"):
-                        raise KafkaException(KafkaError(KafkaError._TIMED_OUT))
-                time.sleep(WAIT_STEP_S)
-                counts = self._partition_counts(names)
-        for spec in specs:
-            if counts[spec.name] != spec.partitions:
-                raise ConfigError(
-                    f"topic {spec.name} has {counts[spec.name]} partitions,"
-                    f" {spec.partitions} configured"
-                )
+    def _create(self, specs: Sequence[TopicSpec]) -> None:
+        topics = [
+            NewTopic(
+                spec.name,
+                num_partitions=spec.partitions,
+                replication_factor=spec.replication_factor,
+                config=topic_config(spec),
+            )
+            for spec in specs
+        ]
+        with mapped_errors("create topics"):
+            futures = self._client.create_topics(topics, operation_timeout=CREATE_TIMEOUT_S)
+        for name, future in futures.items():
+            try:
+                future.result()
+            except KafkaException as exc:
+                error = error_of(exc)
+                # Another worker may have created it meanwhile: checked like the rest.
+                if error is None or error.code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    with mapped_errors(f"create topic {name}"):
+                        raise
 
     def close(self) -> None:
         """Release the connections (the admin client holds no other state)."""

@@ -28,7 +28,7 @@ from confluent_kafka import (  # type: ignore[import-untyped]
     TopicPartition,
 )
 
-from processor.transport import LAG_UNKNOWN, TP, ClientSettings, InRecord, RebalanceListener
+from processor.transport.base import group_options
 from processor.transport.confluent._common import (
     consumer_options,
     fetch,
@@ -38,6 +38,8 @@ from processor.transport.confluent._common import (
     to_offsets,
     to_tp,
 )
+from processor.transport.protocols import RebalanceListener
+from processor.transport.records import LAG_UNKNOWN, TP, ClientSettings, InRecord
 
 # Longest wait for a broker answer in committed/commit (the request timeout is per try).
 ANSWER_TIMEOUT_S = 30.0
@@ -62,10 +64,7 @@ class ConfluentGroupConsumer:
         self._closing = False
         options: dict[str, Any] = {
             **consumer_options(settings, group_id),
-            "partition.assignment.strategy": "range",
-            "session.timeout.ms": settings.session_timeout_ms,
-            "heartbeat.interval.ms": settings.heartbeat_interval_ms,
-            "max.poll.interval.ms": settings.max_poll_interval_ms,
+            **group_options(settings, group_id),
         }
         with mapped_errors("consumer start"):
             self._consumer = Consumer(options)

@@ -31,14 +31,13 @@ kafka-python 3.0 itself runs rebalance listeners on its IO thread; see ``consume
 from processor.transport.kafka.admin import KafkaAdmin
 from processor.transport.kafka.consumer import KafkaGroupConsumer
 from processor.transport.kafka.reader import KafkaPartitionReader
-from processor.transport.kafka.sink import KafkaProducer, KafkaTransactionalSink
+from processor.transport.kafka.sink import KafkaTransactionalSink
 from processor.transport.kafka.transport import KafkaTransport
 
 __all__ = [
     "KafkaAdmin",
     "KafkaGroupConsumer",
     "KafkaPartitionReader",
-    "KafkaProducer",
     "KafkaTransactionalSink",
     "KafkaTransport",
 ]

@@ -1,47 +1,28 @@
-"""``Admin`` on kafka-python: create missing topics, check partition counts."""
+"""``Admin`` on kafka-python: the metadata and create calls of ``base.AdminBase``."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from contextlib import suppress
 
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
-from kafka.errors import (
-    KafkaTimeoutError,
-    TopicAlreadyExistsError,
-    UnknownTopicOrPartitionError,
-    for_code,
-)
+from kafka.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionError, for_code
 from kafka.protocol.metadata import MetadataRequest
 
-from processor.errors import ConfigError
-from processor.transport import ClientSettings, TopicSpec
+from processor.transport.base import CREATE_TIMEOUT_S, AdminBase, topic_config
 from processor.transport.kafka._common import common_options, mapped_errors
-
-# How long a create may take until the new topics have leaders in the metadata.
-CREATE_TIMEOUT_MS = 30_000
-# Between two looks at the metadata while waiting for leaders: a leader is elected in
-# milliseconds on a healthy cluster, so a short pause keeps start-up quick.
-LEADER_POLL_S = 0.1
+from processor.transport.records import ClientSettings, TopicSpec
 
 
-def _new_topic(spec: TopicSpec) -> NewTopic:
-    configs = dict(spec.config)
-    if spec.compacted:
-        configs["cleanup.policy"] = "compact"
-    return NewTopic(spec.name, spec.partitions, spec.replication_factor, topic_configs=configs)
-
-
-class KafkaAdmin:
+class KafkaAdmin(AdminBase):
     """Topic administration through the cluster's controller."""
 
     def __init__(self, settings: ClientSettings) -> None:
         with mapped_errors("admin start"):
             self._client = KafkaAdminClient(**common_options(settings))
 
-    def _describe(self, topics: Sequence[str]) -> dict[str, list[int] | None]:
+    def _leaders(self, topics: Sequence[str]) -> dict[str, list[int] | None]:
         """The leader of each partition of each topic (-1: none yet); None: no such topic."""
         # Metadata v7: the last version without authorized operations, which kafka-python
         # 2.3 cannot parse from every broker (Tansu's fail with "not a valid ACLOperation").
@@ -61,57 +42,18 @@ class KafkaAdmin:
             ]
         return leaders
 
-    def _partition_counts(self, topics: Sequence[str]) -> dict[str, int | None]:
-        return {
-            name: None if leaders is None else len(leaders)
-            for name, leaders in self._describe(topics).items()
-        }
-
-    def _wait_for_leaders(self, topics: Sequence[str]) -> dict[str, int | None]:
-        """Wait until every partition of ``topics`` has a leader; return partition counts.
-
-        A topic another worker has just created exists before its partitions have leaders,
-        and a client that reads or writes it then fails (NOT_LEADER_FOR_PARTITION): so every
-        worker waits, not only the one that created it.
-        """
-        deadline = time.monotonic() + CREATE_TIMEOUT_MS / 1000
-        while True:
-            described = self._describe(topics)
-            if all(
-                leaders is not None and leaders and min(leaders) >= 0
-                for leaders in described.values()
-            ):
-                return {name: len(leaders or ()) for name, leaders in described.items()}
-            if time.monotonic() > deadline:
-                with mapped_errors("wait for topics"):
-                    raise KafkaTimeoutError("topics have no leader yet")
-            time.sleep(LEADER_POLL_S)
-
-    def partition_count(self, topic: str) -> int | None:
-        """Partitions of ``topic``, or ``None`` when it does not exist."""
-        return self._partition_counts([topic])[topic]
-
-    def ensure_topics(self, specs: Sequence[TopicSpec]) -> None:
-        """Create the missing topics; raise ``ConfigError`` on a partition-count mismatch.
-
-        Existing topics' configs (e.g. ``cleanup.policy``) are not checked: some
-        Kafka-protocol brokers (Tansu) do not describe topic configs.
-        """
-        names = [spec.name for spec in specs]
-        counts = self._partition_counts(names)
-        missing = [_new_topic(spec) for spec in specs if counts[spec.name] is None]
-        for topic in missing:
-            # One at a time: kafka-python raises the first topic error of a request, and
-            # another worker may create some of them meanwhile (checked below like the rest).
-            with mapped_errors(f"create topic {topic.name}"), suppress(TopicAlreadyExistsError):
-                self._client.create_topics([topic], timeout_ms=CREATE_TIMEOUT_MS)
-        counts = self._wait_for_leaders(names)
+    def _create(self, specs: Sequence[TopicSpec]) -> None:
         for spec in specs:
-            if counts[spec.name] != spec.partitions:
-                raise ConfigError(
-                    f"topic {spec.name} has {counts[spec.name]} partitions,"
-                    f" {spec.partitions} configured"
-                )
+            topic = NewTopic(
+                spec.name,
+                spec.partitions,
+                spec.replication_factor,
+                topic_configs=topic_config(spec),
+            )
+            # One at a time: kafka-python raises the first topic error of a request, and
+            # another worker may create some of them meanwhile (checked like the rest).
+            with mapped_errors(f"create topic {spec.name}"), suppress(TopicAlreadyExistsError):
+                self._client.create_topics([topic], timeout_ms=int(CREATE_TIMEOUT_S * 1000))
 
     def close(self) -> None:
         """Release the connections."""

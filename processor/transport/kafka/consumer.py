@@ -23,18 +23,20 @@ from typing import Any, Literal
 
 from kafka import KafkaConsumer
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.coordinator.assignors.range import RangePartitionAssignor
 from kafka.structs import TopicPartition
 
-from processor.transport import LAG_UNKNOWN, TP, ClientSettings, InRecord, RebalanceListener
+from processor.transport.base import group_options
 from processor.transport.kafka._common import (
     consumer_options,
     mapped_errors,
     to_in_records,
+    to_kafka_python,
     to_kafka_tp,
     to_offsets,
     to_tp,
 )
+from processor.transport.protocols import RebalanceListener
+from processor.transport.records import LAG_UNKNOWN, TP, ClientSettings, InRecord
 
 _Event = tuple[Literal["assigned", "revoked"], list[TP]]
 
@@ -85,11 +87,7 @@ class KafkaGroupConsumer:
         self._paused: set[TP] = set()
         options: dict[str, Any] = {
             **consumer_options(settings),
-            "group_id": group_id,
-            "partition_assignment_strategy": (RangePartitionAssignor,),
-            "session_timeout_ms": settings.session_timeout_ms,
-            "heartbeat_interval_ms": settings.heartbeat_interval_ms,
-            "max_poll_interval_ms": settings.max_poll_interval_ms,
+            **to_kafka_python(group_options(settings, group_id)),
             "request_timeout_ms": group_request_timeout_ms(settings),
         }
         with mapped_errors("consumer start"):
