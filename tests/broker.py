@@ -194,6 +194,17 @@ def require_exactly_once(hides_aborted: bool) -> None:
         pytest.skip(TANSU_NOTICE)
 
 
+def sasl_bootstrap(broker: SessionBroker) -> str:
+    """The broker's SASL/SCRAM-SHA-512 listener; skip only on the no-JDK Tansu fallback."""
+    import pytest
+
+    if broker.sasl_bootstrap is None:
+        if broker.kind == "tansu":
+            pytest.skip("no SASL listener on the Tansu fallback (no JDK): SCRAM is not checked")
+        pytest.fail("an external broker needs KAFKA_SASL_BOOTSTRAP_SERVERS for this test")
+    return broker.sasl_bootstrap
+
+
 @contextmanager
 def kafka_server(workdir: Path) -> Iterator[KafkaServer]:
     """An extra, independent Apache Kafka broker in ``workdir``, stopped on exit."""
