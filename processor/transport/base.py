@@ -3,6 +3,7 @@
 * Client options in Kafka's own (dotted) names, derived from ``ClientSettings``: each
   adapter only renames them for its client (kafka-python wants ``sasl_plain_username``
   where librdkafka wants ``sasl.username``).
+* :class:`GroupMemberBase`: a group member's group and rebalance listener.
 * :class:`SinkBase`: the transaction state machine of a sink (begin -> send... -> commit
   or abort), the same for kafka-python, librdkafka and the memory twin.
 * :class:`SinkProducer`: the publisher's plain ``Producer`` on top of a plain sink.
@@ -19,6 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from processor.errors import ConfigError, TransportError
+from processor.transport.protocols import RebalanceListener
 from processor.transport.records import TP, ClientSettings, OutRecord, TopicSpec
 
 # ------------------------------------------------------------------ client options
@@ -126,6 +128,21 @@ class WrittenEnds:
         """Record that ``offset`` of ``tp`` was written."""
         if offset + 1 > self.ends.get(tp, 0):
             self.ends[tp] = offset + 1
+
+
+# ------------------------------------------------------------------ group members
+
+
+class GroupMemberBase:
+    """What every group member keeps: its group and the listener told of rebalances."""
+
+    def __init__(self, group_id: str, listener: RebalanceListener) -> None:
+        self._group_id = group_id
+        self._listener = listener
+
+    def group_id(self) -> str:
+        """The consumer group this member belongs to."""
+        return self._group_id
 
 
 # ------------------------------------------------------------------ sinks

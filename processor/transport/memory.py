@@ -22,7 +22,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from processor.errors import TransportError
-from processor.transport.base import AdminBase, SinkBase, SinkProducer, topic_config
+from processor.transport.base import (
+    AdminBase,
+    GroupMemberBase,
+    SinkBase,
+    SinkProducer,
+    topic_config,
+)
 from processor.transport.protocols import RebalanceListener, Transport
 from processor.transport.records import TP, InRecord, OutRecord, TopicSpec
 
@@ -152,16 +158,15 @@ class MemoryBroker:
         return SinkProducer(self.sink(None))
 
 
-class MemoryGroupConsumer:
+class MemoryGroupConsumer(GroupMemberBase):
     """The only member of its group: gets every partition of its topics on first poll."""
 
     def __init__(
         self, broker: MemoryBroker, topics: list[str], group_id: str, listener: RebalanceListener
     ) -> None:
+        super().__init__(group_id, listener)
         self._broker = broker
         self._topics = topics
-        self._group = group_id
-        self._listener = listener
         self._positions: dict[TP, int] = {}
         self._paused: set[TP] = set()
         self._closed = False
@@ -207,13 +212,13 @@ class MemoryGroupConsumer:
 
     def committed(self, tp: TP) -> int | None:
         """The group's committed offset."""
-        return self._broker.group_offsets.get((self._group, tp))
+        return self._broker.group_offsets.get((self._group_id, tp))
 
     def commit(self, offsets: Mapping[TP, int]) -> None:
         """Commit offsets for the group."""
         self._broker._check("consumer_commit")
         for tp, offset in offsets.items():
-            self._broker.group_offsets[(self._group, tp)] = offset
+            self._broker.group_offsets[(self._group_id, tp)] = offset
 
     def pause(self, tps: Iterable[TP]) -> None:
         """Stop returning records of ``tps``."""
@@ -222,10 +227,6 @@ class MemoryGroupConsumer:
     def resume(self, tps: Iterable[TP]) -> None:
         """Return records of ``tps`` again."""
         self._paused.difference_update(tps)
-
-    def group_id(self) -> str:
-        """The group of this member."""
-        return self._group
 
     def lag(self) -> dict[TP, int]:
         """Offsets between the position and the end of each assigned partition."""
@@ -238,7 +239,7 @@ class MemoryGroupConsumer:
         """Leave the group (no commit)."""
         if not self._closed:
             self._closed = True
-            self._broker._members.discard(self._group)
+            self._broker._members.discard(self._group_id)
 
 
 class MemorySink(SinkBase):

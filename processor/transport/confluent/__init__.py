@@ -5,7 +5,7 @@ only package importing ``confluent_kafka``. Same contracts as ``processor.transp
 what both do the same way is in ``processor.transport.base``.
 
 What Tansu 0.6.0 (the test broker, memory storage) does with librdkafka 2.12, measured
-by tests/integration/test_kafka_transport.py (run on both transports):
+by tests/contract/test_transport_contract.py (run on both transports):
 
 * idempotent and transactional producers work: init/begin/commit/abort, an open
   transaction is hidden from read_committed readers, and ``send_offsets_to_transaction``

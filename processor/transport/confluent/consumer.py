@@ -28,7 +28,7 @@ from confluent_kafka import (  # type: ignore[import-untyped]
     TopicPartition,
 )
 
-from processor.transport.base import group_options
+from processor.transport.base import GroupMemberBase, group_options
 from processor.transport.confluent._common import (
     consumer_options,
     fetch,
@@ -45,7 +45,7 @@ from processor.transport.records import LAG_UNKNOWN, TP, ClientSettings, InRecor
 ANSWER_TIMEOUT_S = 30.0
 
 
-class ConfluentGroupConsumer:
+class ConfluentGroupConsumer(GroupMemberBase):
     """A subscribed member of ``group_id``: read_committed, manual commits, range assignor."""
 
     def __init__(
@@ -55,8 +55,7 @@ class ConfluentGroupConsumer:
         group_id: str,
         listener: RebalanceListener,
     ) -> None:
-        self._group_id = group_id
-        self._listener = listener
+        super().__init__(group_id, listener)
         # Seeks the listener makes while partitions are being assigned (None: not assigning).
         self._assigning: dict[TP, int] | None = None
         self._revoked: set[TP] = set()
@@ -181,10 +180,6 @@ class ConfluentGroupConsumer:
         """Fetch from ``tps`` again."""
         with mapped_errors("resume"):
             self._consumer.resume([to_ck_tp(tp) for tp in tps])
-
-    def group_id(self) -> str:
-        """The consumer group this member belongs to."""
-        return self._group_id
 
     def group_metadata(self) -> Any:
         """The member's group metadata, for ``send_offsets_to_transaction``."""

@@ -1,7 +1,7 @@
 """kafka-python implementations of ``processor.transport``; the only package importing ``kafka``.
 
 What Tansu 0.6.0 (the test broker, memory storage) does and does not do, measured with
-kafka-python 3.0.12 (see tests/integration/test_kafka_transport.py):
+kafka-python 3.0.12 (see tests/contract/test_transport_contract.py):
 
 * transactions commit and abort; an open transaction is hidden from read_committed
   readers until it ends (the last stable offset works);

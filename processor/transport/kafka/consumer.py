@@ -25,7 +25,7 @@ from kafka import KafkaConsumer
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.structs import TopicPartition
 
-from processor.transport.base import group_options
+from processor.transport.base import GroupMemberBase, group_options
 from processor.transport.kafka._common import (
     consumer_options,
     mapped_errors,
@@ -68,7 +68,7 @@ def group_request_timeout_ms(settings: ClientSettings) -> int:
 GROUP_REQUEST_MARGIN_MS = 5_000
 
 
-class KafkaGroupConsumer:
+class KafkaGroupConsumer(GroupMemberBase):
     """A subscribed member of ``group_id``: read_committed, manual commits, range assignor."""
 
     def __init__(
@@ -78,8 +78,7 @@ class KafkaGroupConsumer:
         group_id: str,
         listener: RebalanceListener,
     ) -> None:
-        self._group_id = group_id
-        self._listener = listener
+        super().__init__(group_id, listener)
         self._events: queue.SimpleQueue[_Event] = queue.SimpleQueue()
         # Partitions the listener sought during the current delivery of events.
         self._sought: set[TP] = set()
@@ -188,10 +187,6 @@ class KafkaGroupConsumer:
     def resume(self, tps: Iterable[TP]) -> None:
         """Return records of ``tps`` again, from where they were paused."""
         self._paused.difference_update(tps)
-
-    def group_id(self) -> str:
-        """The consumer group this member belongs to."""
-        return self._group_id
 
     def lag(self) -> dict[TP, int]:
         """High watermark of the last fetch minus position, per assigned partition."""
