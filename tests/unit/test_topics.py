@@ -8,8 +8,8 @@ import pytest
 
 from processor.config import Settings
 from processor.errors import ConfigError
-from processor.memory_transport import MemoryBroker
 from processor.topics import ensure_topics
+from processor.transport.memory import MemoryBroker
 from tests.unit.conftest import make_account, make_source
 from tests.unit.memory_worker import MemoryWorker
 

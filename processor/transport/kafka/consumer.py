@@ -23,18 +23,20 @@ from typing import Any, Literal
 
 from kafka import KafkaConsumer
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.coordinator.assignors.range import RangePartitionAssignor
 from kafka.structs import TopicPartition
 
-from processor.kafka._common import (
+from processor.transport.base import GroupMemberBase, group_options
+from processor.transport.kafka._common import (
     consumer_options,
     mapped_errors,
     to_in_records,
+    to_kafka_python,
     to_kafka_tp,
     to_offsets,
     to_tp,
 )
-from processor.transport import LAG_UNKNOWN, TP, ClientSettings, InRecord, RebalanceListener
+from processor.transport.protocols import RebalanceListener
+from processor.transport.records import LAG_UNKNOWN, TP, ClientSettings, InRecord
 
 _Event = tuple[Literal["assigned", "revoked"], list[TP]]
 
@@ -66,7 +68,7 @@ def group_request_timeout_ms(settings: ClientSettings) -> int:
 GROUP_REQUEST_MARGIN_MS = 5_000
 
 
-class KafkaGroupConsumer:
+class KafkaGroupConsumer(GroupMemberBase):
     """A subscribed member of ``group_id``: read_committed, manual commits, range assignor."""
 
     def __init__(
@@ -76,8 +78,7 @@ class KafkaGroupConsumer:
         group_id: str,
         listener: RebalanceListener,
     ) -> None:
-        self._group_id = group_id
-        self._listener = listener
+        super().__init__(group_id, listener)
         self._events: queue.SimpleQueue[_Event] = queue.SimpleQueue()
         # Partitions the listener sought during the current delivery of events.
         self._sought: set[TP] = set()
@@ -85,11 +86,7 @@ class KafkaGroupConsumer:
         self._paused: set[TP] = set()
         options: dict[str, Any] = {
             **consumer_options(settings),
-            "group_id": group_id,
-            "partition_assignment_strategy": (RangePartitionAssignor,),
-            "session_timeout_ms": settings.session_timeout_ms,
-            "heartbeat_interval_ms": settings.heartbeat_interval_ms,
-            "max_poll_interval_ms": settings.max_poll_interval_ms,
+            **to_kafka_python(group_options(settings, group_id)),
             "request_timeout_ms": group_request_timeout_ms(settings),
         }
         with mapped_errors("consumer start"):
@@ -190,10 +187,6 @@ class KafkaGroupConsumer:
     def resume(self, tps: Iterable[TP]) -> None:
         """Return records of ``tps`` again, from where they were paused."""
         self._paused.difference_update(tps)
-
-    def group_id(self) -> str:
-        """The consumer group this member belongs to."""
-        return self._group_id
 
     def lag(self) -> dict[TP, int]:
         """High watermark of the last fetch minus position, per assigned partition."""
