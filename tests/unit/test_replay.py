@@ -11,7 +11,10 @@ from typing import Any
 import pytest
 
 from processor.cli import main, run_diff
+from processor.files import read_catalog
+from processor.models import Account, ProvisioningRecord, SourceDescriptor
 from processor.replay import _snapshot_files
+from tests.unit.memory_worker import MemoryWorker
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 PREVIOUS = "20261121T000000Z-previous.jsonl"  # before the provisioning record's completedAt
@@ -65,6 +68,47 @@ def test_replay_of_the_examples_equals_diff(tmp_path: Path) -> None:
     expected = _diff_events()
     assert len(expected) == 5
     assert _without_ids(replayed) == _without_ids(expected)
+
+
+def _lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _worker_events(tmp_path: Path) -> list[dict[str, Any]]:
+    """The examples through the streaming worker (memory transport): the aggregations
+    ``replay`` makes of PREVIOUS and CURRENT, the provisioning record between them."""
+    worker = MemoryWorker(tmp_path / "worker")
+    source = SourceDescriptor.model_validate_json((EXAMPLES / "source.json").read_bytes())
+    publisher = worker.publisher()
+    publisher.publish_source(source)
+    publisher.publish_catalog(source.id, read_catalog(EXAMPLES / "catalog.jsonl", source.id))
+    for name, example, started in (
+        (PREVIOUS, "previous.jsonl", "2026-11-21T00:00:00.000Z"),
+        (CURRENT, "current.jsonl", "2026-11-22T00:00:00.000Z"),
+    ):
+        if name == CURRENT:
+            provisioning = _lines(EXAMPLES / "provisioning.jsonl")
+            publisher.publish_provisioning(
+                ProvisioningRecord.model_validate(r) for r in provisioning
+            )
+            worker.run(worker.runner())
+        accounts = [Account.model_validate(a) for a in _lines(EXAMPLES / example)]
+        publisher.publish_aggregation(
+            source.id, accounts, aggregation_id=Path(name).stem, started_at=started
+        )
+        worker.run(worker.runner())
+    return [json.loads(r.value or b"") for r in worker.broker.records(worker.settings.topic_events)]
+
+
+def test_replay_and_the_worker_emit_the_same_events(tmp_path: Path) -> None:
+    """The same records give the same events, ids included, through replay and the worker."""
+    directory = _make_dir(tmp_path, (PREVIOUS, "previous.jsonl"), (CURRENT, "current.jsonl"))
+    out = tmp_path / "events.jsonl"
+    assert _replay(directory, out) == 0
+    replayed = _events(out)
+    streamed = _worker_events(tmp_path)
+    assert len(replayed) == 5
+    assert sorted(replayed, key=lambda e: e["id"]) == sorted(streamed, key=lambda e: e["id"])
 
 
 def test_replay_is_deterministic(tmp_path: Path) -> None:
