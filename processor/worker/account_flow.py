@@ -26,11 +26,9 @@ from processor.models import Account, AccountRecord, AggregationMode
 from processor.state.overlay import BatchOverlay
 from processor.worker import accounts
 from processor.worker.accounts import NO_INPUTS
-from processor.worker.batch_memory import BatchMemory
 from processor.worker.envelope import AccountBytes
+from processor.worker.flow import Flow
 from processor.worker.outcome import Outcome, Verdict, emitted
-from processor.worker.own_changes import OwnChanges
-from processor.worker.registry import SourceRegistry
 from processor.worker.state import (
     AggregationInfo,
     StoredAccount,
@@ -57,13 +55,8 @@ class _Draft:
         return _Draft(account, obj, digest(obj), inputs)
 
 
-class AccountFlow:
+class AccountFlow(Flow):
     """Decides account records of one partition against its state."""
-
-    def __init__(self, registry: SourceRegistry, memory: BatchMemory, own: OwnChanges) -> None:
-        self._registry = registry
-        self._memory = memory
-        self._own = own
 
     # ----------------------------------------------------------------- fast paths
 

@@ -20,10 +20,8 @@ from processor.models import (
 )
 from processor.state.overlay import BatchOverlay
 from processor.worker import accounts
-from processor.worker.batch_memory import BatchMemory
+from processor.worker.flow import Flow
 from processor.worker.outcome import Outcome, Verdict, commands
-from processor.worker.own_changes import OwnChanges
-from processor.worker.registry import SourceRegistry
 from processor.worker.state import (
     AggregationInfo,
     StoredAccount,
@@ -32,13 +30,8 @@ from processor.worker.state import (
 )
 
 
-class AggregationLifecycle:
+class AggregationLifecycle(Flow):
     """Starts and completes the aggregations of one partition."""
-
-    def __init__(self, registry: SourceRegistry, memory: BatchMemory, own: OwnChanges) -> None:
-        self._registry = registry
-        self._memory = memory
-        self._own = own
 
     def started(self, record: AggregationStarted, state: BatchOverlay) -> Outcome:
         """Register a running aggregation (its start and mode)."""

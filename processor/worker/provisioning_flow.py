@@ -21,10 +21,9 @@ from processor.core import (
 from processor.models import ProvisioningRecord, ProvisioningStatus
 from processor.state.overlay import BatchOverlay
 from processor.worker import accounts
-from processor.worker.batch_memory import BatchMemory
+from processor.worker.flow import Flow
 from processor.worker.outcome import UNKNOWN_SOURCE, Outcome, Verdict, dead, emitted
-from processor.worker.own_changes import OwnChanges, completed_ms
-from processor.worker.registry import SourceRegistry
+from processor.worker.own_changes import completed_ms
 from processor.worker.state import (
     StoredAccount,
     account_key,
@@ -35,13 +34,8 @@ from processor.worker.state import (
 )
 
 
-class ProvisioningFlow:
+class ProvisioningFlow(Flow):
     """Decides the provisioning records of one partition against its state."""
-
-    def __init__(self, registry: SourceRegistry, memory: BatchMemory, own: OwnChanges) -> None:
-        self._registry = registry
-        self._memory = memory
-        self._own = own
 
     def decide(self, value: bytes, state: BatchOverlay) -> Outcome:
         """Decide one provisioning record's value (``InputError`` on bad input)."""
