@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+import processor.worker.account_flow
 from processor.cli import main, run_diff
 from processor.files import read_catalog
 from processor.models import Account, ProvisioningRecord, SourceDescriptor
@@ -169,6 +170,25 @@ def test_bad_line_exits_2_without_events_or_state(
     assert "SENTINEL" not in err
     assert _events(out) == []
     assert not (directory / "state").exists()
+
+
+def test_a_record_whose_decision_fails_exits_2_naming_its_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A decision that fails (as the worker would dead-letter it) exits 2 with FILE:LINE
+    and the worker's value-free reason, through the worker's per-record failure boundary."""
+    directory = _make_dir(tmp_path, (PREVIOUS, "previous.jsonl"), (CURRENT, "current.jsonl"))
+
+    def failing(*_args: Any, **_kwargs: Any) -> Any:
+        raise ValueError("a bug that quotes a value: SENTINEL-7f3a")
+
+    monkeypatch.setattr(processor.worker.account_flow, "decide_event", failing)
+    assert _replay(directory, tmp_path / "events.jsonl") == 2
+    err = capsys.readouterr().err
+    current = directory / "aggregations" / CURRENT
+    assert err.startswith(f"{current}:"), err
+    assert "could not be decided (ValueError in failing)" in err
+    assert "SENTINEL" not in err
 
 
 def test_duplicate_account_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
