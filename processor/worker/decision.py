@@ -63,21 +63,17 @@ def _never() -> bool:
     return False
 
 
-def _nothing(_outcome: Outcome) -> list[T]:
-    return []
-
-
 def decide_record(
     processor: PartitionProcessor,
     value: bytes | None,
     state: BatchOverlay,
     *,
     provisioning: bool,
+    outputs: Callable[[Outcome], T],
     key: bytes | None = None,
     check_key: bool = True,
     catch_up: Callable[[], bool] = _never,
-    outputs: Callable[[Outcome], list[T]] = _nothing,
-) -> tuple[Outcome, list[T]]:
+) -> tuple[Outcome, T]:
     """Decide one record and build its outputs (``outputs(outcome)``), within the record's
     failure boundary.
 

@@ -81,7 +81,12 @@ def _outcomes() -> list[Outcome]:
         processor.begin_batch()
         for provisioning, value in stream[start : start + BATCH]:
             outcome, _ = decide_record(
-                processor, value, overlay, provisioning=provisioning, check_key=False
+                processor,
+                value,
+                overlay,
+                provisioning=provisioning,
+                outputs=lambda _: None,
+                check_key=False,
             )
             assert outcome.verdict != Verdict.DEAD_LETTERED, outcome.reason
             outcomes.append(outcome)
