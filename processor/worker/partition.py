@@ -19,8 +19,10 @@ Lifecycle per source and partition:
 
 A record that cannot be decided leaves no trace: each decision starts at a savepoint of the
 overlay and of this processor's per-batch memory, and :meth:`PartitionProcessor.abandon`
-returns to it (the runner calls it for any failure of the record, its outputs included), so
-the record is dead-lettered with its reason and the next one is decided as if it never came.
+returns to it (:func:`~processor.worker.decision.decide_record`, the per-record path the
+worker and ``replay`` share, calls it for any failure of the record, its outputs included),
+so the record is dead-lettered with its reason and the next one is decided as if it never
+came.
 
 This module reads a record and hands it to the unit that decides it:
 :mod:`~processor.worker.account_flow` (account records),
