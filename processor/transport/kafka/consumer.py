@@ -40,6 +40,9 @@ from processor.transport.records import LAG_UNKNOWN, TP, ClientSettings, InRecor
 
 _Event = tuple[Literal["assigned", "revoked"], list[TP]]
 
+#: The longest wait for the group's committed offset of one partition.
+COMMITTED_TIMEOUT_MS = 30_000
+
 
 class _QueueingListener(ConsumerRebalanceListener):  # type: ignore[misc]  # untyped base
     """Runs on kafka-python's IO thread: only records what happened."""
@@ -162,9 +165,14 @@ class KafkaGroupConsumer(GroupMemberBase):
             return int(self._consumer.position(to_kafka_tp(tp)))
 
     def committed(self, tp: TP) -> int | None:
-        """The group's committed offset of ``tp``, asked from the broker."""
+        """The group's committed offset of ``tp``, asked from the broker.
+
+        Bounded like librdkafka's: kafka-python's own call waits for a coordinator without
+        end, which would hang the loop on a broker that stays frozen (its time-out is a
+        retriable ``TransportError``).
+        """
         with mapped_errors("committed"):
-            offset = self._consumer.committed(to_kafka_tp(tp))
+            offset = self._consumer.committed(to_kafka_tp(tp), timeout_ms=COMMITTED_TIMEOUT_MS)
         return None if offset is None else int(offset)
 
     def commit(self, offsets: Mapping[TP, int]) -> None:
