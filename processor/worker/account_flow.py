@@ -1,4 +1,4 @@
-"""How one ``account`` record is decided (CONTRACTS.md section 5, R1-R9, R15's race window).
+"""How one ``account`` record is decided (docs/records.md; docs/rules.md R1-R9 and R15).
 
 Three paths, quickest first; each sends what it cannot decide on to the next:
 

@@ -1,4 +1,4 @@
-"""The aggregation lifecycle of one input partition (CONTRACTS.md section 5).
+"""The aggregation lifecycle of one input partition (docs/records.md, "Aggregation records").
 
 :class:`PartitionProcessor` decides one ``ncd.aggregations`` record at a time against the
 partition's state (a read-your-writes overlay the runner commits after the Kafka transaction

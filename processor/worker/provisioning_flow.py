@@ -122,7 +122,7 @@ class ProvisioningFlow(Flow):
         self, record: ProvisioningRecord, identity: str, state: BatchOverlay
     ) -> str | None:
         """The state key of a provisioning record's account: by ``compound.uniqueId``
-        when a stored account has that uuid (CONTRACTS 1.4), else by nativeIdentity."""
+        when a stored account has that uuid (docs/records.md), else by nativeIdentity."""
         unique_id = record.unique_id()
         if unique_id is not None:
             key = account_key(unique_id, identity)
