@@ -394,7 +394,7 @@ def _cmd_publish(args: argparse.Namespace) -> int:
     from processor.models import AggregationMode, AggregationStatus
     from processor.progress import progress_bar
     from processor.publisher import Publisher, Topics
-    from processor.topics import aggregation_partitions, ensure_topics
+    from processor.topics import check_topics, ensure_topics
     from processor.transport.factory import make_transport
 
     settings = _settings_from(args)
@@ -408,7 +408,7 @@ def _cmd_publish(args: argparse.Namespace) -> int:
         if settings.create_topics:
             partitions = ensure_topics(admin, settings)
         else:
-            partitions = aggregation_partitions(admin, settings)
+            partitions = check_topics(admin, settings)
     finally:
         admin.close()
     producer = transport.producer()
