@@ -100,7 +100,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from processor.observability.logging import configure_logging
     from processor.runner import Runner
     from processor.state import LmdbStoreFactory
-    from processor.wiring import make_transport
+    from processor.transport.factory import make_transport
 
     settings = _settings_from(args)
     configure_logging(settings.log_level, settings.log_format)
@@ -156,8 +156,8 @@ def _cmd_publish(args: argparse.Namespace) -> int:
     from processor.models import AggregationMode, AggregationStatus
     from processor.progress import progress_bar
     from processor.publisher import Publisher, Topics
-    from processor.topics import aggregation_partitions, ensure_topics
-    from processor.wiring import make_transport
+    from processor.topics import check_topics, ensure_topics
+    from processor.transport.factory import make_transport
 
     settings = _settings_from(args)
     source = read_document(args.source, SourceDescriptor, "source descriptor")
@@ -170,7 +170,7 @@ def _cmd_publish(args: argparse.Namespace) -> int:
         if settings.create_topics:
             partitions = ensure_topics(admin, settings)
         else:
-            partitions = aggregation_partitions(admin, settings)
+            partitions = check_topics(admin, settings)
     finally:
         admin.close()
     producer = transport.producer()
