@@ -38,7 +38,7 @@ from processor.core import (
 )
 from processor.errors import FileInputError, InputError
 from processor.files import (
-    open_input,
+    open_rereadable,
     placed_lines,
     read_at,
     read_catalog,
@@ -54,10 +54,12 @@ SPOOL_BYTES = 32 * 1024 * 1024
 
 @dataclass(slots=True)
 class SnapshotIndex:
-    """One snapshot file as ``diff`` keeps it: per account (in file order) its keys, its
-    line number, where its line starts and how long it is, and the SHA-256 of the line."""
+    """One snapshot file as ``diff`` keeps it: the file, open (``path`` names it in errors),
+    and per account (in file order) its keys, its line number, where its line starts and
+    how long it is, and the SHA-256 of the line."""
 
     path: Path
+    handle: BinaryIO
     keys: list[AccountKeys] = field(default_factory=list)
     lines: array[int] = field(default_factory=lambda: array("q"))
     offsets: array[int] = field(default_factory=lambda: array("q"))
@@ -79,6 +81,11 @@ class SnapshotIndex:
             found.setdefault(digest, position)
         return found
 
+    def read(self, position: int) -> Account:
+        """The account at ``position``, read again from its line."""
+        raw = read_at(self.handle, self.offsets[position], self.sizes[position])
+        return parse_account(self.path, self.lines[position], raw)
+
     def error(self, position: int, reason: str) -> FileInputError:
         """``FILE:LINE: reason`` for the account at ``position``."""
         return FileInputError(str(self.path), self.lines[position], reason)
@@ -92,15 +99,18 @@ def parse_account(path: Path, number: int, raw: bytes) -> Account:
         raise FileInputError(str(path), number, exc.reason) from exc
 
 
-def index_snapshot(path: Path, known: SnapshotIndex | None = None) -> SnapshotIndex:
-    """Read and check every account of a snapshot file, keeping only its index.
+def index_snapshot(
+    path: Path, handle: BinaryIO, known: SnapshotIndex | None = None
+) -> SnapshotIndex:
+    """Read and check every account of a snapshot file (open as ``handle``, which must allow
+    :func:`~processor.files.read_at`), keeping only its index.
 
     A line whose bytes are those of a line of ``known`` (the previous snapshot, already
     checked) is the same account: its keys are taken from there, without decoding it again.
     """
-    index = SnapshotIndex(path)
+    index = SnapshotIndex(path, handle)
     seen = {} if known is None else known.by_digest()
-    for number, offset, raw in placed_lines(path):
+    for number, offset, raw in placed_lines(handle):
         digest = hashlib.sha256(raw.strip()).digest()
         position = seen.get(digest)
         if position is not None and known is not None:
@@ -109,19 +119,6 @@ def index_snapshot(path: Path, known: SnapshotIndex | None = None) -> SnapshotIn
             keys = account_keys(parse_account(path, number, raw))
         index.add(number, offset, len(raw), digest, keys)
     return index
-
-
-class _Reader:
-    """Reads the account at a position of an indexed snapshot again."""
-
-    def __init__(self, index: SnapshotIndex, handle: BinaryIO) -> None:
-        self._index = index
-        self._handle = handle
-
-    def __call__(self, position: int) -> Account:
-        index = self._index
-        raw = read_at(self._handle, index.offsets[position], index.sizes[position])
-        return parse_account(index.path, index.lines[position], raw)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,11 +144,14 @@ class DiffFiles:
     provisioning: Path | None = None
 
 
-def _read_inputs(files: DiffFiles) -> _Inputs:
-    """Read and check every input, in the order their errors are reported, and plan."""
+def _read_inputs(files: DiffFiles, stack: ExitStack) -> _Inputs:
+    """Read and check every input, in the order their errors are reported, and plan; the
+    snapshots stay open (in ``stack``) to be read again."""
     source = read_document(files.source, SourceDescriptor, "source descriptor")
-    previous = index_snapshot(files.previous)
-    current = index_snapshot(files.current, known=previous)
+    handle = stack.enter_context(open_rereadable(files.previous))
+    previous = index_snapshot(files.previous, handle)
+    handle = stack.enter_context(open_rereadable(files.current))
+    current = index_snapshot(files.current, handle, known=previous)
     catalog = EntitlementCatalog([] if files.catalog is None else read_catalog(files.catalog))
     provisioning = (
         []
@@ -183,16 +183,15 @@ def write_diff(
     creates no reference cycles worth collecting.
     """
     with _gc_paused(), ExitStack() as stack:
-        got = _read_inputs(files)
+        got = _read_inputs(files, stack)
         previous, current = got.previous, got.current
-        before = _Reader(previous, stack.enter_context(open_input(files.previous)))
-        after = _Reader(current, stack.enter_context(open_input(files.current)))
 
         def same(i: int, j: int) -> bool:
             return previous.digests[i] == current.digests[j]
 
         spool = stack.enter_context(tempfile.SpooledTemporaryFile(SPOOL_BYTES))
-        for event in diff_events(got.policy, got.plan, before, after, got.catalog, same):
+        events = diff_events(got.policy, got.plan, previous.read, current.read, got.catalog, same)
+        for event in events:
             spool.write(codec.dumps(event.model_dump(mode="json")) + b"\n")
         if got.plan.guard is not None:
             warn(got.plan.guard.message())

@@ -6,8 +6,10 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -236,3 +238,26 @@ def test_streaming_diff_equals_the_in_memory_diff(
     assert out.getvalue() == b"".join(
         codec.dumps(event.model_dump(mode="json")) + b"\n" for event in expected.events
     )
+
+
+def test_snapshots_from_pipes_give_the_same_output(
+    fixture_dir: Path, tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    """Snapshots given as named pipes (as ``<(zcat ...)`` gives them), which cannot be read
+    twice, diff to the same bytes as the files themselves."""
+    assert main(_args(fixture_dir)) == 0
+    expected = capsysbinary.readouterr().out
+    directory = tmp_path / "piped"
+    shutil.copytree(fixture_dir, directory)
+    writers = []
+    for name in ("previous.jsonl", "current.jsonl"):
+        data = (directory / name).read_bytes()
+        (directory / name).unlink()
+        os.mkfifo(directory / name)
+        writers.append(threading.Thread(target=(directory / name).write_bytes, args=(data,)))
+    for writer in writers:
+        writer.start()
+    assert main(_args(directory)) == 0
+    for writer in writers:
+        writer.join()
+    assert capsysbinary.readouterr().out == expected
