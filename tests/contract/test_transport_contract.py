@@ -220,6 +220,13 @@ def test_offsets_sent_into_transaction_commit_only_with_it(
     sink = transport.sink(unique_topic("tx"))
     try:
         tp0, tp1 = TP(source, 0), TP(source, 1)
+        # As in the worker, offsets are sent once the member has joined: sent while its
+        # first join is still going on, they carry a generation the broker has just left
+        # behind (ILLEGAL_GENERATION on librdkafka, whose member joins in the background).
+        wait_for(
+            lambda: not consumer.poll(0.2, 100) and consumer.assignment() == {tp0, tp1},
+            "the member's assignment",
+        )
         sink.begin()
         sink.send(OutRecord(out, None, b"x"))
         sink.commit({tp0: 5, tp1: 7}, group)
@@ -232,6 +239,34 @@ def test_offsets_sent_into_transaction_commit_only_with_it(
     finally:
         sink.close()
         consumer.close()
+
+
+def test_committed_offsets_read_right_after_a_commit_are_that_commits(
+    admin: Admin, transport: Transport
+) -> None:
+    """A member asking right after a transaction's commit gets that transaction's offsets,
+    never the ones from before it (the broker writes the commit's markers a moment later:
+    a member starting from older offsets would process a committed batch again)."""
+    source, out = make_topic(admin, 2, "in"), make_topic(admin, 1, "out")
+    group = unique_topic("g")
+    consumer = transport.group_consumer([source], group, Recorder())
+    sink = transport.sink(unique_topic("tx"))
+    tp0, tp1 = TP(source, 0), TP(source, 1)
+    try:
+        wait_for(
+            lambda: not consumer.poll(0.2, 100) and consumer.assignment() == {tp0, tp1},
+            "the member's assignment",
+        )
+        read = []
+        for i in range(1, 41):
+            sink.begin()
+            sink.send(OutRecord(out, None, b"x"))
+            sink.commit({tp0: i, tp1: 100 + i}, group)
+            read.append((consumer.committed(tp0), consumer.committed(tp1)))
+    finally:
+        sink.close()
+        consumer.close()
+    assert read == [(i, 100 + i) for i in range(1, 41)]
 
 
 def test_sink_returns_last_offset_plus_one_per_partition(

@@ -35,6 +35,7 @@ from processor.transport.kafka._common import (
     to_offsets,
     to_tp,
 )
+from processor.transport.kafka.stable_offsets import stable_committed
 from processor.transport.protocols import RebalanceListener
 from processor.transport.records import LAG_UNKNOWN, TP, ClientSettings, InRecord
 
@@ -147,7 +148,25 @@ class KafkaGroupConsumer(GroupMemberBase):
                 self._listener.on_revoked(tps)
             else:
                 assigned.update(tps)
+                self._start_from_stable(tps)
                 self._listener.on_assigned(tps)
+
+    def _start_from_stable(self, tps: list[TP]) -> None:
+        """Move newly assigned partitions to the group's stable committed offsets.
+
+        kafka-python positions them from an offset fetch that may still answer the offsets
+        from before the previous owner's last transaction (see ``stable_offsets``): that
+        member would process a committed batch again. The listener's own seeks come after.
+        """
+        with mapped_errors("committed"):
+            offsets = stable_committed(
+                self._consumer,
+                self._group_id,
+                [to_kafka_tp(tp) for tp in tps],
+                COMMITTED_TIMEOUT_MS / 1000,
+            )
+        for ktp, offset in offsets.items():
+            self.seek(to_tp(ktp), offset)
 
     def assignment(self) -> set[TP]:
         """Partitions this member holds now."""
@@ -165,15 +184,18 @@ class KafkaGroupConsumer(GroupMemberBase):
             return int(self._consumer.position(to_kafka_tp(tp)))
 
     def committed(self, tp: TP) -> int | None:
-        """The group's committed offset of ``tp``, asked from the broker.
+        """The group's committed offset of ``tp``, asked from the broker once stable.
 
-        Bounded like librdkafka's: kafka-python's own call waits for a coordinator without
-        end, which would hang the loop on a broker that stays frozen (its time-out is a
-        retriable ``TransportError``).
+        Like librdkafka's read_committed members (``require_stable``): never an offset from
+        before a transaction that has committed (see ``stable_offsets``). Bounded: a broker
+        that stays frozen gives a retriable ``TransportError``.
         """
+        ktp = to_kafka_tp(tp)
         with mapped_errors("committed"):
-            offset = self._consumer.committed(to_kafka_tp(tp), timeout_ms=COMMITTED_TIMEOUT_MS)
-        return None if offset is None else int(offset)
+            offsets = stable_committed(
+                self._consumer, self._group_id, [ktp], COMMITTED_TIMEOUT_MS / 1000
+            )
+        return offsets.get(ktp)
 
     def commit(self, offsets: Mapping[TP, int]) -> None:
         """Commit ``offsets`` for the group, synchronously."""
