@@ -34,7 +34,14 @@ from processor.kafka._common import (
     to_offsets,
     to_tp,
 )
-from processor.transport import LAG_UNKNOWN, TP, ClientSettings, InRecord, RebalanceListener
+from processor.transport import (
+    LAG_UNKNOWN,
+    TP,
+    ClientSettings,
+    InRecord,
+    RebalanceListener,
+    put_back,
+)
 
 _Event = tuple[Literal["assigned", "revoked"], list[TP]]
 
@@ -120,17 +127,10 @@ class KafkaGroupConsumer:
 
     def _put_back_paused(self, records: list[InRecord]) -> list[InRecord]:
         """Drop the records of paused partitions and seek back to the first of them."""
-        kept: list[InRecord] = []
-        firsts: dict[TP, int] = {}
-        for record in records:
-            if record.tp in self._paused:
-                firsts.setdefault(record.tp, record.offset)
-            else:
-                kept.append(record)
-        for tp, offset in firsts.items():
-            with mapped_errors("seek"):
-                self._consumer.seek(to_kafka_tp(tp), offset)
-        return kept
+        paused = [record for record in records if record.tp in self._paused]
+        with mapped_errors("seek"):
+            put_back(lambda tp, offset: self._consumer.seek(to_kafka_tp(tp), offset), paused)
+        return [record for record in records if record.tp not in self._paused]
 
     def _deliver_events(self) -> set[TP]:
         """Hand queued rebalance events to the listener; return the partitions assigned."""
