@@ -118,15 +118,23 @@ class Restorer:
     def step(self) -> list[tuple[int, StateStore]]:
         """Do one bounded piece of restoring; returns the partitions it finished."""
         done: list[tuple[int, StateStore]] = []
-        while self._current is None and self._waiting:
-            partition = next(iter(self._waiting))
-            store = self._waiting.pop(partition)
-            if self._begin(partition, store):
-                done.append((partition, store))
+        if self._current is None and self._waiting:
+            partition, store = next(iter(self._waiting.items()))
+            finished = self._begin(partition, store)  # may raise: the store stays queued
+            del self._waiting[partition]
+            if finished:
+                return [(partition, store)]
         current = self._current
-        if current is not None and self._advance_or_rebuild(current):
-            done.append((current.partition, current.store))
-            self._current = None
+        try:
+            if current is not None and self._advance_or_rebuild(current):
+                done.append((current.partition, current.store))
+                self._current = None
+        except TransportError:
+            if current is not None and self._current is current:
+                # Begun afresh on the next step: the end and the stall limit asked again.
+                self._current = None
+                self._waiting[current.partition] = current.store
+            raise
         return done
 
     def catch_up(self, partition: int, store: StateStore) -> StateStore:
