@@ -99,6 +99,7 @@ class Runner:
             verdicts=[v.value for v in Verdict], event_types=[o.value for o in Operation]
         )
         self.metrics.track_ready(self.ready.is_set)
+        self.metrics.track_restoring(lambda: len(self._partitions.not_ready()))
         aggregations = AggregationTracker(clock.monotonic)
         self._tallies = Tallies(self.stats, self.metrics, aggregations)
         self._stores = stores
@@ -330,6 +331,17 @@ class Runner:
         limit_s = self.settings.max_poll_interval_ms / 1000
         now = self._clock.monotonic() if now is None else now
         return beat is not None and now - beat < limit_s
+
+    def readiness(self) -> str:
+        """What readiness waits for, in counts (the body of a 503 from ``/readyz``)."""
+        if self._loop is None or not self._joined:
+            return "waiting for the group to assign partitions"
+        waiting = self._partitions.not_ready()
+        if not waiting:
+            return "restored; waiting for the next poll"
+        # Read from the probe's thread: plain numbers the loop keeps, never a client call.
+        left = self._loop.restorer.remaining()
+        return f"restoring partitions {waiting}: {left} changelog offsets left in the current one"
 
     def _sample_lag(self, lag: dict[TP, int]) -> None:
         now = self._clock.monotonic()

@@ -129,6 +129,10 @@ class Partitions:
         """Whether a partition is assigned but not yet ready."""
         return bool(self._marked or self._restoring)
 
+    def not_ready(self) -> list[int]:
+        """Numbers of the partitions assigned but not yet ready."""
+        return sorted({*self._marked, *self._restoring})
+
     def owns(self, partition: int) -> bool:
         """Whether the partition is assigned here (ready or not)."""
         return partition in self.ready or partition in self._marked or partition in self._restoring

@@ -64,6 +64,8 @@ class _Restore:
     started: float
     deadline: float
     restored: int = 0
+    #: Offsets left to ``end`` as of the last step.
+    remaining: int = 0
 
 
 class Restorer:
@@ -109,6 +111,13 @@ class Restorer:
     def busy(self) -> bool:
         """Whether a partition is restoring or waiting to."""
         return self._current is not None or bool(self._waiting)
+
+    def remaining(self) -> int:
+        """Changelog offsets left in the restore in progress, as of its last step (0: none).
+
+        A plain number kept by the loop: safe to read from the health endpoint's thread.
+        """
+        return 0 if self._current is None else self._current.remaining
 
     def stores(self) -> list[StateStore]:
         """Every store being restored or waiting to."""
@@ -176,9 +185,12 @@ class Restorer:
             self._metrics.restoring(partition, 0, 0)
             return True
         now = self._clock.monotonic()
-        self._current = _Restore(partition, store, end, start, now, now + self._stall_s)
+        remaining = max(end - (start or 0), 0)
+        self._current = _Restore(
+            partition, store, end, start, now, now + self._stall_s, 0, remaining
+        )
         self._reading = False
-        self._metrics.restoring(partition, 0, max(end - (start or 0), 0))
+        self._metrics.restoring(partition, 0, remaining)
         return False
 
     def _advance(self, restore: _Restore) -> bool:
@@ -200,7 +212,8 @@ class Restorer:
         position = self._reader.position(tp)
         restore.store.apply({r.key: r.value for r in records if r.key is not None}, position)
         restore.restored += len(records)
-        self._metrics.restoring(restore.partition, len(records), max(restore.end - position, 0))
+        restore.remaining = max(restore.end - position, 0)
+        self._metrics.restoring(restore.partition, len(records), restore.remaining)
         return position >= restore.end and self._finish(restore)
 
     def _finish(self, restore: _Restore) -> bool:

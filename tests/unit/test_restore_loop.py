@@ -197,3 +197,28 @@ def test_liveness_reads_the_injected_clock(tmp_path: Path) -> None:
     assert runner.live()
     clock.advance(worker.settings.max_poll_interval_ms / 1000)
     assert not runner.live()
+
+
+def test_readiness_and_metrics_show_the_restore_progress(tmp_path: Path) -> None:
+    """While a partition restores, the readiness detail names it with the offsets left and
+    ncd_restoring_partitions counts it; once restored both say so."""
+    worker, _ = _with_changelog(tmp_path)
+    seen: list[tuple[str, float | None]] = []
+    runner: Runner | None = None
+
+    def before_apply(_writes: int) -> None:
+        assert runner is not None
+        if not runner.ready.is_set():
+            count = runner.metrics.registry.get_sample_value("ncd_restoring_partitions")
+            seen.append((runner.readiness(), count))
+
+    runner = worker.runner(HookedFactory(before_apply))
+    worker.run(runner)
+    end = worker.broker.end_offset(TP(worker.settings.topic_changelog, 0))
+    assert seen[0] == (
+        f"restoring partitions [0]: {end} changelog offsets left in the current one",
+        1,
+    )
+    lefts = [int(detail.split(": ")[1].split()[0]) for detail, _ in seen]
+    assert lefts == sorted(lefts, reverse=True) and lefts[-1] < lefts[0]
+    assert runner.metrics.registry.get_sample_value("ncd_restoring_partitions") == 0
