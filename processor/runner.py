@@ -145,6 +145,7 @@ class Runner:
         if loop.checkpoint.unsettled():
             loop.checkpoint.settle(self._partitions, loop.restorer)
         self._partitions.start(loop.consumer, loop.restorer)
+        self._partitions.resume(loop.consumer)
         for partition, store in loop.restorer.step():
             self._partitions.restored(loop.consumer, partition, store)
         if self._joined and not self._partitions.restoring():

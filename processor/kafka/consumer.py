@@ -113,17 +113,9 @@ class KafkaGroupConsumer:
         newly_assigned = self._deliver_events()
         if not newly_assigned:
             return records
-        kept: list[InRecord] = []
-        rewind: dict[TP, int] = {}
-        for record in records:
-            if record.tp in newly_assigned:
-                rewind.setdefault(record.tp, record.offset)
-            else:
-                kept.append(record)
-        for tp, offset in rewind.items():
-            if tp in self.assignment() and tp not in self._sought:
-                self.seek(tp, offset)
-        return kept
+        held = self.assignment() - self._sought
+        put_back(self.seek, [r for r in records if r.tp in newly_assigned and r.tp in held])
+        return [record for record in records if record.tp not in newly_assigned]
 
     def _put_back_paused(self, records: list[InRecord]) -> list[InRecord]:
         """Drop the records of paused partitions and seek back to the first of them."""

@@ -43,28 +43,23 @@ class Pauses:
 
     def pause(self, consumer: GroupConsumer, tps: Iterable[TP], reason: str) -> None:
         """Pause ``tps`` for ``reason`` (those already paused for another stay paused)."""
-        new = []
-        for tp in tps:
-            reasons = self._reasons.setdefault(tp, set())
-            if not reasons:
-                new.append(tp)
-            reasons.add(reason)
+        tps = list(tps)
+        new = [tp for tp in tps if not self._reasons.get(tp)]
         if new:
-            consumer.pause(new)
+            consumer.pause(new)  # first: a failure leaves nothing noted that is not so
+        for tp in tps:
+            self._reasons.setdefault(tp, set()).add(reason)
 
     def release(self, consumer: GroupConsumer, tps: Iterable[TP], reason: str) -> None:
         """Drop ``reason``; resume those of ``tps`` paused for nothing else."""
-        free = []
-        for tp in tps:
-            reasons = self._reasons.get(tp)
-            if reasons is None or reason not in reasons:
-                continue
-            reasons.discard(reason)
-            if not reasons:
-                del self._reasons[tp]
-                free.append(tp)
+        mine = [tp for tp in tps if reason in self._reasons.get(tp, ())]
+        free = [tp for tp in mine if self._reasons[tp] == {reason}]
         if free:
-            consumer.resume(free)
+            consumer.resume(free)  # first: a failure leaves them paused for this reason
+        for tp in mine:
+            self._reasons[tp].discard(reason)
+            if not self._reasons[tp]:
+                del self._reasons[tp]
 
     def forget(self, tps: Iterable[TP]) -> None:
         """Forget partitions taken away (the consumer drops their pause itself)."""
@@ -102,6 +97,8 @@ class Partitions:
         #: Input partitions assigned and not yet restored, by number.
         self._marked: dict[int, set[TP]] = {}
         self._restoring: dict[int, set[TP]] = {}
+        #: Input partitions restored whose resume has not been done yet.
+        self._resume: set[TP] = set()
 
     def on_assigned(self, tps: list[TP]) -> None:
         """Mark newly assigned partitions; the loop pauses and restores them."""
@@ -115,6 +112,7 @@ class Partitions:
     def on_revoked(self, tps: list[TP], restorer: Restorer | None) -> None:
         """Forget partitions taken away: close their stores, drop their restores."""
         self.pauses.forget(tps)
+        self._resume.difference_update(tps)
         for number in sorted({tp.partition for tp in tps}):
             self._marked.pop(number, None)
             if self._restoring.pop(number, None) is not None and restorer is not None:
@@ -140,10 +138,9 @@ class Partitions:
     def start(self, consumer: GroupConsumer, restorer: Restorer) -> None:
         """Pause the marked partitions, open their stores and queue them for restore."""
         for number in sorted(self._marked):
-            tps = self._marked.pop(number)
-            self.pauses.pause(consumer, sorted(tps), RESTORING)
-            self._restoring[number] = tps
+            self.pauses.pause(consumer, sorted(self._marked[number]), RESTORING)
             restorer.add(number, open_store(self._stores, number))
+            self._restoring[number] = self._marked.pop(number)
 
     def restored(self, consumer: GroupConsumer, number: int, store: StateStore) -> None:
         """Make a restored partition ready and resume it."""
@@ -154,7 +151,14 @@ class Partitions:
         )
         self.ready[number] = Partition(store, processor)
         self._metrics.state_size(number, store.count(b""))
-        self.pauses.release(consumer, sorted(tps), RESTORING)
+        self._resume.update(tps)
+        self.resume(consumer)
+
+    def resume(self, consumer: GroupConsumer) -> None:
+        """Resume the restored partitions not resumed yet (a failed resume is tried again)."""
+        if self._resume:
+            self.pauses.release(consumer, sorted(self._resume), RESTORING)
+            self._resume.clear()
 
     def usable(self, consumer: GroupConsumer, records: list[InRecord]) -> list[InRecord]:
         """The records of ready partitions; those of partitions still restoring are put back,
