@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 import structlog
 
@@ -35,13 +36,21 @@ log = structlog.get_logger("processor.runner")
 RESTORING = "restoring"
 
 
+class Pausable(Protocol):
+    """What :class:`Pauses` needs of a consumer."""
+
+    def pause(self, tps: Iterable[TP]) -> None: ...
+
+    def resume(self, tps: Iterable[TP]) -> None: ...
+
+
 class Pauses:
     """Why each input partition is paused; it is resumed when no reason is left."""
 
     def __init__(self) -> None:
         self._reasons: dict[TP, set[str]] = {}
 
-    def pause(self, consumer: GroupConsumer, tps: Iterable[TP], reason: str) -> None:
+    def pause(self, consumer: Pausable, tps: Iterable[TP], reason: str) -> None:
         """Pause ``tps`` for ``reason`` (those already paused for another stay paused)."""
         tps = list(tps)
         new = [tp for tp in tps if not self._reasons.get(tp)]
@@ -50,7 +59,7 @@ class Pauses:
         for tp in tps:
             self._reasons.setdefault(tp, set()).add(reason)
 
-    def release(self, consumer: GroupConsumer, tps: Iterable[TP], reason: str) -> None:
+    def release(self, consumer: Pausable, tps: Iterable[TP], reason: str) -> None:
         """Drop ``reason``; resume those of ``tps`` paused for nothing else."""
         mine = [tp for tp in tps if reason in self._reasons.get(tp, ())]
         free = [tp for tp in mine if self._reasons[tp] == {reason}]
