@@ -1,4 +1,4 @@
-"""Deterministic synthetic Active-Directory-like inputs (CONTRACTS.md 1.1-1.4) for benchmarks.
+"""Deterministic synthetic Active-Directory-like inputs (docs/records.md, inputs) for benchmarks.
 
 Every account is a pure function of ``(seed, index)``, so snapshots of 100k accounts are
 written line by line without being held in memory: a :class:`Dataset` keeps only the plan
@@ -282,7 +282,7 @@ def _schema_attribute(name: str, kind: str = "STRING", multi: bool = False) -> R
 
 
 def source_descriptor(seed: int) -> Record:
-    """An AD source with ~30 attributes, NCD on for all operations (CONTRACTS.md 1.1)."""
+    """An AD source with ~30 attributes, NCD on for all operations (see docs/records.md)."""
     strings = (  # noqa: SIM905 (a word list reads better than quoted names)
         "distinguishedName sAMAccountName userPrincipalName displayName givenName sn title "
         "department company mail telephoneNumber mobile streetAddress l st postalCode "

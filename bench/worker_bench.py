@@ -38,11 +38,11 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from bench.generate import CURRENT_AT, PREVIOUS_AT, Dataset, generate
 from processor.config import load_settings
-from processor.kafka import KafkaTransport
-from processor.kafka._common import consumer_options
 from processor.models import Account, CatalogEntry, ProvisioningRecord, SourceDescriptor
 from processor.publisher import Publisher, Topics
 from processor.transport import ClientSettings
+from processor.transport.kafka import KafkaTransport
+from processor.transport.kafka._common import consumer_options
 from tests.broker import bench_broker
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -338,7 +338,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from processor.observability.logging import configure_logging
     from processor.runner import Runner
     from processor.state import LmdbStoreFactory
-    from processor.wiring import make_transport
+    from processor.transport.factory import make_transport
     from processor.worker.clock import SYSTEM_CLOCK
 
     settings = _settings_from(args)
@@ -401,8 +401,8 @@ def _cmd_publish(args: argparse.Namespace) -> int:
     from processor.models import AggregationMode, AggregationStatus
     from processor.progress import progress_bar
     from processor.publisher import Publisher, Topics
-    from processor.topics import aggregation_partitions, ensure_topics
-    from processor.wiring import make_transport
+    from processor.topics import check_topics, ensure_topics
+    from processor.transport.factory import make_transport
 
     settings = _settings_from(args)
     source = read_document(args.source, SourceDescriptor, "source descriptor")
@@ -415,7 +415,7 @@ def _cmd_publish(args: argparse.Namespace) -> int:
         if settings.create_topics:
             partitions = ensure_topics(admin, settings)
         else:
-            partitions = aggregation_partitions(admin, settings)
+            partitions = check_topics(admin, settings)
     finally:
         admin.close()
     producer = transport.producer()

@@ -24,7 +24,7 @@ from processor.publisher import Publisher, Topics
 from processor.runner import Runner
 from processor.state import LmdbStoreFactory
 from processor.transport import TP, Transport
-from processor.wiring import make_transport
+from processor.transport.factory import make_transport
 
 DEMO_PARTITIONS = 3
 # Group joins on the embedded broker take about half the session timeout.

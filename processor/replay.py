@@ -27,9 +27,12 @@ records of other sources are ignored.
 
 Everything is checked before anything is replayed: bad input raises
 :class:`~processor.errors.FileInputError` (``FILE:LINE: reason``), writes no events and
-leaves the state untouched. Events are written as JSON Lines, batch by batch, each batch
-before its state is stored: an interrupted run, run again, may repeat the last batch's
-events (with the same deterministic ids), never lose one.
+leaves the state untouched. Each record is decided as the worker decides it
+(:func:`~processor.worker.decision.decide_record`): one the worker would dead-letter (its
+decision failed) stops the replay with ``FILE:LINE`` and the worker's reason. Events are
+written as JSON Lines, batch by batch, each batch before its state is stored: an interrupted
+run, run again, may repeat the last batch's events (with the same deterministic ids), never
+lose one.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ from processor.models import (
 )
 from processor.progress import ProgressBar
 from processor.state import BatchOverlay, LmdbStoreFactory, StateStore
+from processor.worker.decision import decide_record
 from processor.worker.partition import Outcome, PartitionProcessor, Verdict
 from processor.worker.registry import SourceRegistry
 from processor.worker.state import SourceMeta, k_meta
@@ -322,37 +326,51 @@ class _Replayer:
         self.summary.replayed += 1
 
     def _batch(self, records: list[tuple[Path, int, bytes, bool]], batch_id: int) -> list[Outcome]:
-        """Decide records in one overlay; write their events, then store the overlay."""
+        """Decide records in one overlay as the worker does (:func:`decide_record`, the
+        worker's per-record path); write their events, then store the overlay."""
         overlay = BatchOverlay(self._store)
         self._processor.begin_batch()
         outcomes = []
+        data = bytearray()
         for path, line, value, is_provisioning in records:
-            decide = (
-                self._processor.process_provisioning if is_provisioning else self._processor.process
+            outcome, lines = decide_record(
+                self._processor,
+                value,
+                overlay,
+                provisioning=is_provisioning,
+                check_key=False,  # records made here from one source's files: no key
+                outputs=_event_lines,
             )
-            outcome = decide(value, overlay)
             if outcome.verdict == Verdict.DEAD_LETTERED:
                 raise FileInputError(str(path), line, outcome.reason or "invalid record")
             outcomes.append(outcome)
+            data += b"".join(lines)
         # Seen-account chunks are named by the batch's first record number in the file.
         self._processor.end_batch(overlay, batch_id)
-        data = bytearray()
         for outcome in outcomes:
-            self.summary.verdicts[outcome.verdict.value] += 1
-            for event in outcome.events:
-                self.summary.events[str(event.eventType.value)] += 1
-                data += codec.dumps(event.model_dump(mode="json")) + b"\n"
-            if outcome.deletes_suppressed:
-                self.summary.deletes_suppressed += outcome.deletes_suppressed
-                if outcome.guard is not None:
-                    self._warn(f"{outcome.guard.message()} ({records[0][0].name})")
-                else:
-                    self._warn(
-                        f"delete guard: {outcome.deletes_suppressed} deletions held back: "
-                        f"{outcome.reason} ({records[0][0].name})"
-                    )
+            self._count(outcome, records[0][0])
         if data:
             self._out.write(data)
             self._out.flush()
         self._store.apply(overlay.writes, None)
         return outcomes
+
+    def _count(self, outcome: Outcome, path: Path) -> None:
+        """Add a decision to the summary; warn when the delete guard held deletions back."""
+        self.summary.verdicts[outcome.verdict.value] += 1
+        for event in outcome.events:
+            self.summary.events[str(event.eventType.value)] += 1
+        if outcome.deletes_suppressed:
+            self.summary.deletes_suppressed += outcome.deletes_suppressed
+            if outcome.guard is not None:
+                self._warn(f"{outcome.guard.message()} ({path.name})")
+            else:
+                self._warn(
+                    f"delete guard: {outcome.deletes_suppressed} deletions held back: "
+                    f"{outcome.reason} ({path.name})"
+                )
+
+
+def _event_lines(outcome: Outcome) -> list[bytes]:
+    """A decision's events as JSON Lines (the values the worker writes to ``ncd.events``)."""
+    return [codec.dumps(event.model_dump(mode="json")) + b"\n" for event in outcome.events]

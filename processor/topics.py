@@ -26,9 +26,8 @@ def ensure_topics(admin: Admin, settings: Settings) -> int:
     Raises ``ConfigError`` (one line saying how to fix it) when the provisioning topic or
     the changelog exists with another partition count than the aggregations topic.
     """
-    existing = {spec.name: admin.partition_count(spec.name) for spec in settings.topic_specs()}
-    partitions = existing[settings.topic_aggregations] or settings.partitions
-    _check_co_partitioned(settings, existing, partitions)
+    existing = _existing(admin, settings)
+    partitions = _checked(settings, existing)
     admin.ensure_topics(
         [
             replace(spec, partitions=existing[spec.name] or spec.partitions)
@@ -38,9 +37,24 @@ def ensure_topics(admin: Admin, settings: Settings) -> int:
     return partitions
 
 
-def aggregation_partitions(admin: Admin, settings: Settings) -> int:
-    """Partitions of the aggregations topic, or the ``partitions`` setting when it is missing."""
-    return admin.partition_count(settings.topic_aggregations) or settings.partitions
+def check_topics(admin: Admin, settings: Settings) -> int:
+    """Check existing topics without creating any (``NCD_CREATE_TOPICS=false``).
+
+    Returns the aggregations topic's partition count (the ``partitions`` setting while it
+    is missing) and raises ``ConfigError`` on the same co-partitioning conflicts as
+    :func:`ensure_topics`: topics created by someone else are held to the same rule.
+    """
+    return _checked(settings, _existing(admin, settings))
+
+
+def _existing(admin: Admin, settings: Settings) -> dict[str, int | None]:
+    return {spec.name: admin.partition_count(spec.name) for spec in settings.topic_specs()}
+
+
+def _checked(settings: Settings, existing: dict[str, int | None]) -> int:
+    partitions = existing[settings.topic_aggregations] or settings.partitions
+    _check_co_partitioned(settings, existing, partitions)
+    return partitions
 
 
 def _check_co_partitioned(

@@ -146,7 +146,11 @@ class KafkaServer:
         _signal_group(self.pid, signal.SIGCONT)
 
     def stop(self) -> None:
-        """Stop the broker (SIGTERM, then SIGKILL) and delete its working directory."""
+        """Stop the broker (SIGTERM, then SIGKILL) and delete its working directory.
+
+        The broker's log is kept beside that directory (``kafka-server.log``) for the
+        test's post-mortem; the data is not.
+        """
         _signal_group(self.pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_TIMEOUT_S
         while self.alive() and time.monotonic() < deadline:
@@ -155,6 +159,8 @@ class KafkaServer:
         if self.alive():
             _signal_group(self.pid, signal.SIGKILL)
         _reap(self.pid)
+        with suppress(OSError):
+            shutil.move(self.log_file, Path(self.workdir).parent / "kafka-server.log")
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 

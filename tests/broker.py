@@ -3,7 +3,8 @@
 Order of preference for the session broker:
 
 1. ``KAFKA_BOOTSTRAP_SERVERS``: an external broker (set ``KAFKA_BROKER_KIND=tansu`` if it
-   is one, and ``KAFKA_SASL_BOOTSTRAP_SERVERS`` for its SCRAM listener, see
+   is one, ``KAFKA_SASL_BOOTSTRAP_SERVERS`` for its SCRAM listener and
+   ``KAFKA_SSL_BOOTSTRAP_SERVERS`` + ``KAFKA_SSL_CAFILE`` for SCRAM over TLS, see
    ``tests/apache_kafka.py`` for the users the security tests expect);
 2. Apache Kafka in a container when a Docker engine answers (testcontainers);
 3. Apache Kafka 4.x from Maven Central as a KRaft node on loopback when a JDK is there
@@ -171,7 +172,14 @@ def start_session_broker(
         wait_until_kafka_ready(external)
         kind = os.environ.get("KAFKA_BROKER_KIND", "external")
         sasl = os.environ.get("KAFKA_SASL_BOOTSTRAP_SERVERS") or None
-        return SessionBroker(external, kind, lambda: None, sasl)
+        return SessionBroker(
+            external,
+            kind,
+            lambda: None,
+            sasl,
+            ssl_bootstrap=os.environ.get("KAFKA_SSL_BOOTSTRAP_SERVERS") or None,
+            ca_file=os.environ.get("KAFKA_SSL_CAFILE") or None,
+        )
     if docker_answers():
         return _kafka_container()
     if java_available():
@@ -192,6 +200,17 @@ def require_exactly_once(hides_aborted: bool) -> None:
         import pytest
 
         pytest.skip(TANSU_NOTICE)
+
+
+def sasl_bootstrap(broker: SessionBroker) -> str:
+    """The broker's SASL/SCRAM-SHA-512 listener; skip only on the no-JDK Tansu fallback."""
+    import pytest
+
+    if broker.sasl_bootstrap is None:
+        if broker.kind == "tansu":
+            pytest.skip("no SASL listener on the Tansu fallback (no JDK): SCRAM is not checked")
+        pytest.fail("an external broker needs KAFKA_SASL_BOOTSTRAP_SERVERS for this test")
+    return broker.sasl_bootstrap
 
 
 @contextmanager

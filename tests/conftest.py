@@ -123,10 +123,10 @@ def kafka_settings(kafka_bootstrap: str) -> ClientSettings:
 def make_test_transport(name: str, settings: ClientSettings) -> Transport:
     """The transport ``name`` (a value of ``NCD_TRANSPORT``) on ``settings``."""
     if name == "confluent":
-        from processor.confluent import ConfluentTransport
+        from processor.transport.confluent import ConfluentTransport
 
         return ConfluentTransport(settings)
-    from processor.kafka import KafkaTransport
+    from processor.transport.kafka import KafkaTransport
 
     return KafkaTransport(settings)
 

@@ -40,8 +40,8 @@ ISO = "%Y-%m-%dT%H:%M:%SZ"
 
 
 def transports() -> list[str]:
-    """kafka-python always; confluent when ``processor.wiring`` exists (checked now)."""
-    found = importlib.util.find_spec("processor.wiring") is not None
+    """kafka-python always; confluent when ``processor.transport.factory`` exists (checked now)."""
+    found = importlib.util.find_spec("processor.transport.factory") is not None
     return ["kafka-python", "confluent"] if found else ["kafka-python"]
 
 

@@ -33,7 +33,7 @@ def confluent_consume_only(
     from confluent_kafka import Consumer  # type: ignore[import-untyped]
     from confluent_kafka import TopicPartition as CTP  # type: ignore[import-untyped]
 
-    from processor.confluent._common import consumer_options
+    from processor.transport.confluent._common import consumer_options
 
     # The worker's own consumer options (fetch sizes included), as the kafka-python ceilings.
     settings = ClientSettings(bootstrap_servers=bootstrap, client_id="ncd-bench")

@@ -18,11 +18,11 @@ import orjson
 
 from bench.generate import CURRENT_AT, PREVIOUS_AT, Dataset
 from processor.core import EntitlementCatalog, SourcePolicy, decide_event
-from processor.memory_transport import MemoryBroker
 from processor.models import Account, CatalogEntry, SourceDescriptor
 from processor.publisher import Publisher, Topics
 from processor.state.overlay import BatchOverlay
 from processor.state.store import InMemoryStateStore
+from processor.transport.memory import MemoryBroker
 from processor.worker import partition as partition_module
 from processor.worker.partition import PartitionProcessor, Verdict
 from processor.worker.registry import SourceRegistry

@@ -15,11 +15,11 @@ import structlog
 
 from bench.generate import CURRENT_AT, PREVIOUS_AT, Dataset
 from processor.config import load_settings
-from processor.memory_transport import MemoryBroker
 from processor.models import Account, CatalogEntry, SourceDescriptor
 from processor.publisher import Publisher, Topics
 from processor.runner import Runner
 from processor.state.store import InMemoryStoreFactory
+from processor.transport.memory import MemoryBroker
 
 PARTITIONS = 3
 

@@ -24,6 +24,8 @@ def uuid_key(uuid: str) -> str:
     their keys are the uuids as sent, so record keys and state keys written before this rule
     stay valid for them.
     """
+    if uuid[:1] == "{" and uuid.islower():  # braced lower case: already its own key (the
+        return uuid  # common case, twice per record on the worker's byte path)
     found = _GUID_RE.fullmatch(uuid)
     return uuid if found is None else "{" + found.group(2).lower() + "}"
 

@@ -114,7 +114,7 @@ def test_output_schemas_require_every_field_the_output_always_carries(stem: str)
 
 def test_event_schemas_pin_the_type_constants_and_the_event_type() -> None:
     """eventType and the type of source, account, identity, owners and governance group are
-    required constants in the event schemas (CONTRACTS section 2)."""
+    required constants in the event schemas (docs/records.md, the event)."""
     schema = _load(SCHEMA_DIR / "account-updated-event.schema.json")
     defs = schema["$defs"]
     assert "eventType" in schema["required"]

@@ -270,8 +270,19 @@ class WorkerEnv:
                             f"worker {instance} exited with {proc.returncode}; log tail:\n{tail}"
                         )
                 if time.monotonic() > deadline:
-                    committed = {tp.partition: consumer.committed(tp) for tp in ends}
-                    raise AssertionError(f"not drained: committed {committed}, ends {ends}")
+                    behind = {
+                        f"{tp.topic}[{tp.partition}]": (consumer.committed(tp), end)
+                        for tp, end in ends.items()
+                        if (consumer.committed(tp) or 0) < end
+                    }
+                    tails = {
+                        instance: "\n".join(self.log_text(instance).splitlines()[-15:])
+                        for instance in self.instances
+                    }
+                    raise AssertionError(
+                        f"not drained after {timeout_s:.0f} s: (committed, end) {behind}; "
+                        f"log tails: {tails}"
+                    )
                 time.sleep(0.2)
         finally:
             consumer.close()

@@ -34,12 +34,11 @@ from processor.errors import TransportError
 from processor.publisher import Publisher, Topics
 from processor.transport import ClientSettings, OutRecord
 from tests.apache_kafka import SCRAM_MECHANISM, SCRAM_USERS
-from tests.broker import SessionBroker
+from tests.broker import SessionBroker, sasl_bootstrap
 from tests.conftest import TRANSPORTS, make_test_transport
 from tests.helpers import wait_for
 from tests.integration.harness import WorkerEnv
 from tests.reliability.common import Chain, chain, check_exact, session_env
-from tests.reliability.test_security import _sasl_bootstrap
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
@@ -184,7 +183,7 @@ def test_the_worker_runs_under_exactly_the_documented_acls(
 ) -> None:
     """Under SECURITY.md's grants alone the worker emits exactly diff's events (both
     transports); the provisioning principal writes only its topic, upstream only theirs."""
-    bootstrap = _sasl_bootstrap(kafka_broker)
+    bootstrap = sasl_bootstrap(kafka_broker)
     env = session_env(kafka_broker, tmp_path)
     env.transport = transport
     _grant(admin, _bindings(least_privilege(_settings(env))))
@@ -240,7 +239,7 @@ def test_a_worker_missing_one_grant_stops_and_says_which(
 ) -> None:
     """Without one of its grants the worker exits non-zero, naming the authorization failure,
     instead of retrying for ever or carrying on without it (both transports)."""
-    bootstrap = _sasl_bootstrap(kafka_broker)
+    bootstrap = sasl_bootstrap(kafka_broker)
     env = session_env(kafka_broker, tmp_path)
     env.transport = transport
     bindings = _bindings(least_privilege(_settings(env)))

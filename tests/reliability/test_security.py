@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from processor.config import load_settings
-from processor.kafka._common import common_options
+from processor.transport.kafka._common import common_options
 from tests.apache_kafka import SCRAM_MECHANISM, SCRAM_USERS
-from tests.broker import SessionBroker
+from tests.broker import SessionBroker, sasl_bootstrap
 from tests.conftest import TRANSPORTS
 from tests.integration.harness import WorkerEnv
 from tests.reliability.common import Chain, chain, check_exact, session_env
@@ -47,15 +47,6 @@ def test_settings_never_print_the_password() -> None:
     for text in (repr(settings), str(settings), settings.model_dump_json()):
         assert SENTINEL not in text
     assert SENTINEL not in repr(settings.client())
-
-
-def _sasl_bootstrap(broker: SessionBroker) -> str:
-    """The broker's SASL/SCRAM-SHA-512 listener; skip only on the no-JDK Tansu fallback."""
-    if broker.sasl_bootstrap is None:
-        if broker.kind == "tansu":
-            pytest.skip("no SASL listener on the Tansu fallback (no JDK): SCRAM is not checked")
-        pytest.fail("an external broker needs KAFKA_SASL_BOOTSTRAP_SERVERS for this test")
-    return broker.sasl_bootstrap
 
 
 def _scram_env(bootstrap: str, user: str, password: str) -> dict[str, str]:
@@ -93,7 +84,7 @@ def test_worker_with_scram_credentials_processes_an_aggregation(
     env = session_env(kafka_broker, tmp_path)
     env.transport = transport
     env.extra_env.update(
-        _scram_env(_sasl_bootstrap(kafka_broker), "ncd-admin", SCRAM_USERS["ncd-admin"])
+        _scram_env(sasl_bootstrap(kafka_broker), "ncd-admin", SCRAM_USERS["ncd-admin"])
     )
     _two_aggregations_exactly(env, chain(90, 2, 73), tmp_path)
     assert SCRAM_USERS["ncd-admin"] not in env.log_text()
@@ -131,7 +122,7 @@ def test_wrong_password_fails_at_start_clearly_without_the_secret(
     no traceback, and the password nowhere in its output (both transports)."""
     env = {
         **os.environ,
-        **_scram_env(_sasl_bootstrap(kafka_broker), "ncd-worker", SENTINEL),
+        **_scram_env(sasl_bootstrap(kafka_broker), "ncd-worker", SENTINEL),
         "NCD_TRANSPORT": transport,
         "NCD_STATE_DIR": str(tmp_path / "state"),
         "NCD_HTTP_PORT": "0",

@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from processor.config import Settings
-from processor.memory_transport import MemoryBroker
 from processor.models import Account, SourceDescriptor
 from processor.publisher import Publisher, Topics
 from processor.runner import Runner
 from processor.state.store import InMemoryStateStore, InMemoryStoreFactory
 from processor.topics import ensure_topics
 from processor.transport import TP, OutRecord
+from processor.transport.memory import MemoryBroker
 
 #: A loop that has not drained after this many iterations is stuck (the test fails).
 MAX_ITERATIONS = 10_000

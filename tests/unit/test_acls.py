@@ -8,8 +8,8 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 
 from processor import acls
-from processor.confluent._common import mapped_errors
 from processor.errors import TransportError
+from processor.transport.confluent._common import mapped_errors
 
 SECURITY = Path(__file__).resolve().parents[2] / "SECURITY.md"
 
@@ -60,7 +60,7 @@ def test_kafka_python_send_refused_after_a_failed_transaction_names_the_cause() 
     from kafka.errors import KafkaError as KpError
     from kafka.errors import TopicAuthorizationFailedError
 
-    from processor.kafka._common import mapped_errors as kafka_mapped_errors
+    from processor.transport.kafka._common import mapped_errors as kafka_mapped_errors
 
     wrapped = KpError("a previous transactional request failed", TopicAuthorizationFailedError())
     with pytest.raises(TransportError) as info, kafka_mapped_errors("send"):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from confluent_kafka import Producer
 
-from processor.confluent.sink import _producer_options
 from processor.transport import ClientSettings
+from processor.transport.confluent._common import producer_options
 
 
 @pytest.mark.parametrize("timeout_ms", [1_000, 10_000, 60_000, 900_000])
@@ -17,7 +17,7 @@ def test_any_transaction_timeout_gives_a_valid_transactional_producer(timeout_ms
         transactional_id="t",
         transaction_timeout_ms=timeout_ms,
     )
-    options = _producer_options(settings)
+    options = producer_options(settings)
     Producer(options)  # raises KafkaException(_INVALID_ARG) on inconsistent timeouts
     assert options["message.timeout.ms"] <= timeout_ms
     assert options["socket.timeout.ms"] <= timeout_ms + 100

@@ -8,6 +8,7 @@ braces, and booleans next to the numbers Python finds equal to them.
 from __future__ import annotations
 
 import json
+import re
 import unicodedata
 from typing import Any
 
@@ -472,3 +473,32 @@ def test_values_of_different_json_types_differ_on_string_attributes(
         policy, make_account("CN=Ann", {name: old}), make_account("CN=Ann", {name: new}), CATALOG
     )
     assert event is not None
+
+
+def _uuid_key_by_pattern(uuid: str) -> str:
+    """R1's uuid key as the pattern alone gives it (the reference for the shortcut)."""
+    found = re.fullmatch(
+        r"(\{)?([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})(?(1)\})",
+        uuid,
+    )
+    return uuid if found is None else "{" + found.group(2).lower() + "}"
+
+
+_HEX_GUID = st.uuids().map(str)
+
+
+@PROPERTY_SETTINGS
+@given(
+    uuid=st.one_of(
+        st.text(),
+        st.text().map(lambda t: "{" + t),
+        st.tuples(_HEX_GUID, st.booleans(), st.booleans(), st.booleans()).map(
+            lambda g: (
+                ("{" if g[1] else "") + (g[0].upper() if g[3] else g[0]) + ("}" if g[2] else "")
+            )
+        ),
+    )
+)
+def test_uuid_key_shortcut_gives_what_the_pattern_gives(uuid: str) -> None:
+    """uuid_key's shortcut for braced lower-case text returns what R1's pattern returns."""
+    assert uuid_key(uuid) == _uuid_key_by_pattern(uuid)

@@ -409,15 +409,22 @@ def test_k8s_resources_are_set() -> None:
         assert {"cpu", "memory"} <= set(resources[section])
 
 
-def test_k8s_instance_id_is_the_pod_name_and_password_a_secret() -> None:
-    """NCD_INSTANCE_ID comes from the pod name; NCD_SASL_PASSWORD only from the Secret."""
+def test_k8s_instance_id_is_the_pod_name_and_password_a_secret_file() -> None:
+    """NCD_INSTANCE_ID comes from the pod name; the SASL password from a file of the Secret."""
     env = {e["name"]: e for e in _container()["env"]}
     assert env["NCD_INSTANCE_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
-    ref = env["NCD_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]
-    secret = k8s("Secret")
-    assert ref["name"] == secret["metadata"]["name"]
-    assert ref["key"] in secret["stringData"]
+    assert "NCD_SASL_PASSWORD" not in env, "a password in the environment shows in describe"
     assert "NCD_SASL_PASSWORD" not in _config()
+    password_file = Path(env["NCD_SASL_PASSWORD_FILE"]["value"])
+    mounts = {m["name"]: m for m in _container()["volumeMounts"]}
+    volumes = {v["name"]: v for v in k8s("StatefulSet")["spec"]["template"]["spec"]["volumes"]}
+    secret = k8s("Secret")
+    (mount,) = [m for m in mounts.values() if Path(m["mountPath"]) == password_file.parent]
+    volume = volumes[mount["name"]]["secret"]
+    assert volume["secretName"] == secret["metadata"]["name"]
+    assert volume["defaultMode"] & 0o007 == 0, "the password file is readable by others"
+    items = {item["path"]: item["key"] for item in volume["items"]}
+    assert items[password_file.name] in secret["stringData"]
     froms = [f["configMapRef"]["name"] for f in _container()["envFrom"]]
     assert froms == [k8s("ConfigMap")["metadata"]["name"]]
 

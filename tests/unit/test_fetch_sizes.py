@@ -6,9 +6,9 @@ import pytest
 from confluent_kafka import Consumer
 
 from processor.config import load_settings
-from processor.confluent._common import consumer_options as confluent_consumer_options
 from processor.errors import ConfigError
-from processor.kafka._common import consumer_options as kafka_consumer_options
+from processor.transport.confluent._common import consumer_options as confluent_consumer_options
+from processor.transport.kafka._common import consumer_options as kafka_consumer_options
 
 
 def test_fetch_size_settings_reach_both_consumers() -> None:

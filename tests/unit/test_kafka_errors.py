@@ -15,8 +15,8 @@ from kafka.errors import (
 )
 
 from processor.errors import TransportError
-from processor.kafka._common import mapped_errors
 from processor.transport import START_HINT
+from processor.transport.kafka._common import mapped_errors
 
 
 def _mapped(exc: Exception, operation: str = "send") -> TransportError:
@@ -59,7 +59,7 @@ def test_group_member_request_timeout_outlasts_the_session_with_default_settings
     """With the default settings (45 s session, 30 s requests) the group member's request
     timeout is longer than its session timeout, which kafka-python requires."""
     from processor.config import load_settings
-    from processor.kafka.consumer import group_request_timeout_ms
+    from processor.transport.kafka.consumer import group_request_timeout_ms
 
     client = load_settings().client()
     assert client.request_timeout_ms <= client.session_timeout_ms  # the case that broke
@@ -73,7 +73,7 @@ def test_a_producer_that_cannot_probe_the_broker_version_is_retried(
     """kafka-python asserts the broker version when a transactional producer starts; with no
     answer to its probe (a frozen broker) that is a retriable start failure, not a crash."""
     from processor.config import load_settings
-    from processor.kafka import sink
+    from processor.transport.kafka import sink
 
     def no_version(**_options: object) -> None:
         raise AssertionError("Transactional/Idempotent producer requires >= Kafka 0.11 Brokers")

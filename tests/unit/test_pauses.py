@@ -7,8 +7,8 @@ from collections.abc import Iterable
 import pytest
 
 from processor.errors import TransportError
-from processor.memory_transport import MemoryBroker
 from processor.transport import TP, InRecord, OutRecord, put_back
+from processor.transport.memory import MemoryBroker
 from processor.worker.partitions import Pauses
 
 A, B = TP("a", 0), TP("b", 1)

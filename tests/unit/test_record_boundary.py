@@ -8,8 +8,10 @@ from typing import Any
 
 import pytest
 
+import processor.worker.account_flow
+import processor.worker.lifecycle
 import processor.worker.outputs
-import processor.worker.partition
+import processor.worker.provisioning_flow
 import processor.worker.registry
 from processor.models import SourceDescriptor
 from processor.runner import Runner
@@ -139,18 +141,18 @@ def test_a_failure_after_state_writes_undoes_them(
     """A decision failing after it wrote state leaves none: the next aggregation reports again."""
     up = Upstream(tmp_path)
     _baseline(up, "CN=a", "CN=boom")
-    real = processor.worker.partition.decide_event
+    real = processor.worker.account_flow.decide_event
 
     def failing(policy: Any, previous: Any, current: Any, *args: Any, **kwargs: Any) -> Any:
         if current is not None and current.nativeIdentity == "CN=boom":
             raise RuntimeError("a bug that quotes a value: secret-title")
         return real(policy, previous, current, *args, **kwargs)
 
-    monkeypatch.setattr(processor.worker.partition, "decide_event", failing)
+    monkeypatch.setattr(processor.worker.account_flow, "decide_event", failing)
     up.aggregation("a2", T2, [account("CN=a", "t2", agg="a2"), account("CN=boom", "t2", agg="a2")])
     up.run()
     assert up.dead() == ["could not be decided (RuntimeError in failing)"]
-    monkeypatch.setattr(processor.worker.partition, "decide_event", real)
+    monkeypatch.setattr(processor.worker.account_flow, "decide_event", real)
     up.aggregation("a3", T3, [account("CN=a", "t2", agg="a3"), account("CN=boom", "t2", agg="a3")])
     up.run()
     assert up.changes() == [
@@ -189,19 +191,19 @@ def test_a_failed_completion_leaves_its_aggregation_running(
     """A completion failing mid-way deletes nothing and stays open: a resent one completes it."""
     up = Upstream(tmp_path, make_source(delete_threshold=100))
     _baseline(up, "CN=a", "CN=gone")
-    real = processor.worker.partition.decide_event
+    real = processor.worker.lifecycle.decide_event
 
     def failing(policy: Any, previous: Any, current: Any, *args: Any, **kwargs: Any) -> Any:
         if current is None:
             raise KeyError("deletion")
         return real(policy, previous, current, *args, **kwargs)
 
-    monkeypatch.setattr(processor.worker.partition, "decide_event", failing)
+    monkeypatch.setattr(processor.worker.lifecycle, "decide_event", failing)
     up.aggregation("a2", T2, [account("CN=a", "t1", agg="a2")])
     up.run()
     assert up.dead() == ["could not be decided (KeyError in failing)"]
     assert up.changes() == []
-    monkeypatch.setattr(processor.worker.partition, "decide_event", real)
+    monkeypatch.setattr(processor.worker.lifecycle, "decide_event", real)
     completed = {"sourceId": SOURCE_ID, "aggregationId": "a2", "type": "aggregation.completed"}
     up.send({**completed, "status": "COMPLETED"})
     up.run()
@@ -218,7 +220,7 @@ def test_a_failed_provisioning_record_is_dead_lettered(
     def failing(*args: Any, **kwargs: Any) -> Any:
         raise AttributeError("no")
 
-    monkeypatch.setattr(processor.worker.partition, "apply_provisioning", failing)
+    monkeypatch.setattr(processor.worker.provisioning_flow, "apply_provisioning", failing)
     change = {"op": "Set", "attribute": "title", "value": "t9"}
     record = {
         "sourceId": SOURCE_ID,

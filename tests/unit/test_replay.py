@@ -10,8 +10,12 @@ from typing import Any
 
 import pytest
 
+import processor.worker.account_flow
 from processor.cli import main, run_diff
+from processor.files import read_catalog
+from processor.models import Account, ProvisioningRecord, SourceDescriptor
 from processor.replay import _snapshot_files
+from tests.unit.memory_worker import MemoryWorker
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 PREVIOUS = "20261121T000000Z-previous.jsonl"  # before the provisioning record's completedAt
@@ -65,6 +69,47 @@ def test_replay_of_the_examples_equals_diff(tmp_path: Path) -> None:
     expected = _diff_events()
     assert len(expected) == 5
     assert _without_ids(replayed) == _without_ids(expected)
+
+
+def _lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _worker_events(tmp_path: Path) -> list[dict[str, Any]]:
+    """The examples through the streaming worker (memory transport): the aggregations
+    ``replay`` makes of PREVIOUS and CURRENT, the provisioning record between them."""
+    worker = MemoryWorker(tmp_path / "worker")
+    source = SourceDescriptor.model_validate_json((EXAMPLES / "source.json").read_bytes())
+    publisher = worker.publisher()
+    publisher.publish_source(source)
+    publisher.publish_catalog(source.id, read_catalog(EXAMPLES / "catalog.jsonl", source.id))
+    for name, example, started in (
+        (PREVIOUS, "previous.jsonl", "2026-11-21T00:00:00.000Z"),
+        (CURRENT, "current.jsonl", "2026-11-22T00:00:00.000Z"),
+    ):
+        if name == CURRENT:
+            provisioning = _lines(EXAMPLES / "provisioning.jsonl")
+            publisher.publish_provisioning(
+                ProvisioningRecord.model_validate(r) for r in provisioning
+            )
+            worker.run(worker.runner())
+        accounts = [Account.model_validate(a) for a in _lines(EXAMPLES / example)]
+        publisher.publish_aggregation(
+            source.id, accounts, aggregation_id=Path(name).stem, started_at=started
+        )
+        worker.run(worker.runner())
+    return [json.loads(r.value or b"") for r in worker.broker.records(worker.settings.topic_events)]
+
+
+def test_replay_and_the_worker_emit_the_same_events(tmp_path: Path) -> None:
+    """The same records give the same events, ids included, through replay and the worker."""
+    directory = _make_dir(tmp_path, (PREVIOUS, "previous.jsonl"), (CURRENT, "current.jsonl"))
+    out = tmp_path / "events.jsonl"
+    assert _replay(directory, out) == 0
+    replayed = _events(out)
+    streamed = _worker_events(tmp_path)
+    assert len(replayed) == 5
+    assert sorted(replayed, key=lambda e: e["id"]) == sorted(streamed, key=lambda e: e["id"])
 
 
 def test_replay_is_deterministic(tmp_path: Path) -> None:
@@ -125,6 +170,25 @@ def test_bad_line_exits_2_without_events_or_state(
     assert "SENTINEL" not in err
     assert _events(out) == []
     assert not (directory / "state").exists()
+
+
+def test_a_record_whose_decision_fails_exits_2_naming_its_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A decision that fails (as the worker would dead-letter it) exits 2 with FILE:LINE
+    and the worker's value-free reason, through the worker's per-record failure boundary."""
+    directory = _make_dir(tmp_path, (PREVIOUS, "previous.jsonl"), (CURRENT, "current.jsonl"))
+
+    def failing(*_args: Any, **_kwargs: Any) -> Any:
+        raise ValueError("a bug that quotes a value: SENTINEL-7f3a")
+
+    monkeypatch.setattr(processor.worker.account_flow, "decide_event", failing)
+    assert _replay(directory, tmp_path / "events.jsonl") == 2
+    err = capsys.readouterr().err
+    current = directory / "aggregations" / CURRENT
+    assert err.startswith(f"{current}:"), err
+    assert "could not be decided (ValueError in failing)" in err
+    assert "SENTINEL" not in err
 
 
 def test_duplicate_account_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -10,10 +10,10 @@ from structlog.testing import capture_logs
 
 import processor.worker.restore
 from processor.errors import TransportError
-from processor.memory_transport import MemoryGroupConsumer, MemoryPartitionReader
 from processor.runner import Runner
 from processor.state.store import InMemoryStoreFactory
 from processor.transport import TP, InRecord
+from processor.transport.memory import MemoryGroupConsumer, MemoryPartitionReader
 from tests.unit.conftest import make_account, make_source
 from tests.unit.fake_clock import FakeClock
 from tests.unit.memory_worker import HookedFactory, MemoryWorker

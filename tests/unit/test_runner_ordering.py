@@ -7,9 +7,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from processor.memory_transport import MemoryGroupConsumer
 from processor.models import Account, ProvisioningRecord
 from processor.transport import LAG_UNKNOWN, TP
+from processor.transport.memory import MemoryGroupConsumer
 from tests.unit.conftest import make_account, make_source
 from tests.unit.memory_worker import MemoryWorker
 

@@ -8,9 +8,9 @@ import pytest
 
 from processor.cli import main
 from processor.config import load_settings
-from processor.confluent._common import common_options as confluent_options
 from processor.errors import ConfigError
-from processor.kafka._common import common_options as kafka_options
+from processor.transport.confluent._common import common_options as confluent_options
+from processor.transport.kafka._common import common_options as kafka_options
 
 SENTINEL = "pw-SENTINEL-9c1e"
 

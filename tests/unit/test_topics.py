@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from processor.config import Settings
 from processor.errors import ConfigError
-from processor.memory_transport import MemoryBroker
-from processor.topics import ensure_topics
+from processor.topics import check_topics, ensure_topics
+from processor.transport import Admin
+from processor.transport.memory import MemoryBroker
 from tests.unit.conftest import make_account, make_source
 from tests.unit.memory_worker import MemoryWorker
 
@@ -48,6 +50,14 @@ def test_an_existing_aggregations_topic_sizes_what_the_worker_creates(tmp_path: 
         assert counts[name] == 4, name
 
 
+def test_checking_topics_creates_none_and_reads_the_aggregations_count(tmp_path: Path) -> None:
+    """Without topic creation the count comes from aggregations and nothing is created."""
+    broker, s = MemoryBroker(), _settings(tmp_path)
+    broker.create_topic(s.topic_aggregations, 4)
+    assert check_topics(broker.admin(), s) == 4
+    assert set(broker.logs) == {s.topic_aggregations}
+
+
 def test_existing_outputs_with_another_count_are_used_as_they_are(tmp_path: Path) -> None:
     """An events topic sized unlike aggregations is no co-partitioning conflict: accepted."""
     broker, s = MemoryBroker(), _settings(tmp_path)
@@ -59,14 +69,18 @@ def test_existing_outputs_with_another_count_are_used_as_they_are(tmp_path: Path
     assert len(broker.logs[s.topic_sources]) == 3
 
 
+@pytest.mark.parametrize("check", [ensure_topics, check_topics])
 @pytest.mark.parametrize("which", ["topic_provisioning", "topic_changelog"])
-def test_a_co_partitioned_topic_sized_differently_is_refused(tmp_path: Path, which: str) -> None:
-    """Provisioning or changelog sized unlike aggregations: one line naming both and a fix."""
+def test_a_co_partitioned_topic_sized_differently_is_refused(
+    tmp_path: Path, which: str, check: Callable[[Admin, Settings], int]
+) -> None:
+    """Provisioning or changelog sized unlike aggregations: one line naming both and a fix,
+    whether the worker creates topics or only checks the ones it finds."""
     broker, s = MemoryBroker(), _settings(tmp_path)
     broker.create_topic(s.topic_aggregations, 4)
     broker.create_topic(getattr(s, which), 6)
     with pytest.raises(ConfigError) as caught:
-        ensure_topics(broker.admin(), s)
+        check(broker.admin(), s)
     message = str(caught.value)
     assert "\n" not in message
     assert f"topic {getattr(s, which)} has 6 partitions but {s.topic_aggregations} has 4" in (

@@ -16,10 +16,11 @@ from confluent_kafka import (  # type: ignore[import-untyped]
 )
 
 from processor.errors import BrokerAccessError, TransportError
-from processor.transport import AUTH_HINT, TP, ClientSettings, InRecord
+from processor.transport import base
+from processor.transport.records import AUTH_HINT, TP, ClientSettings, InRecord
 
 #: librdkafka's log lines go through stdlib logging under this name, not raw to stderr.
-LOGGER = logging.getLogger("processor.confluent.librdkafka")
+LOGGER = logging.getLogger("processor.transport.confluent.librdkafka")
 
 # Refusals a retry cannot cure, even where they fail a transaction that could be aborted and
 # tried again: a missing ACL or bad credentials must stop the worker, naming the refusal.
@@ -63,29 +64,20 @@ _TRANSIENT = frozenset(
 )
 
 
+#: Where librdkafka spells an option otherwise than Kafka's dotted name: it has no
+#: request timeout for every client, its socket timeout plays that part.
+_NAMES = {"request.timeout.ms": "socket.timeout.ms"}
+
+
+def to_librdkafka(options: dict[str, Any]) -> dict[str, Any]:
+    """Options in Kafka's names (``processor.transport.base``) as librdkafka's, logging
+    through :data:`LOGGER`."""
+    return {**base.renamed(options, _NAMES), "logger": LOGGER}
+
+
 def common_options(settings: ClientSettings) -> dict[str, Any]:
     """librdkafka options shared by consumers, producers and the admin client."""
-    options: dict[str, Any] = {
-        "bootstrap.servers": settings.bootstrap_servers,
-        "client.id": settings.client_id,
-        "security.protocol": settings.security_protocol,
-        "socket.timeout.ms": settings.request_timeout_ms,
-        "logger": LOGGER,
-    }
-    if settings.sasl_mechanism is not None:
-        options["sasl.mechanism"] = settings.sasl_mechanism
-        options["sasl.username"] = settings.sasl_username
-        options["sasl.password"] = settings.sasl_password
-    for ours, theirs in (
-        ("ssl_cafile", "ssl.ca.location"),
-        ("ssl_certfile", "ssl.certificate.location"),
-        ("ssl_keyfile", "ssl.key.location"),
-        ("ssl_password", "ssl.key.password"),
-    ):
-        value = getattr(settings, ours)
-        if value is not None:
-            options[theirs] = value
-    return options
+    return to_librdkafka(base.client_options(settings))
 
 
 class AuthWatch:
@@ -111,16 +103,29 @@ class AuthWatch:
 def consumer_options(settings: ClientSettings, group_id: str) -> dict[str, Any]:
     """Options of every consumer: read_committed, manual commits, start at the beginning."""
     return {
-        **common_options(settings),
+        **to_librdkafka(base.consumer_options(settings)),
         "group.id": group_id,
-        "isolation.level": "read_committed",
-        "enable.auto.commit": False,
         # Positions are only stored by our own commit calls.
         "enable.auto.offset.store": False,
-        "auto.offset.reset": "earliest",
-        "max.partition.fetch.bytes": settings.max_partition_fetch_bytes,
-        "fetch.max.bytes": settings.fetch_max_bytes,
     }
+
+
+def producer_options(settings: ClientSettings) -> dict[str, Any]:
+    """Options of every producer; transactional when the settings carry an id.
+
+    Keyed records are partitioned with murmur2 like the Java client and kafka-python, so
+    both transports put an account on the same partition.
+    """
+    options = {**to_librdkafka(base.producer_options(settings)), "partitioner": "murmur2_random"}
+    if settings.transactional_id is not None:
+        # librdkafka refuses a message timeout longer than the transaction's (its default
+        # is 300 s): a record that cannot be delivered within the transaction fails it.
+        options["message.timeout.ms"] = min(300_000, settings.transaction_timeout_ms)
+        # ... and a socket timeout longer than the transaction's timeout + 100 ms.
+        options["socket.timeout.ms"] = min(
+            options["socket.timeout.ms"], settings.transaction_timeout_ms + 100
+        )
+    return options
 
 
 def error_of(exc: BaseException) -> KafkaError | None:
@@ -216,7 +221,6 @@ def to_in_records(operation: str, messages: list[Message]) -> list[InRecord]:
             if err.code() != KafkaError._PARTITION_EOF:
                 error = error or err
             continue
-        headers = msg.headers()
         records.append(
             InRecord(
                 topic=msg.topic(),
@@ -224,9 +228,7 @@ def to_in_records(operation: str, messages: list[Message]) -> list[InRecord]:
                 offset=msg.offset(),
                 key=msg.key(),
                 value=msg.value(),
-                headers=()
-                if headers is None
-                else tuple((name, bytes(value or b"")) for name, value in headers),
+                headers=base.headers_of(msg.headers()),
                 timestamp_ms=msg.timestamp()[1],
             )
         )

@@ -15,13 +15,13 @@ def make_transport(settings: Settings) -> Transport:
     """
     if settings.transport == "confluent":
         try:
-            from processor.confluent import ConfluentTransport
+            from processor.transport.confluent import ConfluentTransport
         except ImportError as exc:
             raise ConfigError(
                 "NCD_TRANSPORT=confluent needs the confluent-kafka package: "
                 "pip install 'ncd-processor[confluent]'"
             ) from exc
         return ConfluentTransport(settings.client())
-    from processor.kafka import KafkaTransport
+    from processor.transport.kafka import KafkaTransport
 
     return KafkaTransport(settings.client())

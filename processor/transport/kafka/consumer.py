@@ -23,27 +23,25 @@ from typing import Any, Literal
 
 from kafka import KafkaConsumer
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.coordinator.assignors.range import RangePartitionAssignor
 from kafka.structs import TopicPartition
 
-from processor.kafka._common import (
+from processor.transport.base import GroupMemberBase, group_options
+from processor.transport.kafka._common import (
     consumer_options,
     mapped_errors,
     to_in_records,
+    to_kafka_python,
     to_kafka_tp,
     to_offsets,
     to_tp,
 )
-from processor.transport import (
-    LAG_UNKNOWN,
-    TP,
-    ClientSettings,
-    InRecord,
-    RebalanceListener,
-    put_back,
-)
+from processor.transport.protocols import RebalanceListener
+from processor.transport.records import LAG_UNKNOWN, TP, ClientSettings, InRecord, put_back
 
 _Event = tuple[Literal["assigned", "revoked"], list[TP]]
+
+#: The longest wait for the group's committed offset of one partition.
+COMMITTED_TIMEOUT_MS = 30_000
 
 
 class _QueueingListener(ConsumerRebalanceListener):  # type: ignore[misc]  # untyped base
@@ -73,7 +71,7 @@ def group_request_timeout_ms(settings: ClientSettings) -> int:
 GROUP_REQUEST_MARGIN_MS = 5_000
 
 
-class KafkaGroupConsumer:
+class KafkaGroupConsumer(GroupMemberBase):
     """A subscribed member of ``group_id``: read_committed, manual commits, range assignor."""
 
     def __init__(
@@ -83,8 +81,7 @@ class KafkaGroupConsumer:
         group_id: str,
         listener: RebalanceListener,
     ) -> None:
-        self._group_id = group_id
-        self._listener = listener
+        super().__init__(group_id, listener)
         self._events: queue.SimpleQueue[_Event] = queue.SimpleQueue()
         # Partitions the listener sought during the current delivery of events.
         self._sought: set[TP] = set()
@@ -92,11 +89,7 @@ class KafkaGroupConsumer:
         self._paused: set[TP] = set()
         options: dict[str, Any] = {
             **consumer_options(settings),
-            "group_id": group_id,
-            "partition_assignment_strategy": (RangePartitionAssignor,),
-            "session_timeout_ms": settings.session_timeout_ms,
-            "heartbeat_interval_ms": settings.heartbeat_interval_ms,
-            "max_poll_interval_ms": settings.max_poll_interval_ms,
+            **to_kafka_python(group_options(settings, group_id)),
             "request_timeout_ms": group_request_timeout_ms(settings),
         }
         with mapped_errors("consumer start"):
@@ -157,9 +150,14 @@ class KafkaGroupConsumer:
             return int(self._consumer.position(to_kafka_tp(tp)))
 
     def committed(self, tp: TP) -> int | None:
-        """The group's committed offset of ``tp``, asked from the broker."""
+        """The group's committed offset of ``tp``, asked from the broker.
+
+        Bounded like librdkafka's: kafka-python's own call waits for a coordinator without
+        end, which would hang the loop on a broker that stays frozen (its time-out is a
+        retriable ``TransportError``).
+        """
         with mapped_errors("committed"):
-            offset = self._consumer.committed(to_kafka_tp(tp))
+            offset = self._consumer.committed(to_kafka_tp(tp), timeout_ms=COMMITTED_TIMEOUT_MS)
         return None if offset is None else int(offset)
 
     def commit(self, offsets: Mapping[TP, int]) -> None:
@@ -182,10 +180,6 @@ class KafkaGroupConsumer:
     def resume(self, tps: Iterable[TP]) -> None:
         """Return records of ``tps`` again, from where they were paused."""
         self._paused.difference_update(tps)
-
-    def group_id(self) -> str:
-        """The consumer group this member belongs to."""
-        return self._group_id
 
     def lag(self) -> dict[TP, int]:
         """High watermark of the last fetch minus position, per assigned partition."""

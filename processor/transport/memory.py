@@ -1,4 +1,7 @@
-"""An in-memory twin of ``processor.transport`` for unit tests of the runner.
+"""The in-memory twin of the transport, for unit tests of the worker.
+
+It runs the same contract tests as the Kafka clients (tests/contract/test_transport_contract.py)
+and shares their sink state machine and topic logic (``processor.transport.base``).
 
 ``MemoryBroker`` keeps topics as lists of partitions of log slots. Like Kafka, a
 transaction's records get offsets when written and become readable only when it
@@ -18,8 +21,16 @@ import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from processor.errors import ConfigError, TransportError
-from processor.transport import TP, InRecord, OutRecord, RebalanceListener, TopicSpec, Transport
+from processor.errors import TransportError
+from processor.transport.base import (
+    AdminBase,
+    GroupMemberBase,
+    SinkBase,
+    SinkProducer,
+    topic_config,
+)
+from processor.transport.protocols import RebalanceListener, Transport
+from processor.transport.records import TP, InRecord, OutRecord, TopicSpec
 
 
 @dataclass
@@ -46,7 +57,8 @@ class MemoryBroker:
     def fail_next(self, operation: str, error: TransportError) -> None:
         """Make the next call of ``operation`` raise ``error``.
 
-        Operations: ``poll``, ``send``, ``commit`` (sink), ``consumer_commit``, ``flush``.
+        Operations: ``poll``, ``send``, ``commit`` (a sink's commit, a producer's flush),
+        ``consumer_commit``.
         """
         self._failures[operation] = error
 
@@ -141,21 +153,20 @@ class MemoryBroker:
         """Topic administration."""
         return MemoryAdmin(self)
 
-    def producer(self) -> MemoryProducer:
+    def producer(self) -> SinkProducer:
         """A plain producer: records are readable at once."""
-        return MemoryProducer(self)
+        return SinkProducer(self.sink(None))
 
 
-class MemoryGroupConsumer:
+class MemoryGroupConsumer(GroupMemberBase):
     """The only member of its group: gets every partition of its topics on first poll."""
 
     def __init__(
         self, broker: MemoryBroker, topics: list[str], group_id: str, listener: RebalanceListener
     ) -> None:
+        super().__init__(group_id, listener)
         self._broker = broker
         self._topics = topics
-        self._group = group_id
-        self._listener = listener
         self._positions: dict[TP, int] = {}
         self._paused: set[TP] = set()
         self._closed = False
@@ -201,13 +212,13 @@ class MemoryGroupConsumer:
 
     def committed(self, tp: TP) -> int | None:
         """The group's committed offset."""
-        return self._broker.group_offsets.get((self._group, tp))
+        return self._broker.group_offsets.get((self._group_id, tp))
 
     def commit(self, offsets: Mapping[TP, int]) -> None:
         """Commit offsets for the group."""
         self._broker._check("consumer_commit")
         for tp, offset in offsets.items():
-            self._broker.group_offsets[(self._group, tp)] = offset
+            self._broker.group_offsets[(self._group_id, tp)] = offset
 
     def pause(self, tps: Iterable[TP]) -> None:
         """Stop returning records of ``tps``."""
@@ -216,10 +227,6 @@ class MemoryGroupConsumer:
     def resume(self, tps: Iterable[TP]) -> None:
         """Return records of ``tps`` again."""
         self._paused.difference_update(tps)
-
-    def group_id(self) -> str:
-        """The group of this member."""
-        return self._group
 
     def lag(self) -> dict[TP, int]:
         """Offsets between the position and the end of each assigned partition."""
@@ -232,83 +239,73 @@ class MemoryGroupConsumer:
         """Leave the group (no commit)."""
         if not self._closed:
             self._closed = True
-            self._broker._members.discard(self._group)
+            self._broker._members.discard(self._group_id)
 
 
-class MemorySink:
+class MemorySink(SinkBase):
     """Transactional when it has an id: records are readable only after ``commit``."""
 
     def __init__(self, broker: MemoryBroker, transactional_id: str | None, epoch: int) -> None:
+        super().__init__(transactional_id is not None)
         self._broker = broker
         self._id = transactional_id
         self._epoch = epoch
         self._pending: list[tuple[TP, OutRecord]] = []
-        self._written: dict[TP, int] = {}  # plain mode: last offset + 1 per partition
-        self._open = False
+        self._written: dict[TP, int] = {}  # last offset + 1 per partition
 
     def _check_fenced(self) -> None:
         if self._id is not None and self._broker._epochs[self._id] != self._epoch:
             raise TransportError("producer fenced by a newer instance", retriable=False)
 
-    def begin(self) -> None:
-        """Start a transaction."""
+    def _ready(self) -> None:
         self._check_fenced()
-        if self._open:
-            raise TransportError("begin while a transaction is open", retriable=False)
+
+    def _reset(self) -> None:
         self._pending = []
         self._written = {}
-        self._open = True
 
-    def send(self, record: OutRecord) -> None:
+    def _begin_transaction(self) -> None:
+        """Nothing to tell: the records wait in the sink until the commit."""
+
+    def _write(self, record: OutRecord) -> None:
         """Queue ``record``; a plain sink writes it at once."""
         self._check_fenced()
         self._broker._check("send")
-        if not self._open:
-            raise TransportError("send outside a transaction", retriable=False)
         tp = self._broker._partition_of(record)
         self._broker._log(tp)
-        if self._id is None:
-            self._written[tp] = self._broker._append(tp, record, visible=True) + 1
-        else:
+        if self._transactional:
             self._pending.append((tp, record))
+        else:
+            self._written[tp] = self._broker._append(tp, record, visible=True) + 1
 
-    def commit(self, offsets: Mapping[TP, int], group_id: str) -> dict[TP, int]:
-        """Write the transaction and the group's offsets atomically; last offset + 1."""
+    def _flush(self) -> dict[TP, int]:
+        """Write the transaction's records (readable once its marker follows)."""
         self._check_fenced()
         self._broker._check("commit")
-        if not self._open:
-            raise TransportError("commit outside a transaction", retriable=False)
-        written = dict(self._written)
-        if self._id is not None:
-            for tp, record in self._pending:
-                written[tp] = self._broker._append(tp, record, visible=True) + 1
-            for tp in written:
-                self._broker._log(tp).append(_Slot(None))  # the commit marker
-            for tp, offset in offsets.items():
-                self._broker.group_offsets[(group_id, tp)] = offset
+        for tp, record in self._pending:
+            self._written[tp] = self._broker._append(tp, record, visible=True) + 1
         self._pending = []
-        self._written = {}
-        self._open = False
-        return written
+        return dict(self._written)
 
-    def abort(self) -> None:
-        """Drop the open transaction; its offsets are used up but nothing is readable."""
-        if self._open and self._id is not None:
-            self._check_fenced()
-            touched = {tp for tp, _ in self._pending}
-            for tp, record in self._pending:
-                self._broker._append(tp, record, visible=False)
-            for tp in touched:
-                self._broker._log(tp).append(_Slot(None))  # the abort marker
-        self._pending = []
-        self._open = False
+    def _commit_transaction(self, offsets: Mapping[TP, int], group_id: str) -> None:
+        """The commit markers and the group's offsets, at once."""
+        for tp in self._written:
+            self._broker._log(tp).append(_Slot(None))
+        for tp, offset in offsets.items():
+            self._broker.group_offsets[(group_id, tp)] = offset
 
-    def settle(self) -> None:
-        """Nothing to do: an abort that returned leaves no transaction in doubt."""
+    def _abort_transaction(self) -> None:
+        """Use up the offsets of the records and mark them never readable."""
+        self._check_fenced()
+        touched = {tp for tp, _ in self._pending}
+        for tp, record in self._pending:
+            self._broker._append(tp, record, visible=False)
+        for tp in touched:
+            self._broker._log(tp).append(_Slot(None))  # the abort marker
 
     def close(self) -> None:
         """Drop an open transaction."""
-        self._pending = []
+        self._reset()
         self._open = False
 
 
@@ -356,50 +353,20 @@ class MemoryPartitionReader:
         """Nothing to release."""
 
 
-class MemoryAdmin:
-    """Topic administration on the memory broker."""
+class MemoryAdmin(AdminBase):
+    """Topic administration on the memory broker: every partition has a leader at once."""
 
     def __init__(self, broker: MemoryBroker) -> None:
         self._broker = broker
 
-    def ensure_topics(self, specs: Sequence[TopicSpec]) -> None:
-        """Create missing topics; ``ConfigError`` when an existing one has another count."""
+    def _leaders(self, topics: Sequence[str]) -> dict[str, list[int] | None]:
+        logs = self._broker.logs
+        return {name: None if name not in logs else [0] * len(logs[name]) for name in topics}
+
+    def _create(self, specs: Sequence[TopicSpec]) -> None:
         for spec in specs:
-            count = self.partition_count(spec.name)
-            if count is None:
-                self._broker.create_topic(spec.name, spec.partitions)
-                config = dict(spec.config)
-                if spec.compacted:
-                    config["cleanup.policy"] = "compact"
-                self._broker.topic_configs[spec.name] = config
-            elif count != spec.partitions:
-                raise ConfigError(
-                    f"topic {spec.name} has {count} partitions, {spec.partitions} configured"
-                )
-
-    def partition_count(self, topic: str) -> int | None:
-        """Partitions of ``topic`` or ``None``."""
-        log = self._broker.logs.get(topic)
-        return None if log is None else len(log)
-
-    def close(self) -> None:
-        """Nothing to release."""
-
-
-class MemoryProducer:
-    """A plain producer: records are readable as soon as they are sent."""
-
-    def __init__(self, broker: MemoryBroker) -> None:
-        self._broker = broker
-
-    def send(self, record: OutRecord) -> None:
-        """Write ``record``."""
-        self._broker._check("send")
-        self._broker._append(self._broker._partition_of(record), record, visible=True)
-
-    def flush(self) -> None:
-        """Nothing is buffered."""
-        self._broker._check("flush")
+            self._broker.create_topic(spec.name, spec.partitions)
+            self._broker.topic_configs[spec.name] = topic_config(spec)
 
     def close(self) -> None:
         """Nothing to release."""

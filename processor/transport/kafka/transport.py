@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from processor.kafka.admin import KafkaAdmin
-from processor.kafka.consumer import KafkaGroupConsumer
-from processor.kafka.reader import KafkaPartitionReader
-from processor.kafka.sink import KafkaProducer, KafkaTransactionalSink
 from processor.transport import ClientSettings, RebalanceListener, Transport
+from processor.transport.base import SinkProducer
+from processor.transport.kafka.admin import KafkaAdmin
+from processor.transport.kafka.consumer import KafkaGroupConsumer
+from processor.transport.kafka.reader import KafkaPartitionReader
+from processor.transport.kafka.sink import KafkaTransactionalSink
 
 
 class KafkaTransport:
@@ -36,9 +37,9 @@ class KafkaTransport:
         """A topic administration client."""
         return KafkaAdmin(self.settings)
 
-    def producer(self) -> KafkaProducer:
+    def producer(self) -> SinkProducer:
         """A plain producer."""
-        return KafkaProducer(self.settings)
+        return SinkProducer(self.sink(None))
 
 
 def _conforms(transport: KafkaTransport) -> Transport:

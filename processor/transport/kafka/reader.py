@@ -6,14 +6,14 @@ from collections.abc import Iterable, Mapping
 
 from kafka import KafkaConsumer
 
-from processor.kafka._common import (
+from processor.transport import TP, ClientSettings, InRecord
+from processor.transport.kafka._common import (
     consumer_options,
     mapped_errors,
     to_in_records,
     to_kafka_tp,
     to_tp,
 )
-from processor.transport import TP, ClientSettings, InRecord
 
 
 class KafkaPartitionReader:

@@ -8,11 +8,11 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 
 from processor.config import load_settings
-from processor.confluent import ConfluentTransport
-from processor.confluent._common import mapped_errors
 from processor.errors import ConfigError, TransportError
-from processor.kafka import KafkaTransport
-from processor.wiring import make_transport
+from processor.transport.confluent import ConfluentTransport
+from processor.transport.confluent._common import mapped_errors
+from processor.transport.factory import make_transport
+from processor.transport.kafka import KafkaTransport
 
 
 def test_kafka_python_is_the_default_transport(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -38,7 +38,7 @@ def test_unknown_transport_is_a_config_error_naming_the_setting() -> None:
 
 def test_missing_confluent_package_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
     """Choosing confluent without confluent-kafka installed names NCD_TRANSPORT and the extra."""
-    prefixes = ("confluent_kafka.", "processor.confluent")
+    prefixes = ("confluent_kafka.", "processor.transport.confluent")
     for name in list(sys.modules):
         if name == "confluent_kafka" or name.startswith(prefixes):
             monkeypatch.delitem(sys.modules, name)

@@ -1,7 +1,7 @@
 """kafka-python implementations of ``processor.transport``; the only package importing ``kafka``.
 
 What Tansu 0.6.0 (the test broker, memory storage) does and does not do, measured with
-kafka-python 3.0.12 (see tests/integration/test_kafka_transport.py):
+kafka-python 3.0.12 (see tests/contract/test_transport_contract.py):
 
 * transactions commit and abort; an open transaction is hidden from read_committed
   readers until it ends (the last stable offset works);
@@ -28,17 +28,16 @@ kafka-python 3.0.12 (see tests/integration/test_kafka_transport.py):
 kafka-python 3.0 itself runs rebalance listeners on its IO thread; see ``consumer``.
 """
 
-from processor.kafka.admin import KafkaAdmin
-from processor.kafka.consumer import KafkaGroupConsumer
-from processor.kafka.reader import KafkaPartitionReader
-from processor.kafka.sink import KafkaProducer, KafkaTransactionalSink
-from processor.kafka.transport import KafkaTransport
+from processor.transport.kafka.admin import KafkaAdmin
+from processor.transport.kafka.consumer import KafkaGroupConsumer
+from processor.transport.kafka.reader import KafkaPartitionReader
+from processor.transport.kafka.sink import KafkaTransactionalSink
+from processor.transport.kafka.transport import KafkaTransport
 
 __all__ = [
     "KafkaAdmin",
     "KafkaGroupConsumer",
     "KafkaPartitionReader",
-    "KafkaProducer",
     "KafkaTransactionalSink",
     "KafkaTransport",
 ]

@@ -9,12 +9,14 @@ from typing import Any
 
 from confluent_kafka import Consumer  # type: ignore[import-untyped]
 
-from processor.confluent._common import consumer_options, mapped_errors
-from processor.confluent.admin import ConfluentAdmin
-from processor.confluent.consumer import ConfluentGroupConsumer
-from processor.confluent.reader import ConfluentPartitionReader
-from processor.confluent.sink import ConfluentProducer, ConfluentTransactionalSink
-from processor.transport import ClientSettings, RebalanceListener, Transport
+from processor.transport.base import SinkProducer
+from processor.transport.confluent._common import consumer_options, mapped_errors
+from processor.transport.confluent.admin import ConfluentAdmin
+from processor.transport.confluent.consumer import ConfluentGroupConsumer
+from processor.transport.confluent.reader import ConfluentPartitionReader
+from processor.transport.confluent.sink import ConfluentTransactionalSink
+from processor.transport.protocols import RebalanceListener, Transport
+from processor.transport.records import ClientSettings
 
 
 class ConfluentTransport:
@@ -66,9 +68,9 @@ class ConfluentTransport:
         """A topic administration client."""
         return ConfluentAdmin(self.settings)
 
-    def producer(self) -> ConfluentProducer:
+    def producer(self) -> SinkProducer:
         """A plain producer."""
-        return ConfluentProducer(self.settings)
+        return SinkProducer(self.sink(None))
 
 
 def _conforms(transport: ConfluentTransport) -> Transport:

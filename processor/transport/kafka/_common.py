@@ -6,6 +6,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+from kafka.coordinator.assignors.range import RangePartitionAssignor
 from kafka.errors import (
     IncompatibleBrokerVersion,
     InvalidProducerEpochError,
@@ -17,38 +18,43 @@ from kafka.errors import (
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from processor.errors import BrokerAccessError, TransportError
-from processor.transport import START_HINT, TP, ClientSettings, InRecord
+from processor.transport import base
+from processor.transport.records import START_HINT, TP, ClientSettings, InRecord
+
+#: Where kafka-python spells an option otherwise than Kafka's dotted name with underscores.
+_NAMES = {
+    "sasl.username": "sasl_plain_username",
+    "sasl.password": "sasl_plain_password",
+    "ssl.ca.location": "ssl_cafile",
+    "ssl.certificate.location": "ssl_certfile",
+    "ssl.key.location": "ssl_keyfile",
+    "ssl.key.password": "ssl_password",
+}
+
+
+def to_kafka_python(options: dict[str, Any]) -> dict[str, Any]:
+    """Options in Kafka's names (``processor.transport.base``) as kafka-python's arguments."""
+    out = {_NAMES.get(key, key.replace(".", "_")): value for key, value in options.items()}
+    if "bootstrap_servers" in out:
+        out["bootstrap_servers"] = out["bootstrap_servers"].split(",")
+    if out.get("partition_assignment_strategy") == "range":
+        out["partition_assignment_strategy"] = (RangePartitionAssignor,)
+    return out
 
 
 def common_options(settings: ClientSettings) -> dict[str, Any]:
     """kafka-python options shared by consumers, producers and the admin client."""
-    options: dict[str, Any] = {
-        "bootstrap_servers": settings.bootstrap_servers.split(","),
-        "client_id": settings.client_id,
-        "security_protocol": settings.security_protocol,
-        "request_timeout_ms": settings.request_timeout_ms,
-    }
-    if settings.sasl_mechanism is not None:
-        options["sasl_mechanism"] = settings.sasl_mechanism
-        options["sasl_plain_username"] = settings.sasl_username
-        options["sasl_plain_password"] = settings.sasl_password
-    for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_password"):
-        value = getattr(settings, name)
-        if value is not None:
-            options[name] = value
-    return options
+    return to_kafka_python(base.client_options(settings))
 
 
 def consumer_options(settings: ClientSettings) -> dict[str, Any]:
     """Options of every consumer: read_committed, manual commits, start at the beginning."""
-    return {
-        **common_options(settings),
-        "isolation_level": "read_committed",
-        "enable_auto_commit": False,
-        "auto_offset_reset": "earliest",
-        "max_partition_fetch_bytes": settings.max_partition_fetch_bytes,
-        "fetch_max_bytes": settings.fetch_max_bytes,
-    }
+    return to_kafka_python(base.consumer_options(settings))
+
+
+def producer_options(settings: ClientSettings) -> dict[str, Any]:
+    """Options of every producer; transactional when the settings carry an id."""
+    return to_kafka_python(base.producer_options(settings))
 
 
 @contextmanager
@@ -125,7 +131,6 @@ def to_in_records(batches: Mapping[TopicPartition, list[Any]]) -> list[InRecord]
     records: list[InRecord] = []
     for batch in batches.values():
         for rec in batch:
-            headers = tuple((name, bytes(value or b"")) for name, value in rec.headers or ())
             records.append(
                 InRecord(
                     topic=rec.topic,
@@ -133,7 +138,7 @@ def to_in_records(batches: Mapping[TopicPartition, list[Any]]) -> list[InRecord]
                     offset=rec.offset,
                     key=rec.key,
                     value=rec.value,
-                    headers=headers,
+                    headers=base.headers_of(rec.headers),
                     timestamp_ms=rec.timestamp,
                 )
             )

@@ -6,8 +6,8 @@ from collections.abc import Iterable, Mapping
 
 from confluent_kafka import Consumer, KafkaError  # type: ignore[import-untyped]
 
-from processor.confluent._common import (
-    common_options,
+from processor.transport.confluent._common import (
+    consumer_options,
     fetch,
     mapped_errors,
     start_offset,
@@ -15,7 +15,7 @@ from processor.confluent._common import (
     to_in_records,
     transport_error,
 )
-from processor.transport import TP, ClientSettings, InRecord
+from processor.transport.records import TP, ClientSettings, InRecord
 
 # Longest wait for a metadata or ListOffsets answer.
 ANSWER_TIMEOUT_S = 30.0
@@ -33,17 +33,13 @@ class ConfluentPartitionReader:
     """
 
     def __init__(self, settings: ClientSettings) -> None:
+        # librdkafka wants a group id even without a subscription, and looks up its
+        # coordinator (authorized against the group): the worker's own group, which it
+        # may read. This consumer never joins or commits (every partition is assigned
+        # from an explicit offset).
+        group = settings.group_id or f"{settings.client_id}-reader"
         options = {
-            **common_options(settings),
-            # librdkafka wants a group id even without a subscription, and looks up its
-            # coordinator (authorized against the group): the worker's own group, which it
-            # may read. This consumer never joins or commits (every partition is assigned
-            # from an explicit offset).
-            "group.id": settings.group_id or f"{settings.client_id}-reader",
-            "isolation.level": "read_committed",
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "auto.offset.reset": "earliest",
+            **consumer_options(settings, group),
             # A broker answers requests of one connection in order, so an idle fetch
             # holds back the ListOffsets of ``end_offsets`` for up to this long.
             "fetch.wait.max.ms": FETCH_WAIT_MS,

@@ -1,10 +1,11 @@
 """confluent-kafka (librdkafka) implementations of ``processor.transport``.
 
 The optional second transport (``NCD_TRANSPORT=confluent``, extra ``confluent``); the
-only package importing ``confluent_kafka``. Same contracts as ``processor.kafka``.
+only package importing ``confluent_kafka``. Same contracts as ``processor.transport.kafka``;
+what both do the same way is in ``processor.transport.base``.
 
 What Tansu 0.6.0 (the test broker, memory storage) does with librdkafka 2.12, measured
-by tests/integration/test_kafka_transport.py (run on both transports):
+by tests/contract/test_transport_contract.py (run on both transports):
 
 * idempotent and transactional producers work: init/begin/commit/abort, an open
   transaction is hidden from read_committed readers, and ``send_offsets_to_transaction``
@@ -16,17 +17,16 @@ by tests/integration/test_kafka_transport.py (run on both transports):
 * a group join takes about half the session timeout, like kafka-python's.
 """
 
-from processor.confluent.admin import ConfluentAdmin
-from processor.confluent.consumer import ConfluentGroupConsumer
-from processor.confluent.reader import ConfluentPartitionReader
-from processor.confluent.sink import ConfluentProducer, ConfluentTransactionalSink
-from processor.confluent.transport import ConfluentTransport
+from processor.transport.confluent.admin import ConfluentAdmin
+from processor.transport.confluent.consumer import ConfluentGroupConsumer
+from processor.transport.confluent.reader import ConfluentPartitionReader
+from processor.transport.confluent.sink import ConfluentTransactionalSink
+from processor.transport.confluent.transport import ConfluentTransport
 
 __all__ = [
     "ConfluentAdmin",
     "ConfluentGroupConsumer",
     "ConfluentPartitionReader",
-    "ConfluentProducer",
     "ConfluentTransactionalSink",
     "ConfluentTransport",
 ]

@@ -28,7 +28,8 @@ from confluent_kafka import (  # type: ignore[import-untyped]
     TopicPartition,
 )
 
-from processor.confluent._common import (
+from processor.transport.base import GroupMemberBase, group_options
+from processor.transport.confluent._common import (
     consumer_options,
     fetch,
     mapped_errors,
@@ -37,13 +38,14 @@ from processor.confluent._common import (
     to_offsets,
     to_tp,
 )
-from processor.transport import LAG_UNKNOWN, TP, ClientSettings, InRecord, RebalanceListener
+from processor.transport.protocols import RebalanceListener
+from processor.transport.records import LAG_UNKNOWN, TP, ClientSettings, InRecord
 
 # Longest wait for a broker answer in committed/commit (the request timeout is per try).
 ANSWER_TIMEOUT_S = 30.0
 
 
-class ConfluentGroupConsumer:
+class ConfluentGroupConsumer(GroupMemberBase):
     """A subscribed member of ``group_id``: read_committed, manual commits, range assignor."""
 
     def __init__(
@@ -53,8 +55,7 @@ class ConfluentGroupConsumer:
         group_id: str,
         listener: RebalanceListener,
     ) -> None:
-        self._group_id = group_id
-        self._listener = listener
+        super().__init__(group_id, listener)
         # Seeks the listener makes while partitions are being assigned (None: not assigning).
         self._assigning: dict[TP, int] | None = None
         self._revoked: set[TP] = set()
@@ -62,10 +63,7 @@ class ConfluentGroupConsumer:
         self._closing = False
         options: dict[str, Any] = {
             **consumer_options(settings, group_id),
-            "partition.assignment.strategy": "range",
-            "session.timeout.ms": settings.session_timeout_ms,
-            "heartbeat.interval.ms": settings.heartbeat_interval_ms,
-            "max.poll.interval.ms": settings.max_poll_interval_ms,
+            **group_options(settings, group_id),
         }
         with mapped_errors("consumer start"):
             self._consumer = Consumer(options)
@@ -182,10 +180,6 @@ class ConfluentGroupConsumer:
         """Fetch from ``tps`` again."""
         with mapped_errors("resume"):
             self._consumer.resume([to_ck_tp(tp) for tp in tps])
-
-    def group_id(self) -> str:
-        """The consumer group this member belongs to."""
-        return self._group_id
 
     def group_metadata(self) -> Any:
         """The member's group metadata, for ``send_offsets_to_transaction``."""

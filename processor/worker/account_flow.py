@@ -1,0 +1,267 @@
+"""How one ``account`` record is decided (docs/records.md; docs/rules.md R1-R9 and R15).
+
+Three paths, quickest first; each sends what it cannot decide on to the next:
+
+1. The byte path (:meth:`AccountFlow.unchanged_bytes`): the record's ``account`` bytes are
+   the very bytes its state was last stored from, so it is unchanged; nothing is decoded.
+2. The input path (:meth:`AccountFlow.unchanged_input`): the decoded ``account`` is the very
+   input its state was stored from (canonical form), so it is unchanged; nothing validated.
+3. The full path (:meth:`AccountFlow.decide`): the record validated, matched to its stored
+   state (R1), the platform's own changes applied (race window, held provisioning), the
+   state written and the event decided by the core. Until the source's baseline the state
+   is only stored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from processor import codec
+from processor.core import decide_event
+from processor.core.policy import SourcePolicy
+from processor.errors import InputError
+from processor.keys import record_key
+from processor.models import Account, AccountRecord, AggregationMode
+from processor.state.overlay import BatchOverlay
+from processor.worker import accounts
+from processor.worker.accounts import NO_INPUTS
+from processor.worker.envelope import AccountBytes
+from processor.worker.flow import Flow
+from processor.worker.outcome import Outcome, Verdict, emitted
+from processor.worker.state import (
+    AggregationInfo,
+    StoredAccount,
+    digest,
+    k_gone,
+    k_pending_delete,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Draft:
+    """The account a record will store: its JSON form, digest and input digests."""
+
+    account: Account
+    obj: dict[str, Any]
+    digest: bytes
+    #: (input digest, bytes digest) of the record it came in; NO_INPUTS once the platform's
+    #: own changes made it differ from that record.
+    inputs: tuple[bytes, bytes]
+
+    @staticmethod
+    def of(account: Account, inputs: tuple[bytes, bytes]) -> _Draft:
+        obj = account.model_dump(mode="json", exclude_none=True)
+        return _Draft(account, obj, digest(obj), inputs)
+
+
+class AccountFlow(Flow):
+    """Decides account records of one partition against its state."""
+
+    # ----------------------------------------------------------------- fast paths
+
+    def unchanged_bytes(self, seen: AccountBytes, state: BatchOverlay) -> Outcome | None:
+        """The byte path: an account record whose ``account`` bytes are the very bytes its
+        state was last stored from is unchanged; decided without decoding the account (those
+        bytes were validated when they were stored). ``None``: the next path decides."""
+        source_id, aggregation_id = seen.source_id, seen.aggregation_id
+        found = self._stored(source_id, aggregation_id, seen.native_identity, seen.uuid, state)
+        if found is None:
+            return None
+        key, raw, agg = found
+        if not StoredAccount.matches_bytes(raw, agg.started_ms, seen.digest):
+            return None
+        self._memory.saw(source_id, aggregation_id, key)
+        expected = record_key(source_id, seen.uuid, seen.native_identity)
+        return Outcome(Verdict.UNCHANGED, source_id=source_id, record_key=expected)
+
+    def unchanged_input(
+        self,
+        obj: dict[str, Any],
+        account: dict[str, Any],
+        inputs: tuple[bytes, bytes],
+        state: BatchOverlay,
+    ) -> Outcome | None:
+        """The fast path: an account record whose ``account`` is the very input its state was
+        last stored from (canonical form: key order and spacing do not matter) is unchanged;
+        decided without validating the record (that input was validated when it was stored).
+        Its bytes differed from the stored ones, so their digest is stored (once) for the byte
+        path. ``None`` sends the record down the full path, which decides everything else
+        (stale, changed, malformed) exactly as before.
+        """
+        source_id, aggregation_id = obj.get("sourceId"), obj.get("aggregationId")
+        native, uuid = account.get("nativeIdentity"), account.get("uuid")
+        if (
+            obj.get("deleted", False) is not False
+            or not isinstance(source_id, str)
+            or not isinstance(aggregation_id, str)
+            or not isinstance(native, str)
+            or not (uuid is None or isinstance(uuid, str))
+        ):
+            return None
+        found = self._stored(source_id, aggregation_id, native, uuid, state)
+        if found is None:
+            return None
+        key, raw, agg = found
+        if not StoredAccount.matches_input(raw, agg.started_ms, inputs[0]):
+            return None
+        accounts.learn(source_id, key, StoredAccount.decode(raw), inputs, state)
+        self._memory.saw(source_id, aggregation_id, key)
+        expected = record_key(source_id, uuid, native)
+        return Outcome(Verdict.UNCHANGED, source_id=source_id, record_key=expected)
+
+    def _stored(
+        self,
+        source_id: str,
+        aggregation_id: str,
+        native: str,
+        uuid: str | None,
+        state: BatchOverlay,
+    ) -> tuple[str, bytes, AggregationInfo] | None:
+        """(state key, stored value, running aggregation) of an account record's account, if
+        its source is known, its aggregation running and the account stored."""
+        policy = self._registry.policy(source_id)
+        if policy is None:
+            return None
+        agg = self._memory.meta_of(source_id, state).running.get(aggregation_id)
+        if agg is None:
+            return None
+        key, raw = accounts.lookup(source_id, uuid, policy.identity_key(native), state)
+        return None if raw is None else (key, raw, agg)
+
+    # ----------------------------------------------------------------- the full path
+
+    def decide(
+        self,
+        policy: SourcePolicy,
+        record: AccountRecord,
+        state: BatchOverlay,
+        inputs: tuple[bytes, bytes] = NO_INPUTS,
+    ) -> Outcome:
+        """Decide a validated account record: match, apply own changes, store, report."""
+        source_id = record.sourceId
+        meta, agg, done = self._memory.running(source_id, record.aggregationId, state)
+        if agg is None:
+            if done:
+                return Outcome(Verdict.STALE, source_id=source_id)
+            raise InputError("no aggregation.started for this aggregation in this partition")
+        identity = policy.identity_key(record.account.nativeIdentity)
+        key, stored_raw = accounts.lookup(source_id, record.account.uuid, identity, state)
+        self._memory.saw(source_id, record.aggregationId, key)
+        if record.deleted:
+            return self._flag_deleted(record, agg, key, stored_raw is not None, state)
+        draft = _Draft.of(record.account, inputs)
+        previous: Account | None = None
+        window: dict[str, int] = {}
+        if stored_raw is not None:
+            found = self._against_stored(
+                source_id, key, agg, StoredAccount.decode(stored_raw), draft, state
+            )
+            if isinstance(found, Outcome):
+                return found
+            previous, draft = found
+        else:
+            made = self._new_account(policy, source_id, identity, agg, draft, state)
+            if isinstance(made, Outcome):
+                return made
+            draft, window = made
+            self._memory.changing(source_id)
+            agg.created += 1
+        old_identity = None if previous is None else policy.identity_key(previous.nativeIdentity)
+        stored = StoredAccount(agg.started_ms, draft.digest, codec.dumps(draft.obj), *draft.inputs)
+        new_key = accounts.store(
+            state, source_id, key, (identity, old_identity), draft.account.uuid, stored
+        )
+        if window:
+            self._own.open_window(state, source_id, new_key, set(window), max(window.values()))
+        if not meta.baseline:
+            return Outcome(Verdict.STORED, source_id=source_id)
+        return self._report(policy, record, identity, previous, draft.account, state)
+
+    def _flag_deleted(
+        self,
+        record: AccountRecord,
+        agg: AggregationInfo,
+        key: str,
+        stored: bool,
+        state: BatchOverlay,
+    ) -> Outcome:
+        """A DELTA aggregation's ``deleted: true``: the account is deleted at its completion."""
+        if agg.mode != AggregationMode.DELTA:
+            raise InputError("deleted: true is only allowed in DELTA aggregations")
+        if stored:
+            state.put(k_pending_delete(record.sourceId, record.aggregationId, key), b"")
+        return Outcome(Verdict.STORED, source_id=record.sourceId)
+
+    def _against_stored(
+        self,
+        source_id: str,
+        key: str,
+        agg: AggregationInfo,
+        stored: StoredAccount,
+        draft: _Draft,
+        state: BatchOverlay,
+    ) -> Outcome | tuple[Account, _Draft]:
+        """A known account: stale, unchanged, or (its previous state, what to store)."""
+        if stored.as_of_ms > agg.started_ms:
+            return Outcome(Verdict.STALE, source_id=source_id)
+        if stored.digest == draft.digest:
+            # Same account, perhaps in a new input form (or state written by provisioning).
+            accounts.learn(source_id, key, stored, draft.inputs, state)
+            return Outcome(Verdict.UNCHANGED, source_id=source_id)
+        previous = accounts.stored_account(stored)
+        current = draft.account
+        shielded = self._own.shielded(state, source_id, key, agg.started_ms, current, previous)
+        if shielded is not current:  # the race window: keep what provisioning set
+            draft = _Draft.of(shielded, NO_INPUTS)  # the state is no longer this input
+            if stored.digest == draft.digest:
+                return Outcome(Verdict.UNCHANGED, source_id=source_id)
+        return previous, draft
+
+    def _new_account(
+        self,
+        policy: SourcePolicy,
+        source_id: str,
+        identity: str,
+        agg: AggregationInfo,
+        draft: _Draft,
+        state: BatchOverlay,
+    ) -> Outcome | tuple[_Draft, dict[str, int]]:
+        """An account with no state: stale if gone since, else what to store (with held
+        provisioning applied) and the race window that opens (attribute -> completedAt)."""
+        gone = self._own.gone_at(state, source_id, identity)
+        if gone is not None:
+            if agg.started_ms < gone:  # read before the connector found it gone
+                return Outcome(Verdict.STALE, source_id=source_id)
+            state.delete(k_gone(source_id, identity))
+        current = draft.account
+        released, window = self._own.release(
+            policy, state, source_id, identity, current, agg.started_ms
+        )
+        if released is not current:
+            draft = _Draft.of(released, NO_INPUTS)  # held provisioning changed it
+        return draft, window
+
+    def _report(
+        self,
+        policy: SourcePolicy,
+        record: AccountRecord,
+        identity: str,
+        previous: Account | None,
+        current: Account,
+        state: BatchOverlay,
+    ) -> Outcome:
+        """The event of a stored account after the baseline (pending provisioning absorbed)."""
+        source_id = record.sourceId
+        if previous is not None:
+            previous = self._own.absorb(policy, state, source_id, identity, previous, current)
+        event = decide_event(
+            policy,
+            previous,
+            current,
+            self._registry.catalog(source_id),
+            context=record.aggregationId,
+        )
+        if event is None:
+            return Outcome(Verdict.STORED, source_id=source_id)
+        return emitted(policy, [event], source_id)

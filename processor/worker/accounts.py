@@ -1,0 +1,113 @@
+"""A partition's stored accounts: finding (R1), writing, re-keying and dropping them.
+
+Each account is stored under ``a/<source>/<key>`` (:func:`~processor.worker.state.account_key`:
+``u:<uuid>`` when it has one, else its identity key) with an index entry from its identity
+key to that key, so that a record naming only a nativeIdentity still finds it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from processor import codec
+from processor.core import SourcePolicy
+from processor.models import Account
+from processor.state.overlay import BatchOverlay
+from processor.worker.state import (
+    NO_INPUT_DIGEST,
+    StoredAccount,
+    account_key,
+    k_account,
+    k_index,
+    k_shield,
+)
+
+#: (input digest, bytes digest) of state not stored from an aggregation record's account.
+NO_INPUTS = (NO_INPUT_DIGEST, NO_INPUT_DIGEST)
+
+
+def lookup(
+    source_id: str, uuid: str | None, identity: str, state: BatchOverlay
+) -> tuple[str, bytes | None]:
+    """R1: the state key of an incoming account and its stored value, if matched."""
+    if uuid:
+        key = account_key(uuid, identity)
+        raw = state.get(k_account(source_id, key))
+        if raw is not None:
+            return key, raw
+    indexed = state.get(k_index(source_id, identity))
+    if indexed is not None:
+        other = indexed.decode()
+        # A stored account with another uuid is another account (deleted + created);
+        # a key written before uuids were matched as R1 says is the same one (re-keyed).
+        if not (uuid and other.startswith("u:")) or account_key(other[2:], "") == key:
+            raw = state.get(k_account(source_id, other))
+            if raw is not None:
+                return other, raw
+    return account_key(uuid, identity), None
+
+
+def stored_account(stored: StoredAccount) -> Account:
+    """The account a stored state holds."""
+    return Account.model_validate(codec.loads(stored.account_json))
+
+
+def learn(
+    source_id: str,
+    key: str,
+    stored: StoredAccount,
+    inputs: tuple[bytes, bytes],
+    state: BatchOverlay,
+) -> None:
+    """Store the input and bytes digests of the record an unchanged account came in, when
+    they are new (a new key order, state written before the digest existed or by
+    provisioning), so that the next identical record takes the quickest path."""
+    input_digest, bytes_digest = inputs
+    if bytes_digest == NO_INPUT_DIGEST:  # bytes the byte path could not read: keep the
+        bytes_digest = stored.bytes_digest  # stored ones (they still give this account)
+    if (stored.input_digest, stored.bytes_digest) != (input_digest, bytes_digest):
+        new = replace(stored, input_digest=input_digest, bytes_digest=bytes_digest)
+        state.put(k_account(source_id, key), new.encode())
+
+
+def store(
+    state: BatchOverlay,
+    source_id: str,
+    key: str,
+    identities: tuple[str, str | None],
+    uuid: str | None,
+    stored: StoredAccount,
+) -> str:
+    """Write an account stored under ``key`` until now; returns its (possibly new) key.
+
+    ``identities``: its identity key now, and the one it was stored under (``None``: it had
+    no state); ``uuid``: its uuid now.
+    """
+    identity, old_identity = identities
+    new_key = account_key(uuid or None, identity)
+    if new_key != key:  # the account gained a uuid: re-key it (and its race window)
+        state.delete(k_account(source_id, key))
+        window = state.get(k_shield(source_id, key))
+        if window is not None:
+            state.delete(k_shield(source_id, key))
+            state.put(k_shield(source_id, new_key), window)
+    if old_identity is not None and old_identity != identity:  # a rename: move the index
+        state.delete(k_index(source_id, old_identity))
+    state.put(k_account(source_id, new_key), stored.encode())
+    state.put(k_index(source_id, identity), new_key.encode())
+    return new_key
+
+
+def drop(policy: SourcePolicy, source_id: str, key: str, state: BatchOverlay) -> Account | None:
+    """Delete the account stored under ``key`` (its race window and index entry too);
+    returns what it was, ``None`` if nothing was stored."""
+    raw = state.get(k_account(source_id, key))
+    if raw is None:
+        return None
+    previous = stored_account(StoredAccount.decode(raw))
+    state.delete(k_account(source_id, key))
+    state.delete(k_shield(source_id, key))
+    index = k_index(source_id, policy.identity_key(previous.nativeIdentity))
+    if state.get(index) == key.encode():
+        state.delete(index)
+    return previous
