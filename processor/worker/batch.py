@@ -1,48 +1,27 @@
 """Deciding one batch: every record against its partition's state, its outputs sent.
 
 No single record can stop the loop: any failure while deciding one record or building its
-outputs (:meth:`BatchDecider._decide`) undoes what the record did and dead-letters it with
-its reason, and the batch goes on. Only broker and state failures
-(:data:`~processor.worker.failures.NOT_THE_RECORDS_FAULT`) end a batch.
+outputs (:func:`~processor.worker.decision.decide_record`) undoes what the record did and
+dead-letters it with its reason, and the batch goes on. Only broker and state failures
+(:data:`~processor.worker.decision.NOT_THE_RECORDS_FAULT`) end a batch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import structlog
 
 from processor.config import Settings
-from processor.keys import record_key
 from processor.state.overlay import BatchOverlay
 from processor.transport import InRecord, OutRecord
 from processor.worker.checkpoint import Checkpoint
 from processor.worker.config_follower import ConfigFollower
-from processor.worker.failures import NOT_THE_RECORDS_FAULT, failure_reason
+from processor.worker.decision import decide_record
 from processor.worker.outputs import Outputs, OutputTopics, outputs_of
-from processor.worker.partition import UNKNOWN_SOURCE, Outcome, PartitionProcessor, Verdict
+from processor.worker.partition import Outcome, PartitionProcessor, Verdict
 from processor.worker.partitions import Partition
 from processor.worker.tally import BatchTally
 
 log = structlog.get_logger("processor.runner")
-
-#: Why a record whose key does not match its value is dead-lettered.
-KEY_MISMATCH = "record key does not match the sourceId and account of its value"
-
-
-def key_matches(key: bytes | None, outcome: Outcome) -> bool:
-    """Whether a record's key names the source (and account) its decided value names.
-
-    Keys are ``sourceId/<uuid or nativeIdentity>`` (:func:`~processor.keys.record_key`);
-    markers and provisioning records are checked up to the source (a marker's key names its
-    aggregation; a provisioning record's may name a uuid the record does not carry).
-    """
-    source_id = outcome.source_id
-    if key is None or source_id is None:
-        return False
-    if outcome.record_key is not None:
-        return key == outcome.record_key
-    return key.startswith(record_key(source_id, None, ""))
 
 
 def by_partition(records: list[InRecord], provisioning: str) -> dict[int, list[InRecord]]:
@@ -114,31 +93,17 @@ class BatchDecider:
     def _decide(
         self, processor: PartitionProcessor, record: InRecord, overlay: BatchOverlay
     ) -> tuple[Outcome, Outputs]:
-        """Decide one record and build its outputs: the per-record failure boundary.
-
-        Whatever fails here (decoding, validation, a digest, a state key, an output) is this
-        record's fault: what it did is undone and it is dead-lettered with the reason. Broker
-        and state failures are not, and end the batch.
-        """
-        decide: Callable[[bytes | None, BatchOverlay], Outcome] = (
-            processor.process_provisioning
-            if record.topic == self._settings.topic_provisioning
-            else processor.process
+        """Decide one record and build its outputs within the record's failure boundary
+        (:func:`~processor.worker.decision.decide_record`, shared with ``replay``)."""
+        return decide_record(
+            processor,
+            record.value,
+            overlay,
+            provisioning=record.topic == self._settings.topic_provisioning,
+            outputs=lambda outcome: self._outputs(outcome, record),
+            key=record.key,
+            catch_up=self._catch_up,
         )
-        try:
-            outcome = decide(record.value, overlay)
-            if outcome.reason == UNKNOWN_SOURCE and self._catch_up():
-                outcome = decide(record.value, overlay)
-            if outcome.verdict != Verdict.DEAD_LETTERED and not key_matches(record.key, outcome):
-                # Whoever may write the topic could speak for any source, or put an account's
-                # records on a partition that does not hold its state.
-                outcome = processor.abandon(record.value, overlay, KEY_MISMATCH)
-            return outcome, self._outputs(outcome, record)
-        except NOT_THE_RECORDS_FAULT:
-            raise
-        except Exception as exc:
-            outcome = processor.abandon(record.value, overlay, failure_reason(exc))
-            return outcome, self._outputs(outcome, record)
 
     def _outputs(self, outcome: Outcome, record: InRecord) -> Outputs:
         """The records a decision produces; each dead letter is logged."""

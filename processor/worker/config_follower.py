@@ -8,7 +8,7 @@ from processor.config import Settings
 from processor.errors import TransportError
 from processor.transport import InRecord, PartitionReader
 from processor.worker.clock import Clock
-from processor.worker.failures import NOT_THE_RECORDS_FAULT, failure_reason
+from processor.worker.decision import NOT_THE_RECORDS_FAULT, failure_reason
 from processor.worker.registry import SourceRegistry
 
 log = structlog.get_logger("processor.runner")
@@ -67,7 +67,7 @@ class ConfigFollower:
                 self._registry.apply_entitlement(record.key, record.value)
         except NOT_THE_RECORDS_FAULT:
             raise
-        except Exception as exc:  # no single record can stop the worker (see failures.py)
+        except Exception as exc:  # no single record can stop the worker (see decision.py)
             self.rejected += 1
             log.warning(
                 "config_record_rejected",
