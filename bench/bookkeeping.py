@@ -1,4 +1,4 @@
-"""The runner's per-aggregation tally (``Runner._summarize``) over one batch, in us per record.
+"""The runner's per-aggregation tally (``tally.summarize``) over one batch, in us per record.
 
 One batch of 6,003 decisions in 3 partitions (a started marker, then 95 % unchanged, a run of
 stored ones, more unchanged), best of 20. To compare two versions side by side, run it once
@@ -12,36 +12,31 @@ per version's ``processor`` tree, alternated (BENCHMARKS.md, "Issue 14")::
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from processor.observability.aggregations import AggregationTracker
-from processor.runner import Runner
-from processor.worker.partition import Outcome, Verdict
+from processor.worker.partition import Verdict
+from processor.worker.tally import Decided, summarize
 
 
-def decisions() -> list[tuple[int, Outcome]]:
-    """One batch's decisions as the runner keeps them: (partition, outcome)."""
+def decisions() -> list[Decided]:
+    """One batch's decisions as the runner's tally keeps them."""
     decided = []
     for p in range(3):
-        decided.append((p, Outcome(Verdict.MARKER, source_id="s")))
-        decided += [(p, Outcome(Verdict.UNCHANGED, source_id="s")) for _ in range(1900)]
-        decided += [(p, Outcome(Verdict.STORED, source_id="s")) for _ in range(20)]
-        decided += [(p, Outcome(Verdict.UNCHANGED, source_id="s")) for _ in range(80)]
+        decided.append(Decided(p, "s", Verdict.MARKER))
+        decided += [Decided(p, "s", Verdict.UNCHANGED) for _ in range(1900)]
+        decided += [Decided(p, "s", Verdict.STORED) for _ in range(20)]
+        decided += [Decided(p, "s", Verdict.UNCHANGED) for _ in range(80)]
     return decided
 
 
 def main() -> None:
     decided = decisions()
 
-    class _Holder:  # the one attribute ``_summarize`` uses
-        _aggregations: Any
-
     best = float("inf")
     for _ in range(20):
-        holder = _Holder()
-        holder._aggregations = AggregationTracker()
+        tracker = AggregationTracker()
         began = time.perf_counter()
-        Runner._summarize(holder, decided)  # type: ignore[arg-type]
+        summarize(tracker, decided)
         best = min(best, time.perf_counter() - began)
     print(f"{best / len(decided) * 1e6:.3f} us per record")
 

@@ -101,6 +101,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from processor.runner import Runner
     from processor.state import LmdbStoreFactory
     from processor.transport.factory import make_transport
+    from processor.worker.clock import SYSTEM_CLOCK
 
     settings = _settings_from(args)
     configure_logging(settings.log_level, settings.log_format)
@@ -114,6 +115,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         settings,
         make_transport(settings),
         LmdbStoreFactory(settings.state_dir, settings.topic_aggregations),
+        clock=SYSTEM_CLOCK,
     )
     stop = threading.Event()
 
@@ -141,7 +143,12 @@ def _start_health(settings: Settings, runner: Runner) -> HealthServer | None:
 
     try:
         server = HealthServer(
-            settings.http_host, settings.http_port, runner.metrics, runner.live, runner.ready.is_set
+            settings.http_host,
+            settings.http_port,
+            runner.metrics,
+            runner.live,
+            runner.ready.is_set,
+            ready_detail=runner.readiness,
         ).start()
     except OSError as exc:
         where = f"{settings.http_host}:{settings.http_port}"

@@ -27,6 +27,8 @@ from typing import Any
 from processor.observability.metrics import CONTENT_TYPE, Metrics
 
 Check = Callable[[], bool]
+#: Says why a check fails (a line of counts, never a value), for the body of the answer.
+Detail = Callable[[], str]
 
 #: A connection idle this long (a request not sent in full, a keep-alive left open) is closed.
 REQUEST_TIMEOUT_S = 10.0
@@ -75,10 +77,13 @@ class HealthServer:
         live: Check,
         ready: Check,
         *,
+        ready_detail: Detail | None = None,
         timeout_s: float = REQUEST_TIMEOUT_S,
         max_connections: int = MAX_CONNECTIONS,
     ) -> None:
-        handler = _handler(metrics, live, ready, timeout_s)
+        """``ready_detail`` says what readiness waits for (e.g. a restore's progress) in the
+        body of a 503 from ``/readyz``."""
+        handler = _handler(metrics, live, ready, ready_detail, timeout_s)
         self._server = _BoundedServer((host, port), handler, max_connections)
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="ncd-health", daemon=True
@@ -103,7 +108,7 @@ class HealthServer:
 
 
 def _handler(
-    metrics: Metrics, live: Check, ready: Check, timeout_s: float
+    metrics: Metrics, live: Check, ready: Check, ready_detail: Detail | None, timeout_s: float
 ) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "ncd-processor"
@@ -122,15 +127,16 @@ def _handler(
             elif path == "/livez":
                 self._probe(live())
             elif path == "/readyz":
-                self._probe(ready())
+                self._probe(ready(), ready_detail)
             else:
                 self._reply(HTTPStatus.NOT_FOUND, b"not found\n")
 
-        def _probe(self, ok: bool) -> None:
+        def _probe(self, ok: bool, detail: Detail | None = None) -> None:
             if ok:
                 self._reply(HTTPStatus.OK, b"ok\n")
             else:
-                self._reply(HTTPStatus.SERVICE_UNAVAILABLE, b"not ok\n")
+                why = "" if detail is None else f": {detail()}"
+                self._reply(HTTPStatus.SERVICE_UNAVAILABLE, f"not ok{why}\n".encode())
 
         def _reply(
             self, status: HTTPStatus, body: bytes, content_type: str = "text/plain; charset=utf-8"

@@ -84,6 +84,11 @@ class Metrics:
             ["partition"],
             registry=r,
         )
+        self.restoring_partitions = Gauge(
+            "ncd_restoring_partitions",
+            "Assigned input partitions whose state is not restored yet (paused meanwhile)",
+            registry=r,
+        )
         self.ready = Gauge(
             "ncd_ready", "1 when the worker is ready (restored and polling)", registry=r
         )
@@ -95,6 +100,10 @@ class Metrics:
     def track_ready(self, is_ready: Callable[[], bool]) -> None:
         """Make ``ncd_ready`` read ``is_ready()`` at every scrape."""
         self.ready.set_function(lambda: 1.0 if is_ready() else 0.0)
+
+    def track_restoring(self, count: Callable[[], int]) -> None:
+        """Make ``ncd_restoring_partitions`` read ``count()`` at every scrape."""
+        self.restoring_partitions.set_function(lambda: float(count()))
 
     def batch(
         self,

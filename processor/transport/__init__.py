@@ -37,6 +37,7 @@ from processor.transport.records import (
     SaslMechanism,
     SecurityProtocol,
     TopicSpec,
+    put_back,
 )
 
 __all__ = [
@@ -59,4 +60,5 @@ __all__ = [
     "TopicSpec",
     "TransactionalSink",
     "Transport",
+    "put_back",
 ]

@@ -7,7 +7,7 @@ records with ``value=None``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal, NamedTuple
@@ -54,6 +54,22 @@ class InRecord:
     def tp(self) -> TP:
         """The partition this record came from."""
         return TP(self.topic, self.partition)
+
+
+def put_back(seek: Callable[[TP, int], None], records: Iterable[InRecord]) -> dict[TP, int]:
+    """Seek every partition of ``records`` back to the lowest of their offsets, so that the
+    next fetch returns them again; returns where each partition was sought to.
+
+    The one way records polled but not used are given back: held back for provisioning,
+    an aborted batch, a batch emptied by a rebalance, a paused partition.
+    """
+    firsts: dict[TP, int] = {}
+    for record in records:
+        if record.offset < firsts.get(record.tp, record.offset + 1):
+            firsts[record.tp] = record.offset
+    for tp, offset in firsts.items():
+        seek(tp, offset)
+    return firsts
 
 
 @dataclass(frozen=True, slots=True)

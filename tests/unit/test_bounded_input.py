@@ -16,6 +16,7 @@ from processor.state import BatchOverlay, InMemoryStateStore
 from processor.worker.partition import PartitionProcessor, Verdict
 from processor.worker.state import MAX_RUNNING, RUNNING_EXPIRY_MS, SourceMeta, k_meta, k_seen
 from tests.unit.conftest import SOURCE_ID, make_source
+from tests.unit.fake_clock import FakeClock
 from tests.unit.test_partition import Partition
 from tests.unit.test_record_boundary import T1, T2, Upstream, account
 
@@ -23,9 +24,9 @@ NOW = datetime(2026, 11, 22, tzinfo=UTC).timestamp()
 HOUR = 3600.0
 
 
-def clock() -> float:
-    """The worker's wall clock in these tests: 2026-11-22T00:00:00Z."""
-    return NOW
+def clock() -> FakeClock:
+    """The worker's clock in these tests: its wall clock reads 2026-11-22T00:00:00Z."""
+    return FakeClock(wall_ms=int(NOW * 1000))
 
 
 def instant(offset_s: float) -> str:
@@ -62,7 +63,7 @@ def test_a_start_later_than_now_plus_the_allowance_is_dead_lettered(
     """startedAt beyond the clock plus NCD_FUTURE_ALLOWANCE_S (one day) is dead-lettered."""
     up = Upstream(tmp_path)
     up.send(started("a1", instant(offset_s)))
-    up.run(clock)
+    up.run(clock())
     expected = ["startedAt is in the future (beyond NCD_FUTURE_ALLOWANCE_S)"] if dead else []
     assert up.dead() == expected
 
@@ -74,7 +75,7 @@ def test_a_forged_far_future_start_does_not_make_real_changes_stale(tmp_path: Pa
     up.send(started("forged", "9999-12-31T00:00:00Z"))
     up.send(account("CN=a", "admin", agg="forged"))
     up.aggregation("a2", instant(-HOUR), [account("CN=a", "admin", agg="a2")])
-    up.run(clock)
+    up.run(clock())
     assert up.changes() == [("ACCOUNT_UPDATED", "CN=a", "admin")]
     assert len(up.dead()) == 2  # the forged start, then its account record
 
@@ -83,7 +84,7 @@ def test_the_allowance_is_a_setting(tmp_path: Path) -> None:
     """With NCD_FUTURE_ALLOWANCE_S of an hour, a start two hours ahead is dead-lettered."""
     up = Upstream(tmp_path)
     up.send(started("a1", instant(2 * HOUR)))
-    up.run(clock, future_allowance_s=HOUR)
+    up.run(clock(), future_allowance_s=HOUR)
     assert len(up.dead()) == 1
 
 
@@ -97,7 +98,7 @@ def test_a_provisioning_record_completed_in_the_future_is_dead_lettered(tmp_path
         "completedAt": "9999-01-01T00:00:00Z",
     }
     up.send(record, topic=up.worker.settings.topic_provisioning)
-    up.run(clock)
+    up.run(clock())
     assert up.dead() == ["completedAt is in the future (beyond NCD_FUTURE_ALLOWANCE_S)"]
 
 

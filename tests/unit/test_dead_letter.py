@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from processor.runner import dead_letter
 from processor.transport import InRecord
+from processor.worker.outputs import dead_letter
 
 
 def _record(value: bytes) -> InRecord:

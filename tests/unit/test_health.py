@@ -55,6 +55,28 @@ def test_probes_follow_their_checks(served: tuple[HealthServer, Flags]) -> None:
     assert get(server.port, "/livez")[0] == 503
 
 
+def test_readyz_says_what_readiness_waits_for() -> None:
+    """A 503 from /readyz carries the readiness detail; a 200 does not."""
+    ready = {"now": False}
+    server = HealthServer(
+        "127.0.0.1",
+        0,
+        Metrics(),
+        lambda: True,
+        lambda: ready["now"],
+        ready_detail=lambda: "restoring partitions [3]: 12 changelog offsets left",
+    ).start()
+    try:
+        assert get(server.port, "/readyz") == (
+            503,
+            "not ok: restoring partitions [3]: 12 changelog offsets left\n",
+        )
+        ready["now"] = True
+        assert get(server.port, "/readyz") == (200, "ok\n")
+    finally:
+        server.stop()
+
+
 def test_metrics_route_serves_the_registry(served: tuple[HealthServer, Flags]) -> None:
     """/metrics is the Prometheus text of the registry, read at each scrape."""
     server, flags = served

@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-import processor.runner
 import processor.worker.account_flow
 import processor.worker.lifecycle
+import processor.worker.outputs
 import processor.worker.provisioning_flow
 import processor.worker.registry
 from processor.models import SourceDescriptor
 from processor.runner import Runner
 from processor.state import BatchOverlay, InMemoryStateStore, InMemoryStoreFactory
 from processor.transport import OutRecord
+from processor.worker.clock import SYSTEM_CLOCK, Clock
 from tests.unit.conftest import SOURCE_ID, make_source
 from tests.unit.memory_worker import MemoryWorker
 
@@ -78,10 +77,10 @@ class Upstream:
             self.send(record)
         self.send({**base, "type": "aggregation.completed", "status": "COMPLETED"})
 
-    def run(self, clock: Callable[[], float] = time.time, **settings: Any) -> None:
+    def run(self, clock: Clock = SYSTEM_CLOCK, **settings: Any) -> None:
         """Run a fresh worker until it has committed every input record (it must not raise).
 
-        ``clock`` is the worker's wall clock; ``settings`` override the worker's settings.
+        ``clock`` is the worker's clock; ``settings`` override the worker's settings.
         """
         configured = self.worker.settings.model_copy(update=settings)
         runner = Runner(configured, self.worker.broker, InMemoryStoreFactory(), clock=clock)
@@ -168,19 +167,19 @@ def test_an_output_that_cannot_be_built_undoes_its_record(
     """A failure building a record's events dead-letters it and undoes its state writes."""
     up = Upstream(tmp_path)
     _baseline(up, "CN=a", "CN=boom")
-    real = processor.runner.event_record
+    real = processor.worker.outputs.event_record
 
     def failing(topic: str, event: Any, timestamp_ms: int) -> OutRecord:
         if event.account.nativeIdentity == "CN=boom":
             raise ValueError("cannot build")
         return real(topic, event, timestamp_ms)
 
-    monkeypatch.setattr(processor.runner, "event_record", failing)
+    monkeypatch.setattr(processor.worker.outputs, "event_record", failing)
     up.aggregation("a2", T2, [account("CN=boom", "t2", agg="a2"), account("CN=a", "t2", agg="a2")])
     up.run()
     assert up.dead() == ["could not be decided (ValueError in failing)"]
     assert up.changes() == [("ACCOUNT_UPDATED", "CN=a", "t2")]
-    monkeypatch.setattr(processor.runner, "event_record", real)
+    monkeypatch.setattr(processor.worker.outputs, "event_record", real)
     up.aggregation("a3", T3, [account("CN=boom", "t2", agg="a3"), account("CN=a", "t2", agg="a3")])
     up.run()
     assert up.changes()[1:] == [("ACCOUNT_UPDATED", "CN=boom", "t2")]

@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from processor.runner import Runner
+from processor.state.store import InMemoryStoreFactory
 from processor.transport import InRecord
 from processor.transport.memory import MemoryGroupConsumer
 from tests.unit.conftest import make_account, make_source
@@ -31,8 +33,7 @@ def _run(tmp_path: Path, linger_ms: int) -> int:
     accounts = [make_account(f"CN=u{i}", {"title": "t"}) for i in range(60)]
     worker.publish(make_source(), accounts)
     settings = worker.settings.model_copy(update={"batch_linger_ms": linger_ms})
-    runner = worker.runner()
-    runner.settings = settings
+    runner = Runner(settings, worker.broker, InMemoryStoreFactory())
     worker.run(runner)
     assert runner.stats.verdicts["stored"] == 60
     return runner.stats.batches
@@ -52,13 +53,12 @@ def test_an_output_over_the_size_limit_dead_letters_its_input(tmp_path: Path) ->
     worker = MemoryWorker(tmp_path)
     source = make_source()
     worker.publish(source, [make_account("CN=small", {"title": "t"})])
-    runner = worker.runner()
-    runner.settings = worker.settings.model_copy(update={"max_record_bytes": 1024})
+    small = worker.settings.model_copy(update={"max_record_bytes": 1024})
+    runner = Runner(small, worker.broker, InMemoryStoreFactory())
     worker.run(runner)
     big = make_account("CN=big", {"title": "x" * 600})
     worker.publish(source, [make_account("CN=small", {"title": "t"}), big])
-    runner = worker.runner()
-    runner.settings = worker.settings.model_copy(update={"max_record_bytes": 1024})
+    runner = Runner(small, worker.broker, InMemoryStoreFactory())
     worker.run(runner)
     dlq = [s.record for log in worker.broker.logs[worker.settings.topic_dlq] for s in log]
     dlq = [r for r in dlq if r is not None]  # not the transaction markers

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from processor.keys import record_key
 from processor.models import MAX_SOURCE_ID_CHARS, SourceDescriptor
-from processor.runner import KEY_MISMATCH
+from processor.worker.decision import KEY_MISMATCH
 from tests.unit.conftest import SOURCE_ID, make_source
 from tests.unit.test_record_boundary import T1, T2, T3, Upstream, account
 

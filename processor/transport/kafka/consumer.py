@@ -37,7 +37,7 @@ from processor.transport.kafka._common import (
 )
 from processor.transport.kafka.stable_offsets import stable_committed
 from processor.transport.protocols import RebalanceListener
-from processor.transport.records import LAG_UNKNOWN, TP, ClientSettings, InRecord
+from processor.transport.records import LAG_UNKNOWN, TP, ClientSettings, InRecord, put_back
 
 _Event = tuple[Literal["assigned", "revoked"], list[TP]]
 
@@ -107,31 +107,16 @@ class KafkaGroupConsumer(GroupMemberBase):
         newly_assigned = self._deliver_events()
         if not newly_assigned:
             return records
-        kept: list[InRecord] = []
-        rewind: dict[TP, int] = {}
-        for record in records:
-            if record.tp in newly_assigned:
-                rewind.setdefault(record.tp, record.offset)
-            else:
-                kept.append(record)
-        for tp, offset in rewind.items():
-            if tp in self.assignment() and tp not in self._sought:
-                self.seek(tp, offset)
-        return kept
+        held = self.assignment() - self._sought
+        put_back(self.seek, [r for r in records if r.tp in newly_assigned and r.tp in held])
+        return [record for record in records if record.tp not in newly_assigned]
 
     def _put_back_paused(self, records: list[InRecord]) -> list[InRecord]:
         """Drop the records of paused partitions and seek back to the first of them."""
-        kept: list[InRecord] = []
-        firsts: dict[TP, int] = {}
-        for record in records:
-            if record.tp in self._paused:
-                firsts.setdefault(record.tp, record.offset)
-            else:
-                kept.append(record)
-        for tp, offset in firsts.items():
-            with mapped_errors("seek"):
-                self._consumer.seek(to_kafka_tp(tp), offset)
-        return kept
+        paused = [record for record in records if record.tp in self._paused]
+        with mapped_errors("seek"):
+            put_back(lambda tp, offset: self._consumer.seek(to_kafka_tp(tp), offset), paused)
+        return [record for record in records if record.tp not in self._paused]
 
     def _deliver_events(self) -> set[TP]:
         """Hand queued rebalance events to the listener; return the partitions assigned."""

@@ -1,0 +1,156 @@
+"""One tally per batch: what was written, counted once, feeding logs, metrics and summaries.
+
+Each decided record adds one :class:`Decided` to the batch's :class:`BatchTally`, built from
+the decision *and* the records actually written for it: an input whose event was too large
+to write ends in the dead-letter topic, so it counts as dead-lettered (verdict, dead-letter
+counter) and its unwritten event counts nowhere. Once the batch has committed,
+:meth:`Tallies.committed` adds the one tally to the counters since start (:class:`Stats`),
+the Prometheus metrics, the per-aggregation summaries and the ``batch_committed`` line, so
+the four always agree.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from processor.observability.aggregations import AggregationTracker
+from processor.observability.metrics import Metrics
+from processor.worker.outputs import Outputs
+from processor.worker.partition import Outcome, Verdict
+
+log = structlog.get_logger("processor.runner")
+
+
+@dataclass(frozen=True, slots=True)
+class Decided:
+    """What became of one input record, as written."""
+
+    partition: int
+    source_id: str | None
+    verdict: str
+    #: Types of the events written for it.
+    event_types: tuple[str, ...] = ()
+    #: ``(status, mode)`` of a completed marker.
+    completed: tuple[str, str] | None = None
+
+
+@dataclass
+class Stats:
+    """Counters since start; the shutdown line, the demo and the tests read them."""
+
+    verdicts: Counter[str] = field(default_factory=Counter)
+    events: Counter[str] = field(default_factory=Counter)
+    deletes_suppressed: int = 0
+    delete_guard_trips: int = 0
+    batches: int = 0
+    aborted_batches: int = 0
+    restored_records: int = 0
+    #: Aggregation records put back to wait for their partition's provisioning input.
+    held_back: int = 0
+
+
+@dataclass
+class BatchTally:
+    """The decisions of one batch, as written."""
+
+    decided: list[Decided] = field(default_factory=list)
+    verdicts: Counter[str] = field(default_factory=Counter)
+    events: Counter[str] = field(default_factory=Counter)
+    remediations: int = 0
+    guard_trips: int = 0
+    deletes_suppressed: int = 0
+
+    def add(self, partition: int, outcome: Outcome, outputs: Outputs) -> Decided:
+        """Count one record: its decision and what was written for it."""
+        verdict = Verdict.DEAD_LETTERED if outputs.dead_letter_reasons else outcome.verdict
+        decided = Decided(
+            partition, outcome.source_id, verdict, tuple(outputs.event_types), outcome.completed
+        )
+        self.decided.append(decided)
+        self.verdicts[verdict] += 1
+        self.events.update(outputs.event_types)
+        self.remediations += outputs.remediations
+        if outcome.deletes_suppressed:
+            self.guard_trips += 1
+            self.deletes_suppressed += outcome.deletes_suppressed
+        return decided
+
+
+class Tallies:
+    """Adds each committed batch's tally to the stats, metrics, summaries and the log."""
+
+    def __init__(self, stats: Stats, metrics: Metrics, aggregations: AggregationTracker):
+        self.stats = stats
+        self.metrics = metrics
+        self.aggregations = aggregations
+
+    def committed(self, tally: BatchTally, *, duration_s: float, commit_s: float) -> None:
+        """Count a committed batch everywhere, and log it."""
+        stats = self.stats
+        stats.batches += 1
+        stats.verdicts.update(tally.verdicts)
+        stats.events.update(tally.events)
+        stats.delete_guard_trips += tally.guard_trips
+        stats.deletes_suppressed += tally.deletes_suppressed
+        self.metrics.batch(
+            tally.verdicts,
+            tally.events,
+            guard_trips=tally.guard_trips,
+            remediations=tally.remediations,
+            duration_s=duration_s,
+        )
+        log.info(
+            "batch_committed",
+            records=len(tally.decided),
+            verdicts=dict(tally.verdicts),
+            events=dict(tally.events),
+            remediations=tally.remediations,
+            duration_ms=round(duration_s * 1000, 1),
+            commit_ms=round(commit_s * 1000, 1),
+        )
+        summarize(self.aggregations, tally.decided)
+
+    def summary(self) -> dict[str, Any]:
+        """Counters for the shutdown line and for tests."""
+        return {
+            "verdicts": dict(self.stats.verdicts),
+            "events": dict(self.stats.events),
+            "batches": self.stats.batches,
+            "aborted_batches": self.stats.aborted_batches,
+            "delete_guard_trips": self.stats.delete_guard_trips,
+            "deletes_suppressed": self.stats.deletes_suppressed,
+        }
+
+
+def summarize(aggregations: AggregationTracker, decided: Iterable[Decided]) -> None:
+    """Tally committed decisions per aggregation; log the summary of each completed one.
+
+    A run of decisions without events or markers (mostly ``unchanged``) of one partition,
+    source and verdict is counted in one call, not one per record.
+    """
+    run: tuple[int, str | None, str] | None = None
+    count = 0
+    for one in decided:
+        if one.verdict not in (Verdict.MARKER, Verdict.EMITTED) and not one.event_types:
+            here = (one.partition, one.source_id, one.verdict)
+            if here != run:
+                if run is not None:
+                    aggregations.observe(*run, count=count)
+                run, count = here, 0
+            count += 1
+            continue
+        if run is not None:
+            aggregations.observe(*run, count=count)
+            run = None
+        summary = aggregations.observe(
+            one.partition, one.source_id, one.verdict, one.event_types, one.completed
+        )
+        if summary is not None:
+            log.info("aggregation_summary", **summary)
+    if run is not None:
+        aggregations.observe(*run, count=count)
