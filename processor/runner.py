@@ -37,7 +37,7 @@ from processor.models import Operation
 from processor.observability.aggregations import AggregationTracker
 from processor.observability.metrics import Metrics
 from processor.state.store import StoreFactory
-from processor.topics import ensure_topics
+from processor.topics import check_topics, ensure_topics
 from processor.transport import (
     TP,
     GroupConsumer,
@@ -258,12 +258,12 @@ class Runner:
         while True:
             reader = None
             try:
-                if s.create_topics:
-                    admin = self._transport.admin()
-                    try:
-                        ensure_topics(admin, s)
-                    finally:
-                        admin.close()
+                admin = self._transport.admin()
+                try:
+                    # Topics someone else created are held to the same co-partitioning rule.
+                    (ensure_topics if s.create_topics else check_topics)(admin, s)
+                finally:
+                    admin.close()
                 reader = self._transport.partition_reader()
                 follower = ConfigFollower(reader, s, self._registry, self._clock)
                 follower.catch_up()

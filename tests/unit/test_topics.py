@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -9,6 +10,8 @@ import pytest
 
 from processor.config import Settings
 from processor.errors import ConfigError
+from processor.runner import Runner
+from processor.state.store import InMemoryStoreFactory
 from processor.topics import check_topics, ensure_topics
 from processor.transport import Admin
 from processor.transport.memory import MemoryBroker
@@ -105,3 +108,18 @@ def test_the_worker_processes_an_upstream_four_partition_aggregations_topic(
     assert len(worker.broker.logs[s.topic_changelog]) == 4
     events = [slot.record for log in worker.broker.logs[s.topic_events] for slot in log]
     assert len([r for r in events if r is not None]) == 8
+
+
+def test_a_worker_that_creates_no_topics_still_refuses_a_co_partitioning_conflict(
+    tmp_path: Path,
+) -> None:
+    """NCD_CREATE_TOPICS=false: the run still refuses a provisioning topic sized unlike
+    aggregations, with the one-line fix, before reading anything."""
+    worker = MemoryWorker(tmp_path)
+    settings = worker.settings.model_copy(update={"create_topics": False})
+    worker.broker.create_topic(settings.topic_aggregations, 4)
+    worker.broker.create_topic(settings.topic_provisioning, 6)
+    runner = Runner(settings, worker.broker, InMemoryStoreFactory())
+    with pytest.raises(ConfigError, match="has 6 partitions but"):
+        runner.run(threading.Event())
+    assert settings.topic_changelog not in worker.broker.logs
