@@ -77,7 +77,7 @@ def own_changes(
     position), each account's in :func:`provisioning_order`; accounts without any are left out.
 
     A record is for the account whose uuid is its ``compound.uniqueId`` when there is one
-    (CONTRACTS 1.4), else for the account its target nativeIdentity names (and then only if
+    (docs/records.md), else for the account its target nativeIdentity names (and then only if
     that account has no other uuid: :func:`apply_provisioning`). The worker finds the
     account the same way.
     """

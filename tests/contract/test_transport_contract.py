@@ -135,6 +135,19 @@ def poll_until(consumer: GroupConsumer, count: int, max_records: int = 100) -> l
     return got
 
 
+def wait_joined(consumer: GroupConsumer, tps: set[TP]) -> None:
+    """Poll an idle member until it holds ``tps``.
+
+    As in the worker, offsets are sent into a transaction once the member has joined: sent
+    while its first join is still going on, they carry a generation the broker has just
+    left behind (ILLEGAL_GENERATION on librdkafka, whose member joins in the background).
+    """
+    wait_for(
+        lambda: not consumer.poll(0.2, 100) and consumer.assignment() == tps,
+        "the member's assignment",
+    )
+
+
 # ------------------------------------------------------------------ topics
 
 
@@ -220,13 +233,7 @@ def test_offsets_sent_into_transaction_commit_only_with_it(
     sink = transport.sink(unique_topic("tx"))
     try:
         tp0, tp1 = TP(source, 0), TP(source, 1)
-        # As in the worker, offsets are sent once the member has joined: sent while its
-        # first join is still going on, they carry a generation the broker has just left
-        # behind (ILLEGAL_GENERATION on librdkafka, whose member joins in the background).
-        wait_for(
-            lambda: not consumer.poll(0.2, 100) and consumer.assignment() == {tp0, tp1},
-            "the member's assignment",
-        )
+        wait_joined(consumer, {tp0, tp1})
         sink.begin()
         sink.send(OutRecord(out, None, b"x"))
         sink.commit({tp0: 5, tp1: 7}, group)
@@ -253,10 +260,7 @@ def test_committed_offsets_read_right_after_a_commit_are_that_commits(
     sink = transport.sink(unique_topic("tx"))
     tp0, tp1 = TP(source, 0), TP(source, 1)
     try:
-        wait_for(
-            lambda: not consumer.poll(0.2, 100) and consumer.assignment() == {tp0, tp1},
-            "the member's assignment",
-        )
+        wait_joined(consumer, {tp0, tp1})
         read = []
         for i in range(1, 41):
             sink.begin()
