@@ -85,13 +85,15 @@ class AccountFlow(Flow):
         if uuid_key(uuid) != uuid:
             return None
         source_id, aggregation_id = seen.source_id, seen.aggregation_id
-        found = self._running(source_id, aggregation_id, state)
-        if found is None:
+        if self._registry.policy(source_id) is None:
+            return None
+        agg = self._memory.meta_of(source_id, state).running.get(aggregation_id)
+        if agg is None:
             return None
         # account_key(uuid, ""): a short uuid is never hashed (at most 4 bytes a character).
         key = f"u:{uuid}" if len(uuid) <= _SHORT_UUID else account_key(uuid, "")
         raw = state.get(k_account(source_id, key))
-        if raw is None or not StoredAccount.matches_bytes(raw, found[1].started_ms, seen.digest):
+        if raw is None or not StoredAccount.matches_bytes(raw, agg.started_ms, seen.digest):
             return None
         self._memory.saw(source_id, aggregation_id, key)
         expected = f"{source_id}/{uuid}".encode()  # record_key(source_id, uuid, ...)

@@ -81,8 +81,10 @@ class BatchMemory:
     def savepoint(self, state: BatchOverlay) -> None:
         """Start a record: what it changes from here on can be rolled back."""
         state.savepoint()
-        self._undo.clear()
-        self._touched.clear()
+        if self._undo:  # (once per record: most records leave nothing to clear)
+            self._undo.clear()
+        if self._touched:
+            self._touched.clear()
 
     def rollback(self, state: BatchOverlay) -> None:
         """Undo everything the current record did, in ``state`` and here."""
@@ -128,7 +130,9 @@ class BatchMemory:
 
     def saw(self, source_id: str, aggregation_id: str, key: str) -> None:
         """Note that an aggregation contained the account stored under ``key``."""
-        seen = self._seen.setdefault((source_id, aggregation_id), set())
+        seen = self._seen.get((source_id, aggregation_id))
+        if seen is None:
+            seen = self._seen[source_id, aggregation_id] = set()
         if key not in seen:
             seen.add(key)
             self._undo.append(lambda: seen.discard(key))

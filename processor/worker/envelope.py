@@ -101,7 +101,8 @@ def compact_account(value: bytes) -> CompactAccount | None:
     if at < len(_UUID_MEMBER) or end < 0:
         return None
     try:
-        source_id, aggregation_id = head.group(1).decode(), head.group(2).decode()
+        source, aggregation = head.group(1, 2)
+        source_id, aggregation_id = source.decode(), aggregation.decode()
         uuid = value[at:end].decode()
     except UnicodeDecodeError:
         return None
