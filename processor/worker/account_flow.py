@@ -44,6 +44,7 @@ from processor.worker.state import (
 
 #: Uuids up to this many characters give state keys short enough to be kept as they are.
 _SHORT_UUID = (MAX_PART_BYTES - 2) // 4
+_UNCHANGED = Verdict.UNCHANGED
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +98,7 @@ class AccountFlow(Flow):
             return None
         self._memory.saw(source_id, aggregation_id, key)
         expected = f"{source_id}/{uuid}".encode()  # record_key(source_id, uuid, ...)
-        return Outcome(Verdict.UNCHANGED, source_id=source_id, record_key=expected)
+        return Outcome(_UNCHANGED, source_id=source_id, record_key=expected)
 
     def unchanged_bytes(self, seen: AccountBytes, state: BatchOverlay) -> Outcome | None:
         """The byte path: an account record whose ``account`` bytes are the very bytes its

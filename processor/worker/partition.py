@@ -134,6 +134,11 @@ class PartitionProcessor:
         self._memory.savepoint(state)
         if value is None:
             return dead("tombstone on the aggregations topic")
+        # The quickest byte path first, here: most records of an aggregation end with it.
+        if self._max_record_bytes is None or len(value) <= self._max_record_bytes:
+            compact = compact_account(value)
+            if compact is not None and (fast := self._accounts.unchanged_compact(compact, state)):
+                return fast
         try:
             return self._aggregation_record(value, state)
         except InputError as exc:
@@ -154,9 +159,6 @@ class PartitionProcessor:
     def _aggregation_record(self, value: bytes, state: BatchOverlay) -> Outcome:
         seen_bytes = None
         if self._max_record_bytes is None or len(value) <= self._max_record_bytes:
-            compact = compact_account(value)
-            if compact is not None and (fast := self._accounts.unchanged_compact(compact, state)):
-                return fast
             seen_bytes = account_bytes(value)
             if seen_bytes is not None and (
                 fast := self._accounts.unchanged_bytes(seen_bytes, state)
