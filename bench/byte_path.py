@@ -10,6 +10,7 @@ shared machine the CPU time leaves out the time other processes held the core)::
 
     git worktree add /tmp/base BASE      # or: git archive BASE | tar -x -C /tmp/base
     python -m bench.byte_path --base /tmp/base --runs 5
+    python -m bench.byte_path --base /tmp/base --runs 3 --changed --limit 300   # changed records
 """
 
 from __future__ import annotations
@@ -28,19 +29,20 @@ from typing import Any
 _ROW = "worker PartitionProcessor.process (bytes)"
 
 
-def measure(accounts: int, limit: int, passes: int) -> dict[str, float]:
-    """Records/s of the worker's step on unchanged records in the imported checkout."""
+def measure(accounts: int, limit: int, passes: int, changed: int = 0) -> dict[str, float]:
+    """Records/s of the worker's step on unchanged (``changed`` 0) or changed records in the
+    imported checkout."""
     generate = importlib.import_module("bench.generate").generate
     core_bench = importlib.import_module("bench.report.core_bench")
-    captured: dict[str, tuple[Sequence[Any], Callable[[Any], object]]] = {}
+    captured: dict[str, list[tuple[Sequence[Any], Callable[[Any], object]]]] = {}
 
     def capture(label: str, items: Sequence[Any], work: Callable[[Any], object], _b: float):
-        captured.setdefault(label, (items, work))  # the unchanged rows come first
+        captured.setdefault(label, []).append((items, work))  # unchanged first, then changed
         return {"label": label, "per_s": 1.0}
 
     core_bench.rate = capture
     core_bench.measure_worker_path(generate(accounts, 0.05, 7), limit, 0.0)
-    items, work = captured[_ROW]
+    items, work = captured[_ROW][1 if changed else 0]
     walls, cpus = [], []
     for _ in range(passes):
         wall, cpu = time.perf_counter(), time.process_time()
@@ -66,6 +68,7 @@ def _child(repo: Path, args: argparse.Namespace) -> dict[str, Any]:
         "s.loader.exec_module(m); print(json.dumps(m.measure(*map(int, sys.argv[3:]))))"
     )
     argv = [str(repo), __file__, str(args.accounts), str(args.limit), str(args.passes)]
+    argv.append("1" if args.changed else "0")
     # -I: neither this checkout nor the working directory shadows ``repo``'s modules.
     out = subprocess.run(
         [sys.executable, "-I", "-c", code, *argv], check=True, capture_output=True, text=True
@@ -81,6 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--accounts", type=int, default=4000)
     parser.add_argument("--limit", type=int, default=2000, help="unchanged records per pass")
     parser.add_argument("--passes", type=int, default=15)
+    parser.add_argument("--changed", action="store_true", help="changed records instead")
     args = parser.parse_args(argv)
     this = Path(__file__).resolve().parents[1]
     print("run | checkout | best wall /s | median wall /s | best CPU /s")
