@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any
+from unittest import mock
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from processor.keys import record_key
 from processor.state.overlay import BatchOverlay
@@ -206,3 +209,57 @@ def test_events_are_the_same_bytes_with_and_without_the_byte_path(
     without = run()
     assert len(with_path) == 4  # two updated, one created, one deleted
     assert with_path == without
+
+
+def _decide_second(value: bytes, byte_path: bool) -> tuple[Any, ...]:
+    """What a record of the second aggregation decides to, after a baseline of three."""
+    accounts = [acct(1), {**acct(2), "uuid": GUID}, acct(3)]
+    p = Partition()
+    aggregation(p, "a1", T1, accounts)
+    p.batch(start("a2", T2))
+    with (
+        mock.patch.object(
+            partition_module,
+            "compact_account",
+            partition_module.compact_account if byte_path else lambda value: None,
+        ),
+        mock.patch.object(
+            partition_module,
+            "account_bytes",
+            partition_module.account_bytes if byte_path else lambda value: None,
+        ),
+    ):
+        [outcome] = p.batch(value)
+    return (outcome.verdict, outcome.reason, outcome.record_key, _event_bytes([outcome]))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    which=st.integers(0, 2),
+    at=st.integers(0, 10_000),
+    mutation=st.sampled_from(["same", "space", "byte", "cut", "upper", "extra", "hint"]),
+    byte=st.integers(0, 255),
+)
+def test_the_byte_path_decides_as_the_canonical_path(
+    which: int, at: int, mutation: str, byte: int
+) -> None:
+    """A compact record of a stored account, as it was or altered (spacing, any byte, cut
+    short, its uuid's case, an extra member, another account's uuid first), is decided exactly
+    as without the byte path: same verdict, reason, record key and event bytes."""
+    account = [acct(1), {**acct(2), "uuid": GUID}, acct(3)][which]
+    value = compact("a2", account)
+    at %= len(value)
+    if mutation == "space":
+        value = value[:at] + b" " + value[at:]
+    elif mutation == "byte":
+        value = value[:at] + bytes([byte]) + value[at + 1 :]
+    elif mutation == "cut":
+        value = value[:at]
+    elif mutation == "upper":
+        value = value.replace(GUID.encode(), GUID.upper().encode())
+    elif mutation == "extra":
+        value = value[:-1] + b',"note":1}'
+    elif mutation == "hint":
+        head, _, rest = value.partition(b'"account":{')
+        value = head + b'"account":{"x":{"uuid":"' + GUID.encode() + b'"},' + rest
+    assert _decide_second(value, byte_path=True) == _decide_second(value, byte_path=False)
