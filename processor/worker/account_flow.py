@@ -83,7 +83,7 @@ class AccountFlow(Flow):
         ``sourceId/<uuid>``, whatever the hint and the record's key were.
         """
         uuid = seen.uuid_hint
-        if uuid_key(uuid) != uuid:
+        if not uuid or uuid_key(uuid) != uuid:  # (no state is keyed by an empty uuid)
             return None
         source_id, aggregation_id = seen.source_id, seen.aggregation_id
         if self._registry.policy(source_id) is None:
