@@ -7,6 +7,12 @@ two outputs are byte-identical and that the event counts are the dataset's expec
 Prints a markdown table and writes ``bench/out/diff_bench.json``.
 
     python -m bench.diff_bench --accounts 100000
+
+``--before DIR`` runs, alternating with this tree's, the ``diff`` of another checkout (e.g.
+``mkdir /tmp/before && git archive 39f8d56 | tar -x -C /tmp/before``: the command runs there as
+``python -m processor.cli``), and checks both give the same bytes:
+
+    python -m bench.diff_bench --accounts 100000 --runs 3 --before /tmp/before
 """
 
 from __future__ import annotations
@@ -78,15 +84,19 @@ def validate_ceiling(paths: list[Path]) -> float:
     return time.perf_counter() - started
 
 
-def _cli() -> list[str]:
+def _cli(root: Path | None) -> list[str]:
     found = shutil.which("ncd-processor", path=str(Path(sys.executable).parent))
-    return [found] if found else [sys.executable, "-m", "processor.cli"]
+    return [found] if found and root is None else [sys.executable, "-m", "processor.cli"]
 
 
-def run_diff(directory: Path, out_path: Path) -> dict[str, Any]:
-    """One run of the CLI as a child: wall seconds, peak RSS (MB), output sha256 and size."""
+def run_diff(directory: Path, out_path: Path, root: Path | None = None) -> dict[str, Any]:
+    """One run of the CLI as a child: wall seconds, peak RSS (MB), output sha256 and size.
+
+    ``root``: the checkout whose ``processor`` runs (its directory is the child's first
+    import path); this tree's when ``None``.
+    """
     command = [
-        *_cli(),
+        *_cli(root),
         "diff",
         "--source",
         str(directory / "source.json"),
@@ -100,7 +110,7 @@ def run_diff(directory: Path, out_path: Path) -> dict[str, Any]:
     err_path = out_path.with_suffix(".stderr")
     with out_path.open("wb") as out, err_path.open("wb") as err:
         started = time.perf_counter()
-        proc = subprocess.Popen(command, stdout=out, stderr=err)
+        proc = subprocess.Popen(command, stdout=out, stderr=err, cwd=root)
         # os.wait4 gives this child's own rusage (RUSAGE_CHILDREN would be a running maximum).
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - started
@@ -112,6 +122,7 @@ def run_diff(directory: Path, out_path: Path) -> dict[str, Any]:
     counts = Counter(orjson.loads(line)["eventType"] for line in data.splitlines() if line)
     return {
         "wall_s": wall,
+        "cpu_s": usage.ru_utime + usage.ru_stime,
         "peak_rss_mb": peak_kb * 1024 / MB,
         "sha256": hashlib.sha256(data).hexdigest(),
         "output_bytes": len(data),
@@ -120,8 +131,11 @@ def run_diff(directory: Path, out_path: Path) -> dict[str, Any]:
     }
 
 
-def measure(accounts: int, changed: float, seed: int, runs: int) -> dict[str, Any]:
-    """Generate (or reuse) the dataset, run the CLI ``runs`` times and the decode ceiling."""
+def measure(
+    accounts: int, changed: float, seed: int, runs: int, before: Path | None = None
+) -> dict[str, Any]:
+    """Generate (or reuse) the dataset, run the CLI ``runs`` times and the decode ceiling;
+    with ``before``, that checkout's CLI too, alternating."""
     dataset = generate(accounts, changed, seed)
     directory = dataset_dir(accounts, changed, seed)
     reused, gen_s = ensure_dataset(dataset, directory)
@@ -134,8 +148,14 @@ def measure(accounts: int, changed: float, seed: int, runs: int) -> dict[str, An
     if lines != n_prev + n_cur:
         raise RuntimeError(f"decoded {lines} lines, expected {n_prev + n_cur}")
     validate_s = validate_ceiling([prev, cur])
-    results = [run_diff(directory, OUT / f"diff-output-{i}.jsonl") for i in range(runs)]
+    results: list[dict[str, Any]] = []
+    before_results: list[dict[str, Any]] = []
+    for i in range(runs):
+        if before is not None:
+            before_results.append(run_diff(directory, OUT / f"diff-before-{i}.jsonl", before))
+        results.append(run_diff(directory, OUT / f"diff-output-{i}.jsonl"))
     best = min(results, key=lambda r: r["wall_s"])
+    hashes = {r["sha256"] for r in results + before_results}
     expected = dict(sorted(dataset.expected_counts().items()))
     return {
         "machine": {
@@ -165,7 +185,8 @@ def measure(accounts: int, changed: float, seed: int, runs: int) -> dict[str, An
         "events_by_type": best["events_by_type"],
         "expected_events_by_type": expected,
         "counts_match": best["events_by_type"] == expected,
-        "byte_identical": len({r["sha256"] for r in results}) == 1,
+        "byte_identical": len(hashes) == 1,
+        "before": None if before is None else {"root": str(before), "runs": before_results},
         "decode_only_s": ceiling_s,
         "decode_only_accounts_per_s": (n_prev + n_cur) / ceiling_s,
         "wall_over_decode_only": best["wall_s"] / ceiling_s,
@@ -216,6 +237,15 @@ def markdown(result: dict[str, Any]) -> str:
         ("read + decode + validate to Account only", validated),
         ("diff wall / decode+validate", f"{result['wall_over_decode_validate']:.1f}x"),
     ]
+    if result["before"] is not None:
+        old = result["before"]["runs"]
+        rows += [
+            ("before: wall time", ", ".join(f"{r['wall_s']:.2f}" for r in old) + " s"),
+            ("before: CPU time", ", ".join(f"{r['cpu_s']:.2f}" for r in old) + " s"),
+            ("after: CPU time", ", ".join(f"{r['cpu_s']:.2f}" for r in runs) + " s"),
+            ("before: peak RSS", ", ".join(f"{r['peak_rss_mb']:,.0f}" for r in old) + " MB"),
+            ("after: peak RSS", ", ".join(f"{r['peak_rss_mb']:,.0f}" for r in runs) + " MB"),
+        ]
     lines = ["| measure | value |", "|---|---|"]
     lines += [f"| {name} | {value} |" for name, value in rows]
     return "\n".join(lines)
@@ -227,9 +257,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--changed", type=float, default=0.05, help="fraction changed natively")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--runs", type=int, default=2, help="CLI runs (>= 2 checks determinism)")
+    parser.add_argument(
+        "--before", type=Path, metavar="DIR", help="another checkout's diff, run alternately"
+    )
     args = parser.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
-    result = measure(args.accounts, args.changed, args.seed, max(1, args.runs))
+    result = measure(args.accounts, args.changed, args.seed, max(1, args.runs), args.before)
     print(markdown(result))
     (OUT / "diff_bench.json").write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
     print(f"\nwritten to {OUT / 'diff_bench.json'}")

@@ -1,19 +1,21 @@
 """The composition root: the ``ncd-processor`` command line.
 
 Only this module knows the concrete classes (Kafka clients, LMDB stores, files); it wires
-them into the pure core and the runner. Subcommands:
+them into the pure core and the runner. :mod:`processor.cli_args` builds the arguments;
+here each subcommand is run:
 
 - ``run``: the streaming worker (Kafka in, events out).
 - ``publish``: send a source, a catalog and a snapshot file to Kafka as one aggregation.
-- ``diff``: compare two snapshot files offline (docs/records.md).
+- ``diff``: compare two snapshot files offline (:mod:`processor.diffing`, docs/records.md).
 - ``replay``: the worker's pipeline over local snapshot files, with local state.
+- ``revert``: the remediation commands that revert a file of events.
+- ``demo``: the whole pipeline on the bundled example, with an embedded broker.
 - ``schemas``: regenerate the published JSON Schemas.
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
 import signal
 import sys
 import threading
@@ -25,11 +27,8 @@ from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 from pydantic import BaseModel
 
 from processor import codec
-from processor.core import (
-    DuplicateAccountError,
-    EntitlementCatalog,
-    diff_snapshots,
-)
+from processor.cli_args import build_parser
+from processor.cli_args import settings_from as _settings_from
 from processor.errors import (
     BrokerAccessError,
     ConfigError,
@@ -55,189 +54,13 @@ EXIT_BAD_INPUT = 2
 EXIT_BROKER_OR_STATE = 3
 
 
-def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The argument parser of every subcommand; the settings flags only for ``command``
-    when given (``diff`` then never imports the settings: issue 14, start-up time)."""
-    parser = argparse.ArgumentParser(
-        prog="ncd-processor",
-        description="Native change detection: diff account snapshots into NCD events.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    diff = sub.add_parser(
-        "diff",
-        help="diff two snapshot files and print the events (JSON Lines)",
-        description=(
-            "Write one event per line to standard output, sorted by account nativeIdentity "
-            "then eventType. Exit 0, also when there are no events or the delete guard held "
-            "deletions back (then one warning line on standard error); exit 2 with FILE:LINE: "
-            "reason on bad input, writing no events."
-        ),
-    )
-    diff.add_argument("--source", required=True, type=Path, metavar="SOURCE.json")
-    diff.add_argument("previous", type=Path, metavar="PREVIOUS.jsonl")
-    diff.add_argument("current", type=Path, metavar="CURRENT.jsonl")
-    diff.add_argument("--entitlements", type=Path, metavar="CATALOG.jsonl")
-    diff.add_argument("--provisioning", type=Path, metavar="PROVISIONING.jsonl")
-    diff.set_defaults(handler=_cmd_diff)
-
-    run = sub.add_parser(
-        "run",
-        help="run the streaming worker",
-        description=(
-            "Consume ncd.aggregations, keep every account's last state, publish NCD events. "
-            "Every setting below can also be given as the environment variable shown, or in "
-            "a file named by NCD_ENV_FILE; flags win over the environment."
-        ),
-    )
-    if command in (None, "run"):
-        _add_setting_flags(run)
-    run.set_defaults(handler=_cmd_run)
-
-    publish = sub.add_parser(
-        "publish",
-        help="publish a source descriptor, a catalog and a snapshot as one aggregation",
-    )
-    publish.add_argument("--source", required=True, type=Path, metavar="SOURCE.json")
-    publish.add_argument("snapshot", type=Path, nargs="?", metavar="SNAPSHOT.jsonl")
-    publish.add_argument("--entitlements", type=Path, metavar="CATALOG.jsonl")
-    publish.add_argument("--provisioning", type=Path, metavar="PROVISIONING.jsonl")
-    publish.add_argument("--mode", choices=["FULL", "DELTA"], default="FULL")
-    publish.add_argument(
-        "--status", choices=["COMPLETED", "FAILED", "TERMINATED"], default="COMPLETED"
-    )
-    publish.add_argument("--aggregation-id")
-    publish.add_argument("--started-at", help="RFC 3339 instant; default: now")
-    publish.add_argument("--quiet", action="store_true", help="no progress bar")
-    if command in (None, "publish"):
-        _add_setting_flags(publish, only=_PUBLISH_SETTINGS)
-    publish.set_defaults(handler=_cmd_publish)
-
-    demo = sub.add_parser(
-        "demo",
-        help="run the whole pipeline on the bundled example with an embedded broker",
-        description=(
-            "Start an embedded Kafka-protocol broker (Tansu), run the worker, publish the "
-            "example source, catalog, a baseline, a provisioning record and a second "
-            "aggregation, and print the events. Needs no external service."
-        ),
-    )
-    demo.add_argument("--examples", type=Path, default=None, metavar="DIR")
-    demo.add_argument("--json", action="store_true", help="print the events as JSON Lines")
-    demo.set_defaults(handler=_cmd_demo)
-
-    replay = sub.add_parser(
-        "replay",
-        help="replay local snapshot files through the worker pipeline (no Kafka)",
-        description=(
-            "Replay DIR/aggregations/*.jsonl in name order, each a FULL aggregation of the "
-            "source in DIR/source.json (with DIR/catalog.jsonl and DIR/provisioning.jsonl if "
-            "present), against a local state directory kept between runs; write the events "
-            "as JSON Lines. The layout is in docs/operations.md. Exit 2 with FILE:LINE: "
-            "reason on bad input, writing no events and leaving the state untouched."
-        ),
-    )
-    replay.add_argument("directory", type=Path, metavar="DIR")
-    replay.add_argument(
-        "--state-dir", type=Path, metavar="STATE_DIR", help="local state (default: DIR/state)"
-    )
-    replay.add_argument(
-        "--output", type=Path, metavar="FILE", help="append events here (default: stdout)"
-    )
-    replay.add_argument("--quiet", action="store_true", help="no progress bar")
-    replay.set_defaults(handler=_cmd_replay)
-
-    revert = sub.add_parser(
-        "revert",
-        help="print the std:account:update commands that revert a file of events",
-        description=(
-            "Write one remediation command per event (JSON Lines) to standard output, "
-            "sorted by account nativeIdentity then eventType. With --source, revert the "
-            "change types of its remediation.revert, else all. Exit 2 with FILE:LINE: "
-            "reason on bad input, writing nothing."
-        ),
-    )
-    revert.add_argument("events", type=Path, metavar="EVENTS.jsonl")
-    revert.add_argument("--source", type=Path, metavar="SOURCE.json")
-    revert.set_defaults(handler=_cmd_revert)
-
-    schemas = sub.add_parser("schemas", help="regenerate the JSON Schemas into a directory")
-    schemas.add_argument("directory", type=Path, nargs="?", default=Path("schemas"))
-    schemas.set_defaults(handler=_cmd_schemas)
-    return parser
-
-
-_PUBLISH_SETTINGS = frozenset(
-    {
-        "bootstrap_servers",
-        "partitions",
-        "topic_sources",
-        "topic_entitlements",
-        "topic_aggregations",
-        "topic_provisioning",
-        "security_protocol",
-        "sasl_mechanism",
-        "sasl_username",
-        "sasl_password",
-        "sasl_password_file",
-        "allow_plaintext_sasl",
-        "ssl_cafile",
-        "ssl_certfile",
-        "ssl_keyfile",
-        "ssl_password",
-        "ssl_password_file",
-        "log_level",
-        "log_format",
-    }
-)
-
-
-#: Settings that hold a secret: never shown as a default; their flags warn when used.
-_SECRETS = frozenset({"sasl_password", "ssl_password"})
-
-
-def _add_setting_flags(parser: argparse.ArgumentParser, only: frozenset[str] | None = None) -> None:
-    """One ``--flag`` per setting, documented with its environment variable and default."""
-    from processor.config import Settings
-
-    group = parser.add_argument_group("settings (flag / environment variable)")
-    for name, info in Settings.model_fields.items():
-        if only is not None and name not in only:
-            continue
-        default = "(secret)" if name in _SECRETS else info.get_default(call_default_factory=True)
-        text = (
-            info.description or name.replace("_", " ")
-        ) + f" [env NCD_{name.upper()}; default {default}]"
-        group.add_argument(
-            "--" + name.replace("_", "-"), dest=f"setting_{name}", help=text, metavar="VALUE"
-        )
-
-
-def _settings_from(args: argparse.Namespace) -> Settings:
-    overrides = {
-        key[len("setting_") :]: value
-        for key, value in vars(args).items()
-        if key.startswith("setting_") and value is not None
-    }
-    for name in sorted(_SECRETS & overrides.keys()):
-        flag = "--" + name.replace("_", "-")
-        print(
-            f"ncd-processor: warning: {flag} shows in process listings to every local user; "
-            f"use NCD_{name.upper()}_FILE (or NCD_{name.upper()}) instead",
-            file=sys.stderr,
-        )
-    from processor.config import load_settings
-
-    return load_settings(**overrides)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ncd-processor`` console script."""
     given = sys.argv[1:] if argv is None else argv
     parser = build_parser(given[0] if given else None)
     args = parser.parse_args(argv)
     try:
-        code: int = args.handler(args)
+        code = _handler(args.command)(args)
     except FileInputError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -262,76 +85,15 @@ def exit_code(exc: ProcessorError) -> int:
 
 
 def _cmd_diff(args: argparse.Namespace) -> int:
-    out = run_diff(
-        source_path=args.source,
-        previous_path=args.previous,
-        current_path=args.current,
-        catalog_path=args.entitlements,
-        provisioning_path=args.provisioning,
-        warn=_warn,
+    from processor.diffing import DiffFiles, write_diff
+
+    files = DiffFiles(
+        args.source, args.previous, args.current, args.entitlements, args.provisioning
     )
-    _write_all(sys.stdout, out)
+    sys.stdout.flush()
+    write_diff(sys.stdout.buffer, files, _warn)
+    sys.stdout.buffer.flush()
     return EXIT_OK
-
-
-def run_diff(
-    *,
-    source_path: Path,
-    previous_path: Path,
-    current_path: Path,
-    catalog_path: Path | None = None,
-    provisioning_path: Path | None = None,
-    warn: Callable[[str], None] = lambda _message: None,
-) -> bytes:
-    """Read the inputs, diff them, and return the events as JSON Lines bytes.
-
-    Everything is read and checked before anything is written, so bad input yields
-    an error and no events. ``warn`` is told, in one line, when the delete guard (R10)
-    held deletions back. The cyclic garbage collector is paused meanwhile: loading
-    hundreds of thousands of small objects makes it rescan them again and again
-    (100k-account pair: 22.7 s with it, 14.3 s without, BENCHMARKS.md); the diff creates
-    no reference cycles worth collecting.
-    """
-    paused = gc.isenabled()
-    gc.disable()
-    try:
-        return _diff_files(
-            source_path, previous_path, current_path, catalog_path, provisioning_path, warn
-        )
-    finally:
-        if paused:
-            gc.enable()
-
-
-def _diff_files(
-    source_path: Path,
-    previous_path: Path,
-    current_path: Path,
-    catalog_path: Path | None,
-    provisioning_path: Path | None,
-    warn: Callable[[str], None],
-) -> bytes:
-    source = read_document(source_path, SourceDescriptor, "source descriptor")
-    previous = read_lines(previous_path, Account, "account record")
-    current = read_lines(current_path, Account, "account record")
-    catalog = EntitlementCatalog([] if catalog_path is None else read_catalog(catalog_path))
-    provisioning = _records(provisioning_path, ProvisioningRecord, "provisioning record")
-    try:
-        result = diff_snapshots(
-            source,
-            [x.record for x in previous],
-            [x.record for x in current],
-            catalog,
-            provisioning,
-        )
-    except DuplicateAccountError as exc:
-        located = previous if exc.side == "previous" else current
-        path = previous_path if exc.side == "previous" else current_path
-        reason = f"{exc.reason} (first at line {located[exc.first_index].line})"
-        raise FileInputError(str(path), located[exc.index].line, reason) from exc
-    if result.guard is not None:
-        warn(result.guard.message())
-    return b"".join(codec.dumps(event.model_dump(mode="json")) + b"\n" for event in result.events)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -504,6 +266,20 @@ def _write_all(stream: TextIO, data: bytes) -> None:
     stream.flush()
     stream.buffer.write(data)
     stream.buffer.flush()
+
+
+def _handler(command: str) -> Callable[[argparse.Namespace], int]:
+    """What runs a subcommand (:mod:`processor.cli_args` builds its arguments)."""
+    handlers: dict[str, Callable[[argparse.Namespace], int]] = {
+        "diff": _cmd_diff,
+        "run": _cmd_run,
+        "publish": _cmd_publish,
+        "demo": _cmd_demo,
+        "replay": _cmd_replay,
+        "revert": _cmd_revert,
+        "schemas": _cmd_schemas,
+    }
+    return handlers[command]
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -38,16 +39,33 @@ def default_examples() -> Path:
     return Path(__file__).resolve().parent.parent / "examples"
 
 
+@dataclass(frozen=True, slots=True)
+class _Examples:
+    """The example's records, read and checked before the broker starts."""
+
+    source: SourceDescriptor
+    previous: list[Account]
+    current: list[Account]
+    catalog: list[CatalogEntry]
+    provisioning: list[ProvisioningRecord]
+
+
+def _read_examples(examples: Path) -> _Examples:
+    return _Examples(
+        read_document(examples / "source.json", SourceDescriptor, "source descriptor"),
+        [x.record for x in read_lines(examples / "previous.jsonl", Account, "account")],
+        [x.record for x in read_lines(examples / "current.jsonl", Account, "account")],
+        [x.record for x in read_lines(examples / "catalog.jsonl", CatalogEntry, "entry")],
+        [
+            x.record
+            for x in read_lines(examples / "provisioning.jsonl", ProvisioningRecord, "provisioning")
+        ],
+    )
+
+
 def run_demo(examples: Path, out: TextIO, *, as_json: bool = False) -> int:
     """Run the pipeline on ``examples`` and print the events; returns how many."""
-    source = read_document(examples / "source.json", SourceDescriptor, "source descriptor")
-    previous = [x.record for x in read_lines(examples / "previous.jsonl", Account, "account")]
-    current = [x.record for x in read_lines(examples / "current.jsonl", Account, "account")]
-    catalog = [x.record for x in read_lines(examples / "catalog.jsonl", CatalogEntry, "entry")]
-    provisioning = [
-        x.record
-        for x in read_lines(examples / "provisioning.jsonl", ProvisioningRecord, "provisioning")
-    ]
+    records = _read_examples(examples)
     out.write("Starting an embedded Kafka-protocol broker (Tansu)...\n")
     out.flush()
     with EmbeddedBroker() as broker, tempfile.TemporaryDirectory(prefix="ncd-demo-") as state:
@@ -78,34 +96,14 @@ def run_demo(examples: Path, out: TextIO, *, as_json: bool = False) -> int:
         thread = threading.Thread(target=work, name="ncd-worker", daemon=True)
         thread.start()
         producer = transport.producer()
-        publisher = Publisher(
-            producer,
-            DEMO_PARTITIONS,
-            Topics(
-                settings.topic_sources,
-                settings.topic_entitlements,
-                settings.topic_aggregations,
-                settings.topic_provisioning,
-            ),
+        topics = Topics(
+            settings.topic_sources,
+            settings.topic_entitlements,
+            settings.topic_aggregations,
+            settings.topic_provisioning,
         )
         try:
-            _wait(lambda: runner.ready.is_set(), failure, "the worker to start")
-            publisher.publish_source(source)
-            publisher.publish_catalog(source.id, catalog)
-            expected = _processed(runner)
-            out.write(f"Worker started. Publishing the baseline ({len(previous)} accounts)...\n")
-            publisher.publish_aggregation(source.id, previous, started_at="2026-11-21T08:00:00Z")
-            expected += len(previous) + 2 * DEMO_PARTITIONS
-            _wait(lambda: _processed(runner) >= expected, failure, "the baseline")
-            out.write(f"Publishing {len(provisioning)} provisioning record(s) of the platform...\n")
-            uuids = {a.nativeIdentity: a.uuid for a in previous}
-            publisher.publish_provisioning(provisioning, uuids.get)
-            expected += len(provisioning)
-            _wait(lambda: _processed(runner) >= expected, failure, "the provisioning")
-            out.write(f"Publishing the next aggregation ({len(current)} accounts)...\n\n")
-            publisher.publish_aggregation(source.id, current, started_at="2026-11-22T08:00:00Z")
-            expected += len(current) + 2 * DEMO_PARTITIONS
-            _wait(lambda: _processed(runner) >= expected, failure, "the second aggregation")
+            _publish(Publisher(producer, DEMO_PARTITIONS, topics), records, runner, failure, out)
         finally:
             producer.close()
             stop.set()
@@ -117,6 +115,35 @@ def run_demo(examples: Path, out: TextIO, *, as_json: bool = False) -> int:
         out.write(codec.dumps(event).decode() + "\n" if as_json else describe(event))
     out.write(f"\n{len(events)} event(s) published to {settings.topic_events}.\n")
     return len(events)
+
+
+def _publish(
+    publisher: Publisher,
+    records: _Examples,
+    runner: Runner,
+    failure: list[BaseException],
+    out: TextIO,
+) -> None:
+    """Publish the example step by step, each step once the worker has processed the last."""
+    source, previous, current = records.source, records.previous, records.current
+    _wait(lambda: runner.ready.is_set(), failure, "the worker to start")
+    publisher.publish_source(source)
+    publisher.publish_catalog(source.id, records.catalog)
+    expected = _processed(runner)
+    out.write(f"Worker started. Publishing the baseline ({len(previous)} accounts)...\n")
+    publisher.publish_aggregation(source.id, previous, started_at="2026-11-21T08:00:00Z")
+    expected += len(previous) + 2 * DEMO_PARTITIONS
+    _wait(lambda: _processed(runner) >= expected, failure, "the baseline")
+    provisioning = records.provisioning
+    out.write(f"Publishing {len(provisioning)} provisioning record(s) of the platform...\n")
+    uuids = {a.nativeIdentity: a.uuid for a in previous}
+    publisher.publish_provisioning(provisioning, uuids.get)
+    expected += len(provisioning)
+    _wait(lambda: _processed(runner) >= expected, failure, "the provisioning")
+    out.write(f"Publishing the next aggregation ({len(current)} accounts)...\n\n")
+    publisher.publish_aggregation(source.id, current, started_at="2026-11-22T08:00:00Z")
+    expected += len(current) + 2 * DEMO_PARTITIONS
+    _wait(lambda: _processed(runner) >= expected, failure, "the second aggregation")
 
 
 def _processed(runner: Runner) -> int:

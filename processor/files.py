@@ -9,6 +9,9 @@ file and the 1-based line.
 from __future__ import annotations
 
 import os
+import shutil
+import stat
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,17 +78,53 @@ def numbered_lines(
 
     ``on_bytes`` is told the size of every line read (blank ones too): a progress bar.
     """
+    with open_input(path) as handle:
+        for number, _offset, raw in placed_lines(handle, on_bytes):
+            yield number, raw.strip()
+
+
+def placed_lines(
+    handle: BinaryIO, on_bytes: Callable[[int], None] | None = None
+) -> Iterator[tuple[int, int, bytes]]:
+    """(1-based line number, byte offset, bytes as read) of each non-blank line of an open
+    file, from its start: :func:`read_at` reads such a line again."""
+    offset = 0
+    for number, raw in enumerate(handle, start=1):
+        if on_bytes is not None:
+            on_bytes(len(raw))
+        if not raw.isspace():
+            yield number, offset, raw
+        offset += len(raw)
+
+
+def open_input(path: Path) -> BinaryIO:
+    """Open an input file for reading bytes; a :class:`FileInputError` (line 1) if it cannot."""
     try:
-        handle = path.open("rb")
+        return path.open("rb")
     except OSError as exc:
         raise FileInputError(str(path), 1, f"cannot read file: {exc.strerror}") from exc
+
+
+def open_rereadable(path: Path) -> BinaryIO:
+    """Open an input file whose lines :func:`read_at` can read again: the file itself when it
+    is a regular file, else (a pipe, ``<(zcat ...)``) a private temporary copy of it."""
+    handle = open_input(path)
+    if stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+        return handle
+    copy = tempfile.TemporaryFile()  # noqa: SIM115 (returned open) owner-only, unlinked already
     with handle:
-        for number, raw in enumerate(handle, start=1):
-            if on_bytes is not None:
-                on_bytes(len(raw))
-            line = raw.strip()
-            if line:
-                yield number, line
+        try:
+            shutil.copyfileobj(handle, copy)
+        except OSError as exc:
+            copy.close()
+            raise FileInputError(str(path), 1, f"cannot read file: {exc.strerror}") from exc
+    copy.seek(0)
+    return copy
+
+
+def read_at(handle: BinaryIO, offset: int, size: int) -> bytes:
+    """``size`` bytes at ``offset`` of an open file (a line :func:`placed_lines` found)."""
+    return os.pread(handle.fileno(), size, offset)
 
 
 def iter_lines(path: Path, model: type[M], what: str) -> Iterator[Located[M]]:

@@ -15,10 +15,14 @@ from processor.core.detect import (
 )
 from processor.core.identity import event_account, event_identity, system_identity_id
 from processor.core.match import (
+    AccountKeys,
     DuplicateAccountError,
+    KeyedMatching,
     Matching,
+    account_keys,
     check_unique,
     match_accounts,
+    match_keys,
     uuid_key,
 )
 from processor.core.policy import Kind, SourcePolicy
@@ -36,23 +40,33 @@ from processor.core.provisioning import (
 from processor.core.remediation import remediation_command, wanted
 from processor.core.snapshot import (
     DeleteGuard,
+    DiffPlan,
     SnapshotDiff,
+    apply_all,
     apply_own_changes,
     delete_guard,
     deletes_allowed,
+    diff_events,
     diff_snapshots,
+    own_changes,
+    plan_diff,
 )
 
 __all__ = [
     "AccountChanges",
+    "AccountKeys",
     "DeleteGuard",
+    "DiffPlan",
     "DuplicateAccountError",
     "EntitlementCatalog",
+    "KeyedMatching",
     "Kind",
     "Matching",
     "SnapshotDiff",
     "SourcePolicy",
+    "account_keys",
     "applies_to",
+    "apply_all",
     "apply_own_changes",
     "apply_provisioning",
     "build_event",
@@ -62,6 +76,7 @@ __all__ = [
     "delete_guard",
     "deletes_allowed",
     "detect_changes",
+    "diff_events",
     "diff_snapshots",
     "event_account",
     "event_id",
@@ -69,6 +84,9 @@ __all__ = [
     "is_completed",
     "is_not_found",
     "match_accounts",
+    "match_keys",
+    "own_changes",
+    "plan_diff",
     "provisioning_order",
     "remediation_command",
     "same_value",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from processor.core.policy import SourcePolicy
 from processor.errors import InputError
@@ -88,6 +89,65 @@ def _check(side: str, what: str, keys: Sequence[str | None]) -> None:
             )
 
 
+class AccountKeys(NamedTuple):
+    """What R1 matches an account by: its nativeIdentity as given and its :func:`uuid_key`
+    (``None`` when it has no uuid). ``diff`` keeps only these of a snapshot in memory."""
+
+    native_identity: str
+    uuid_key: str | None
+
+
+def account_keys(account: Account) -> AccountKeys:
+    """The :class:`AccountKeys` of an account."""
+    return AccountKeys(account.nativeIdentity, uuid_key(account.uuid) if account.uuid else None)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyedMatching:
+    """A :class:`Matching` by position: ``pairs`` of (previous, current) indices sorted by
+    the current nativeIdentity, ``created`` (current) and ``deleted`` (previous) indices
+    sorted by nativeIdentity."""
+
+    pairs: list[tuple[int, int]] = field(default_factory=list)
+    created: list[int] = field(default_factory=list)
+    deleted: list[int] = field(default_factory=list)
+
+
+def match_keys(
+    policy: SourcePolicy, previous: Sequence[AccountKeys], current: Sequence[AccountKeys]
+) -> KeyedMatching:
+    """R1 over the accounts' keys (see :func:`match_accounts`)."""
+    for side, accounts in (("previous", previous), ("current", current)):
+        _check(side, "uuid", [k.uuid_key for k in accounts])
+        _check(side, "nativeIdentity", [policy.identity_key(k.native_identity) for k in accounts])
+    by_uuid = {k.uuid_key: i for i, k in enumerate(previous) if k.uuid_key is not None}
+    by_key = {policy.identity_key(k.native_identity): i for i, k in enumerate(previous)}
+    used = [False] * len(previous)
+    pairs: list[tuple[int, int]] = []
+    unpaired: list[int] = []
+    for position, keys in enumerate(current):
+        index = None if keys.uuid_key is None else by_uuid.get(keys.uuid_key)
+        if index is None:
+            unpaired.append(position)
+        else:
+            used[index] = True
+            pairs.append((index, position))
+    created: list[int] = []
+    for position in unpaired:
+        keys = current[position]
+        index = by_key.get(policy.identity_key(keys.native_identity))
+        if index is None or used[index] or (keys.uuid_key and previous[index].uuid_key):
+            created.append(position)
+        else:
+            used[index] = True
+            pairs.append((index, position))
+    deleted = [index for index in range(len(previous)) if not used[index]]
+    pairs.sort(key=lambda pair: current[pair[1]].native_identity)
+    created.sort(key=lambda position: current[position].native_identity)
+    deleted.sort(key=lambda index: previous[index].native_identity)
+    return KeyedMatching(pairs, created, deleted)
+
+
 def match_accounts(
     policy: SourcePolicy, previous: Sequence[Account], current: Sequence[Account]
 ) -> Matching:
@@ -97,36 +157,11 @@ def match_accounts(
     A previous and a current account with different uuids are never paired. The result
     does not depend on input order: every list is sorted by nativeIdentity.
     """
-    previous_uuids = uuid_keys(previous)
-    current_uuids = uuid_keys(current)
-    check_unique(policy, previous, "previous", previous_uuids)
-    check_unique(policy, current, "current", current_uuids)
-    by_uuid = {key: index for index, key in enumerate(previous_uuids) if key is not None}
-    by_key = {policy.identity_key(account.nativeIdentity): i for i, account in enumerate(previous)}
-    used = [False] * len(previous)
-    pairs: list[tuple[Account, Account]] = []
-    unpaired: list[Account] = []
-    for account, key in zip(current, current_uuids, strict=True):
-        index = None if key is None else by_uuid.get(key)
-        if index is None:
-            unpaired.append(account)
-        else:
-            used[index] = True
-            pairs.append((previous[index], account))
-    created: list[Account] = []
-    for account in unpaired:
-        index = by_key.get(policy.identity_key(account.nativeIdentity))
-        if index is None or used[index] or (account.uuid and previous[index].uuid):
-            created.append(account)
-        else:
-            used[index] = True
-            pairs.append((previous[index], account))
-    deleted = [account for index, account in enumerate(previous) if not used[index]]
-    pairs.sort(key=lambda pair: pair[1].nativeIdentity)
-    created.sort(key=_native_identity)
-    deleted.sort(key=_native_identity)
-    return Matching(pairs, created, deleted)
-
-
-def _native_identity(account: Account) -> str:
-    return account.nativeIdentity
+    keyed = match_keys(
+        policy, [account_keys(a) for a in previous], [account_keys(a) for a in current]
+    )
+    return Matching(
+        [(previous[i], current[j]) for i, j in keyed.pairs],
+        [current[j] for j in keyed.created],
+        [previous[i] for i in keyed.deleted],
+    )

@@ -67,7 +67,7 @@ def test_schema_rejects_an_event_with_unknown_field() -> None:
 
 def test_diff_output_on_the_examples_validates() -> None:
     """Every event `diff` writes for the bundled example validates against its schema."""
-    from processor.cli import run_diff
+    from processor.diffing import run_diff
 
     examples = ROOT / "examples"
     out = run_diff(

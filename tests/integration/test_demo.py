@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from processor.cli import run_diff
+from processor.diffing import run_diff
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from bench.generate import Dataset, generate, write
-from processor.cli import run_diff
 from processor.core import uuid_key
+from processor.diffing import run_diff
 from processor.models import Account, AggregationStatus, CatalogEntry, SourceDescriptor
 from tests.broker import SessionBroker, require_exactly_once
 from tests.conftest import TRANSPORTS

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.generate import generate
-from processor.cli import run_diff
+from processor.diffing import run_diff
 from processor.models import Account, CatalogEntry, SourceDescriptor
 from tests.apache_kafka import KafkaServer, start_kafka
 from tests.broker import SessionBroker, require_exactly_once

@@ -13,13 +13,17 @@ PROBE = """
 import sys
 from processor.cli import main
 code = main(sys.argv[1:])
-loaded = ("processor.config", "pydantic_settings", "processor.transport")
+loaded = (
+    "processor.config", "pydantic_settings", "processor.transport", "processor.runner",
+    "processor.state", "lmdb", "kafka", "confluent_kafka", "structlog",
+)
 print(code, sorted(m for m in loaded if m in sys.modules), file=sys.stderr)
 """
 
 
 def test_diff_does_not_import_the_worker_settings() -> None:
-    """A diff run loads neither the worker's settings nor pydantic-settings nor the transport."""
+    """A diff run loads neither the worker's settings nor pydantic-settings nor the transport,
+    the runner, the state stores, the Kafka clients or the logging library."""
     done = subprocess.run(
         [
             sys.executable,
@@ -42,7 +46,7 @@ def test_diff_does_not_import_the_worker_settings() -> None:
 
 def test_run_still_has_every_setting_flag() -> None:
     """The worker's subcommand keeps its settings flags when it is the one being run."""
-    from processor.cli import build_parser
+    from processor.cli_args import build_parser
 
     help_text = build_parser("run")._subparsers._group_actions[0].choices["run"].format_help()  # type: ignore[union-attr]
     assert "--max-partition-fetch-bytes" in help_text

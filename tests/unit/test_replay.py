@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 import processor.worker.account_flow
-from processor.cli import main, run_diff
+from processor.cli import main
+from processor.diffing import run_diff
 from processor.files import read_catalog
 from processor.models import Account, ProvisioningRecord, SourceDescriptor
 from processor.replay import _snapshot_files

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from processor import settings_table
-from processor.cli import build_parser
+from processor.cli_args import build_parser
 from processor.config import Settings
 
 README = Path(__file__).resolve().parents[2] / "README.md"

@@ -30,7 +30,8 @@ from processor.state import (
     open_store,
     store_path,
 )
-from processor.state.lmdb_store import META_DB, META_KEY, SCAN_CHUNK
+from processor.state.lmdb_format import META_DB, META_KEY
+from processor.state.lmdb_store import SCAN_CHUNK
 
 REPO = Path(__file__).resolve().parents[2]
 SMALL_MAP = 1 << 20
