@@ -156,12 +156,12 @@ def _iso(moment: Any) -> str:
 def _without_byte_path() -> Iterator[None]:
     """The worker as before the byte path (issue 14): every record decoded, the canonical
     input digest compared; to measure both side by side in one run."""
-    saved = partition_module.account_bytes
-    partition_module.account_bytes = lambda value: None
+    saved = partition_module.account_bytes, partition_module.compact_account
+    partition_module.account_bytes = partition_module.compact_account = lambda value: None
     try:
         yield
     finally:
-        partition_module.account_bytes = saved
+        partition_module.account_bytes, partition_module.compact_account = saved
 
 
 def measure_worker_path(dataset: Dataset, limit: int, budget_s: float) -> dict[str, Any]:

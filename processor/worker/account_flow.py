@@ -2,8 +2,10 @@
 
 Three paths, quickest first; each sends what it cannot decide on to the next:
 
-1. The byte path (:meth:`AccountFlow.unchanged_bytes`): the record's ``account`` bytes are
-   the very bytes its state was last stored from, so it is unchanged; nothing is decoded.
+1. The byte path (:meth:`AccountFlow.unchanged_compact`, then
+   :meth:`AccountFlow.unchanged_bytes`): the record's ``account`` bytes are the very bytes
+   its state was last stored from, so it is unchanged; the account is not decoded (its
+   state is found by its uuid, found in its bytes, or by its identity, read from them).
 2. The input path (:meth:`AccountFlow.unchanged_input`): the decoded ``account`` is the very
    input its state was stored from (canonical form), so it is unchanged; nothing validated.
 3. The full path (:meth:`AccountFlow.decide`): the record validated, matched to its stored
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from processor import codec
-from processor.core import decide_event
+from processor.core import decide_event, uuid_key
 from processor.core.policy import SourcePolicy
 from processor.errors import InputError
 from processor.keys import record_key
@@ -26,16 +28,23 @@ from processor.models import Account, AccountRecord, AggregationMode
 from processor.state.overlay import BatchOverlay
 from processor.worker import accounts
 from processor.worker.accounts import NO_INPUTS
-from processor.worker.envelope import AccountBytes
+from processor.worker.envelope import AccountBytes, CompactAccount, account_identity
 from processor.worker.flow import Flow
 from processor.worker.outcome import Outcome, Verdict, emitted
 from processor.worker.state import (
+    MAX_PART_BYTES,
     AggregationInfo,
     StoredAccount,
+    account_key,
     digest,
+    k_account,
     k_gone,
     k_pending_delete,
 )
+
+#: Uuids up to this many characters give state keys short enough to be kept as they are.
+_SHORT_UUID = (MAX_PART_BYTES - 2) // 4
+_UNCHANGED = Verdict.UNCHANGED
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,19 +69,55 @@ class AccountFlow(Flow):
 
     # ----------------------------------------------------------------- fast paths
 
+    def unchanged_compact(self, seen: CompactAccount, state: BatchOverlay) -> Outcome | None:
+        """The byte path, quickest: a compact record (nothing decoded, see
+        :func:`~processor.worker.envelope.compact_account`) whose account bytes are the very
+        bytes the state under its uuid hint was last stored from is unchanged. ``None``: the
+        next path decides.
+
+        Nothing the record says is trusted: only the stored bytes digest decides. The bytes
+        of an account state under ``u:<uuid>`` are those of an account whose uuid R1 spells
+        ``<uuid>`` (or, in state stored before R1 spelled uuids one way, is ``<uuid>``; a hint
+        R1 would spell otherwise is not used). So when the record's bytes are those, the
+        record is that account's: its R1 lookup reads this very state, and its record key is
+        ``sourceId/<uuid>``, whatever the hint and the record's key were.
+        """
+        uuid = seen.uuid_hint
+        if not uuid or uuid_key(uuid) != uuid:  # (no state is keyed by an empty uuid)
+            return None
+        source_id, aggregation_id = seen.source_id, seen.aggregation_id
+        if self._registry.policy(source_id) is None:
+            return None
+        agg = self._memory.meta_of(source_id, state).running.get(aggregation_id)
+        if agg is None:
+            return None
+        # account_key(uuid, ""): a short uuid is never hashed (at most 4 bytes a character).
+        key = f"u:{uuid}" if len(uuid) <= _SHORT_UUID else account_key(uuid, "")
+        raw = state.get(k_account(source_id, key))
+        if raw is None or not StoredAccount.matches_bytes(raw, agg.started_ms, seen.digest):
+            return None
+        self._memory.saw(source_id, aggregation_id, key)
+        expected = f"{source_id}/{uuid}".encode()  # record_key(source_id, uuid, ...)
+        return Outcome(_UNCHANGED, source_id=source_id, record_key=expected)
+
     def unchanged_bytes(self, seen: AccountBytes, state: BatchOverlay) -> Outcome | None:
         """The byte path: an account record whose ``account`` bytes are the very bytes its
         state was last stored from is unchanged; decided without decoding the account (those
-        bytes were validated when they were stored). ``None``: the next path decides."""
+        bytes were validated when they were stored) but its identity, read from its bytes
+        to find its state (R1). ``None``: the next path decides."""
+        identity = account_identity(seen)
+        if identity is None:
+            return None
+        native, uuid = identity
         source_id, aggregation_id = seen.source_id, seen.aggregation_id
-        found = self._stored(source_id, aggregation_id, seen.native_identity, seen.uuid, state)
+        found = self._stored(source_id, aggregation_id, native, uuid, state)
         if found is None:
             return None
         key, raw, agg = found
         if not StoredAccount.matches_bytes(raw, agg.started_ms, seen.digest):
             return None
         self._memory.saw(source_id, aggregation_id, key)
-        expected = record_key(source_id, seen.uuid, seen.native_identity)
+        expected = record_key(source_id, uuid, native)
         return Outcome(Verdict.UNCHANGED, source_id=source_id, record_key=expected)
 
     def unchanged_input(
@@ -110,6 +155,17 @@ class AccountFlow(Flow):
         expected = record_key(source_id, uuid, native)
         return Outcome(Verdict.UNCHANGED, source_id=source_id, record_key=expected)
 
+    def _running(
+        self, source_id: str, aggregation_id: str, state: BatchOverlay
+    ) -> tuple[SourcePolicy, AggregationInfo] | None:
+        """The policy of an account record's source and the running aggregation it names,
+        if both are known."""
+        policy = self._registry.policy(source_id)
+        if policy is None:
+            return None
+        agg = self._memory.meta_of(source_id, state).running.get(aggregation_id)
+        return None if agg is None else (policy, agg)
+
     def _stored(
         self,
         source_id: str,
@@ -120,12 +176,10 @@ class AccountFlow(Flow):
     ) -> tuple[str, bytes, AggregationInfo] | None:
         """(state key, stored value, running aggregation) of an account record's account, if
         its source is known, its aggregation running and the account stored."""
-        policy = self._registry.policy(source_id)
-        if policy is None:
+        found = self._running(source_id, aggregation_id, state)
+        if found is None:
             return None
-        agg = self._memory.meta_of(source_id, state).running.get(aggregation_id)
-        if agg is None:
-            return None
+        policy, agg = found
         key, raw = accounts.lookup(source_id, uuid, policy.identity_key(native), state)
         return None if raw is None else (key, raw, agg)
 

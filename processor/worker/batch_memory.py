@@ -14,6 +14,7 @@ undoes them (with the overlay's own rollback) back to the record's savepoint.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from processor import codec
 from processor.errors import InputError
@@ -30,7 +31,8 @@ class BatchMemory:
         self._seen: dict[tuple[str, str], set[str]] = {}
         self._dirty_meta: set[str] = set()
         # How to undo the current record's changes to the three above (see ``rollback``).
-        self._undo: list[Callable[[], None]] = []
+        # Each entry is a function and its one argument (no closure to build per record).
+        self._undo: list[tuple[Callable[[Any], object], Any]] = []
         self._touched: set[str] = set()
         self._latest_ms: int | None = None
 
@@ -81,14 +83,16 @@ class BatchMemory:
     def savepoint(self, state: BatchOverlay) -> None:
         """Start a record: what it changes from here on can be rolled back."""
         state.savepoint()
-        self._undo.clear()
-        self._touched.clear()
+        if self._undo:  # (once per record: most records leave nothing to clear)
+            self._undo.clear()
+        if self._touched:
+            self._touched.clear()
 
     def rollback(self, state: BatchOverlay) -> None:
         """Undo everything the current record did, in ``state`` and here."""
         state.rollback()
-        for undo in reversed(self._undo):
-            undo()
+        for undo, argument in reversed(self._undo):
+            undo(argument)
         self.savepoint(state)
 
     # ----------------------------------------------------------------- source metadata
@@ -108,11 +112,12 @@ class BatchMemory:
         if source_id not in self._touched:
             self._touched.add(source_id)
             copy, dirty = meta.copy(), source_id in self._dirty_meta
-            self._undo.append(lambda: self._restore_meta(source_id, copy, dirty))
+            self._undo.append((self._restore_meta, (source_id, copy, dirty)))
         self._dirty_meta.add(source_id)
         return meta
 
-    def _restore_meta(self, source_id: str, meta: SourceMeta, dirty: bool) -> None:
+    def _restore_meta(self, saved: tuple[str, SourceMeta, bool]) -> None:
+        source_id, meta, dirty = saved
         self._meta[source_id] = meta
         if not dirty:
             self._dirty_meta.discard(source_id)
@@ -128,10 +133,15 @@ class BatchMemory:
 
     def saw(self, source_id: str, aggregation_id: str, key: str) -> None:
         """Note that an aggregation contained the account stored under ``key``."""
-        seen = self._seen.setdefault((source_id, aggregation_id), set())
+        seen = self._seen.get((source_id, aggregation_id))
+        if seen is None:
+            seen = self._seen[source_id, aggregation_id] = set()
         if key not in seen:
             seen.add(key)
-            self._undo.append(lambda: seen.discard(key))
+            self._undo.append((seen.discard, key))
+
+    def _restore_seen(self, saved: tuple[tuple[str, str], set[str]]) -> None:
+        self._seen[saved[0]] = saved[1]
 
     def seen_keys(self, source_id: str, aggregation_id: str, state: BatchOverlay) -> set[str]:
         """Every account an aggregation contained: this batch's and earlier batches' chunks."""
@@ -144,7 +154,7 @@ class BatchMemory:
         """Drop what an ended aggregation kept: seen accounts and accounts flagged deleted."""
         seen = self._seen.pop((source_id, aggregation_id), None)
         if seen is not None:
-            self._undo.append(lambda: self._seen.__setitem__((source_id, aggregation_id), seen))
+            self._undo.append((self._restore_seen, ((source_id, aggregation_id), seen)))
         for prefix in (
             k_seen(source_id, aggregation_id),
             k_pending_delete(source_id, aggregation_id),

@@ -1,11 +1,22 @@
-"""The byte path's view of an account record: its routing fields and its ``account`` bytes.
+"""The byte path's views of an account record: its routing fields and its ``account`` bytes.
 
-msgspec reads the envelope of an aggregation record (type, source, aggregation, deleted) and
-keeps the ``account`` object as the very bytes the record holds (``msgspec.Raw``), so the
-worker can recognise an account whose bytes repeat without building it as Python objects;
-a second pass over those bytes reads only the two fields its state key needs. Anything
-this view does not understand gives ``None`` and goes the usual way (orjson, then the
-models), which decides and reports exactly as before (docs/decisions.md, "Fast path").
+Two views, quickest first; neither builds the account as Python objects:
+
+- :func:`compact_account`: a record laid out as the publisher writes it (compact JSON,
+  ``{"type":"account","sourceId":"..","aggregationId":"..","account":{..}}``, perhaps with
+  ``"deleted":false`` after the account) is read without a JSON decoder: its routing fields
+  by one regular expression, its ``account`` bytes as everything up to the record's end,
+  and a hint of its uuid by a plain search. Nothing of this is known to be right (another
+    member after the account, a nested ``uuid`` before the account's own, are not seen): it
+  is only used to find a stored account whose bytes digest is the digest of those very
+  bytes, which proves it (see
+  :meth:`~processor.worker.account_flow.AccountFlow.unchanged_compact`).
+- :func:`account_bytes`: msgspec reads the envelope (type, source, aggregation, deleted) and
+  keeps the ``account`` object as the very bytes the record holds (``msgspec.Raw``); a second
+  pass over those bytes reads the two fields its state key needs (:func:`account_identity`).
+
+Anything these views do not understand gives ``None`` and goes the usual way (orjson, then
+the models), which decides and reports exactly as before (docs/decisions.md, "Fast path").
 
 msgspec skips what it does not need without checking it as strictly as orjson (a string
 that is not UTF-8, a number too large for a double), so the envelope admits no other field
@@ -16,7 +27,8 @@ the usual path once.
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+import re
+from typing import Literal
 
 import msgspec
 
@@ -38,16 +50,76 @@ class _Identity(msgspec.Struct):
 
 _ENVELOPE = msgspec.json.Decoder(_Envelope)
 _IDENTITY = msgspec.json.Decoder(_Identity)
+#: What msgspec raises on bytes it cannot read: malformed (DecodeError), nested deeper than
+#: it goes (RecursionError), a known string that is not UTF-8 (UnicodeDecodeError, a
+#: ValueError). The usual path says why.
+_UNREADABLE = (msgspec.DecodeError, RecursionError, ValueError)
+
+#: The head of a compact account record, up to the ``{`` that opens its account. The two
+#: strings hold no quote, backslash or control character: their bytes are their text (if
+#: UTF-8), as a JSON decoder would read them.
+_COMPACT_HEAD = re.compile(
+    rb'\{"type":"account","sourceId":"([^"\\\x00-\x1f]*)",'
+    rb'"aggregationId":"([^"\\\x00-\x1f]*)","account":\{'
+)
+#: How the publisher writes a uuid: its first occurrence in the account is most likely the
+#: account's own (an earlier nested one makes the hint wrong, which the digest tells).
+_UUID_MEMBER = b'"uuid":"'
+_CLOSE = ord("}")
+#: How the publisher ends an account record that is no deletion.
+_NOT_DELETED = b',"deleted":false}'
 
 
-class AccountBytes(NamedTuple):
+class CompactAccount(msgspec.Struct, frozen=True, gc=False):
+    """A compact account record as :func:`compact_account` reads it, unverified."""
+
+    source_id: str
+    aggregation_id: str
+    #: :func:`~processor.worker.state.bytes_digest` of the bytes from the account's ``{`` to
+    #: the record's end (its last ``}``, or ``,"deleted":false}``): the account's bytes, if
+    #: nothing else follows it.
+    digest: bytes
+    #: The text of the account's first ``"uuid":"..."`` member (no escapes).
+    uuid_hint: str
+
+
+def compact_account(value: bytes) -> CompactAccount | None:
+    """The quick, unverified view of a compact account record; ``None`` when ``value`` is not
+    laid out so, or shows no plain ``"uuid":"..."`` member."""
+    head = _COMPACT_HEAD.match(value)
+    if head is None:
+        return None
+    if value.endswith(_NOT_DELETED):
+        stop = len(value) - len(_NOT_DELETED)
+    elif value[-1] == _CLOSE:
+        stop = len(value) - 1
+    else:
+        return None
+    start = head.end() - 1
+    at = value.find(_UUID_MEMBER, start) + len(_UUID_MEMBER)
+    end = value.find(b'"', at)
+    if at < len(_UUID_MEMBER) or end < 0:
+        return None
+    try:
+        source, aggregation = head.group(1, 2)
+        source_id, aggregation_id = source.decode(), aggregation.decode()
+        uuid = value[at:end].decode()
+    except UnicodeDecodeError:
+        return None
+    if "\\" in uuid:  # an escape: its text is not its bytes
+        return None
+    digest = bytes_digest(memoryview(value)[start:stop])
+    return CompactAccount(source_id, aggregation_id, digest, uuid)
+
+
+class AccountBytes(msgspec.Struct, frozen=True, gc=False):
     """An account record (not a deletion) as the byte path sees it."""
 
     source_id: str
     aggregation_id: str
-    native_identity: str
-    uuid: str | None
-    #: :func:`~processor.worker.state.bytes_digest` of the ``account`` object's bytes.
+    #: The ``account`` object's bytes, as the record holds them.
+    account: msgspec.Raw
+    #: :func:`~processor.worker.state.bytes_digest` of those bytes.
     digest: bytes
 
 
@@ -56,17 +128,19 @@ def account_bytes(value: bytes) -> AccountBytes | None:
     record that is not a deletion (other records, malformed ones: the usual path decides)."""
     try:
         envelope = _ENVELOPE.decode(value)
-        if envelope.deleted:
-            return None
-        identity = _IDENTITY.decode(envelope.account)
-    # Malformed (DecodeError), nested deeper than msgspec goes (RecursionError), a known
-    # string that is not UTF-8 (UnicodeDecodeError, a ValueError): the usual path says why.
-    except (msgspec.DecodeError, RecursionError, ValueError):
+    except _UNREADABLE:
         return None
-    return AccountBytes(
-        envelope.sourceId,
-        envelope.aggregationId,
-        identity.nativeIdentity,
-        identity.uuid,
-        bytes_digest(memoryview(envelope.account)),
-    )
+    if envelope.deleted:
+        return None
+    account = envelope.account
+    digest = bytes_digest(memoryview(account))
+    return AccountBytes(envelope.sourceId, envelope.aggregationId, account, digest)
+
+
+def account_identity(seen: AccountBytes) -> tuple[str, str | None] | None:
+    """``(nativeIdentity, uuid)`` read from the ``account`` bytes; ``None`` if unreadable."""
+    try:
+        identity = _IDENTITY.decode(seen.account)
+    except _UNREADABLE:
+        return None
+    return identity.nativeIdentity, identity.uuid

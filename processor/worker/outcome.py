@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from enum import StrEnum
+
+import msgspec
 
 from processor.core import DeleteGuard, SourcePolicy, remediation_command, wanted
 from processor.models import AccountEvent, RemediationCommand
@@ -27,10 +28,12 @@ class Verdict(StrEnum):
     DEAD_LETTERED = "dead_lettered"
 
 
-@dataclass(slots=True)
-class Outcome:
+class Outcome(msgspec.Struct):
+    """A decision: its verdict and what comes of it. (A msgspec struct, not a dataclass:
+    built in C, it costs a third as much, once per record.)"""
+
     verdict: Verdict
-    events: list[AccountEvent] = field(default_factory=list)
+    events: list[AccountEvent] = msgspec.field(default_factory=list)
     reason: str | None = None
     source_id: str | None = None
     #: Set on a completion whose deletions the delete guard suppressed: how many.
@@ -40,7 +43,7 @@ class Outcome:
     #: Set on a completion: the aggregation's status and mode.
     completed: tuple[str, str] | None = None
     #: Commands reverting the events, for sources that ask for remediation.
-    remediations: list[RemediationCommand] = field(default_factory=list)
+    remediations: list[RemediationCommand] = msgspec.field(default_factory=list)
     #: Set on an account record: the record key its value implies (``sourceId/<uuid or
     #: nativeIdentity>``, :func:`processor.keys.record_key`); the runner checks the real one.
     record_key: bytes | None = None

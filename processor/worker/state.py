@@ -48,6 +48,7 @@ ACCOUNT_VERSION = 3
 _HEADER_V1 = struct.Struct(">Bq16s")
 _HEADER_V2 = struct.Struct(">Bq16s16s")
 _HEADER = struct.Struct(">Bq16s16s16s")
+_AS_OF = struct.Struct(">q")
 #: The input digest of state not stored from an aggregation record: matches no input.
 NO_INPUT_DIGEST = bytes(16)
 #: Longest key part kept verbatim; longer ones are hashed (LMDB keys max out at 511 bytes).
@@ -204,10 +205,13 @@ class StoredAccount:
     def matches_bytes(value: bytes, as_of_limit_ms: int, bytes_digest: bytes) -> bool:
         """Whether an encoded value was stored from these very ``account`` bytes, no later
         than the limit."""
-        if len(value) < _HEADER.size or value[0] != ACCOUNT_VERSION:
-            return False
-        _, as_of, _, _, stored_bytes = _HEADER.unpack_from(value)
-        return bool(stored_bytes == bytes_digest and as_of <= as_of_limit_ms)
+        # Once per unchanged record: the digest's bytes are compared where they lie (a value
+        # too short to hold them has a shorter slice, which matches no digest).
+        return bool(
+            value[_HEADER_V2.size : _HEADER.size] == bytes_digest
+            and value[0] == ACCOUNT_VERSION
+            and _AS_OF.unpack_from(value, 1)[0] <= as_of_limit_ms
+        )
 
 
 @dataclass(slots=True)

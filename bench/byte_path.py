@@ -1,0 +1,106 @@
+"""Unchanged records decided from bytes, two checkouts side by side (issue 14).
+
+The worker's per-record step (``PartitionProcessor.process`` on the record as the worker
+passes it) over the same unchanged records of ``bench.report.core_bench.measure_worker_path``
+(a baseline of ``--accounts`` accounts in an in-memory store, ``--limit`` unchanged records
+of about 3.4 KB), measured for a base checkout and this one in alternating child processes,
+``--runs`` times. Each child times ``--passes`` passes over the records and reports its best
+and median pass as records per second, by the wall clock and by the process's CPU time (on a
+shared machine the CPU time leaves out the time other processes held the core)::
+
+    git worktree add /tmp/base BASE      # or: git archive BASE | tar -x -C /tmp/base
+    python -m bench.byte_path --base /tmp/base --runs 5
+    python -m bench.byte_path --base /tmp/base --runs 3 --changed --limit 300   # changed records
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+_ROW = "worker PartitionProcessor.process (bytes)"
+
+
+def measure(accounts: int, limit: int, passes: int, changed: int = 0) -> dict[str, float]:
+    """Records/s of the worker's step on unchanged (``changed`` 0) or changed records in the
+    imported checkout."""
+    generate = importlib.import_module("bench.generate").generate
+    core_bench = importlib.import_module("bench.report.core_bench")
+    captured: dict[str, list[tuple[Sequence[Any], Callable[[Any], object]]]] = {}
+
+    def capture(label: str, items: Sequence[Any], work: Callable[[Any], object], _b: float):
+        captured.setdefault(label, []).append((items, work))  # unchanged first, then changed
+        return {"label": label, "per_s": 1.0}
+
+    core_bench.rate = capture
+    core_bench.measure_worker_path(generate(accounts, 0.05, 7), limit, 0.0)
+    items, work = captured[_ROW][1 if changed else 0]
+    walls, cpus = [], []
+    for _ in range(passes):
+        wall, cpu = time.perf_counter(), time.process_time()
+        for item in items:
+            work(item)
+        cpus.append(time.process_time() - cpu)
+        walls.append(time.perf_counter() - wall)
+    n = len(items)
+    return {
+        "records": n,
+        "wall_best": n / min(walls),
+        "wall_median": n / statistics.median(walls),
+        "cpu_best": n / min(cpus),
+    }
+
+
+def _child(repo: Path, args: argparse.Namespace) -> dict[str, Any]:
+    # This file is loaded by its path, so that ``bench`` and ``processor`` come from ``repo``
+    # (which need not have this file).
+    code = (
+        "import sys, json, importlib.util as u; sys.path.insert(0, sys.argv[1]); "
+        "s = u.spec_from_file_location('_byte_path', sys.argv[2]); m = u.module_from_spec(s); "
+        "s.loader.exec_module(m); print(json.dumps(m.measure(*map(int, sys.argv[3:]))))"
+    )
+    argv = [str(repo), __file__, str(args.accounts), str(args.limit), str(args.passes)]
+    argv.append("1" if args.changed else "0")
+    # -I: neither this checkout nor the working directory shadows ``repo``'s modules.
+    out = subprocess.run(
+        [sys.executable, "-I", "-c", code, *argv], check=True, capture_output=True, text=True
+    )
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--base", type=Path, required=True, help="the checkout to compare with")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--accounts", type=int, default=4000)
+    parser.add_argument("--limit", type=int, default=2000, help="unchanged records per pass")
+    parser.add_argument("--passes", type=int, default=15)
+    parser.add_argument("--changed", action="store_true", help="changed records instead")
+    args = parser.parse_args(argv)
+    this = Path(__file__).resolve().parents[1]
+    print("run | checkout | best wall /s | median wall /s | best CPU /s")
+    for run in range(args.runs):
+        order = [("base", args.base), ("new", this)]
+        if run % 2:
+            order.reverse()
+        for name, repo in order:
+            r = _child(repo.resolve(), args)
+            print(
+                f"{run + 1} | {name} | {r['wall_best']:,.0f} | {r['wall_median']:,.0f}"
+                f" | {r['cpu_best']:,.0f}",
+                flush=True,
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
