@@ -32,13 +32,14 @@ from typing import Any
 import structlog
 
 from processor.config import Guarantee, Settings
-from processor.errors import ProcessorError, TransportError
+from processor.errors import BrokerAccessError, ProcessorError, TransportError
 from processor.models import Operation
 from processor.observability.aggregations import AggregationTracker
 from processor.observability.metrics import Metrics
 from processor.state.store import StoreFactory
 from processor.topics import check_topics, ensure_topics
 from processor.transport import (
+    START_HINT,
     TP,
     GroupConsumer,
     InRecord,
@@ -77,6 +78,22 @@ class _Loop:
     restorer: Restorer
     decider: BatchDecider
     hold: ProvisioningHold
+
+
+def _start_given_up(exc: TransportError) -> BrokerAccessError:
+    """The start's retriable fault that lasted ``START_RETRY_S``, as a refusal to start.
+
+    Whatever the client (kafka-python gives up on silence as "no broker", librdkafka as a
+    transport error), a worker that never got its topics from the broker exits as for bad
+    settings (2), naming the settings to check.
+    """
+    if isinstance(exc, BrokerAccessError):
+        return exc
+    hint = "" if START_HINT in str(exc) else f" ({START_HINT})"
+    return BrokerAccessError(
+        f"{exc}: the broker did not serve the worker's start for {START_RETRY_S:.0f} s{hint}",
+        retriable=False,
+    )
 
 
 class Runner:
@@ -271,8 +288,10 @@ class Runner:
             except TransportError as exc:
                 if reader is not None:
                     reader.close()
-                if not exc.retriable or self._clock.monotonic() > deadline or stop.is_set():
+                if not exc.retriable or stop.is_set():
                     raise
+                if self._clock.monotonic() > deadline:
+                    raise _start_given_up(exc) from exc
                 log.warning("start_retried", error=str(exc), backoff_s=backoff)
                 self._clock.sleep(backoff)
                 backoff = min(backoff * 2, s.retry_backoff_max_s)
