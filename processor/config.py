@@ -52,6 +52,14 @@ class Settings(BaseSettings):
         default_factory=socket.gethostname,
         description="this worker's stable name; its transactional id is GROUP_ID-INSTANCE_ID",
     )
+    processes: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="worker processes in this container, each a group member named"
+        " INSTANCE_ID-<i> with the state directory STATE_DIR/worker-<i> and the HTTP port"
+        " HTTP_PORT+<i>",
+    )
     guarantee: Guarantee = Field(
         Guarantee.EXACTLY_ONCE, description="exactly_once (transactions) or at_least_once"
     )
