@@ -9,7 +9,10 @@ same consumer group with a name of its own:
 - its state directory is ``STATE_DIR/worker-<i>``;
 - its metrics and health endpoint listens on ``HTTP_PORT + i`` (none when the port is 0).
 
-The group splits the partitions between the children as between any members. The supervisor
+Each child runs ``python -m processor.supervisor PARENT_PID``: it asks the kernel (Linux) for
+a SIGTERM when its supervisor dies, so a supervisor killed outright (SIGKILL) leaves no
+workers behind, then runs ``ncd-processor run``. The group splits the partitions between
+the children as between any members. The supervisor
 forwards SIGTERM and SIGINT to every child and waits for all of them. It restarts nothing:
 when a child exits on its own (a failure: a worker exits only when asked to), the others are
 stopped and the supervisor exits with that child's status (128 + N for a child killed by
@@ -19,6 +22,7 @@ exits 0 when every child did, else with the first failed child's status.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import queue
 import signal
@@ -75,7 +79,7 @@ def worker_children(
                 "NCD_HTTP_PORT": str(http_port + i if http_port else 0),
             }
         )
-        argv = [sys.executable, "-m", "processor.cli", "run"]
+        argv = [sys.executable, "-m", "processor.supervisor", str(os.getpid())]
         children.append(Child(f"worker-{i}", argv, env))
     return children
 
@@ -175,3 +179,28 @@ def run_processes(settings: Settings, overrides: Mapping[str, str]) -> int:
         overrides=overrides,
     )
     return Supervisor(children).run()
+
+
+#: prctl(2) option: the signal this process gets when its parent dies.
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent: int) -> bool:
+    """Have the kernel send this process SIGTERM when its parent dies (Linux only); whether
+    ``parent`` is still this process's parent (it may have died before the request)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    return os.getppid() == parent
+
+
+def _child(parent: int) -> int:
+    """A child worker: SIGTERM when ``parent`` dies, then ``ncd-processor run``."""
+    if not die_with_parent(parent):
+        return 1
+    from processor.cli import main
+
+    return main(["run"])
+
+
+if __name__ == "__main__":
+    raise SystemExit(_child(int(sys.argv[1])))

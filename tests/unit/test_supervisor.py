@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -129,7 +130,7 @@ def test_each_child_worker_has_its_own_name_state_and_port(
         for name, value in child.env.items():
             monkeypatch.setenv(name, value)
         settings.append(load_settings())
-        assert child.argv[1:] == ["-m", "processor.cli", "run"]
+        assert child.argv[1:] == ["-m", "processor.supervisor", str(os.getpid())]
     assert [s.processes for s in settings] == [1, 1]
     assert [s.group_id for s in settings] == ["g", "g"]
     assert [s.transactional_id for s in settings] == ["g-pod-0", "g-pod-1"]
@@ -146,3 +147,43 @@ def test_children_have_no_http_endpoint_when_the_port_is_0(tmp_path: Path) -> No
         3, instance_id="x", state_dir=tmp_path, http_port=0, overrides={}, environ={}
     )
     assert [c.env["NCD_HTTP_PORT"] for c in children] == ["0", "0", "0"]
+
+
+# A stand-in supervisor: starts a child that asks to die with it, then waits to be killed.
+GRANDCHILD = """
+import os, signal, sys
+from pathlib import Path
+from processor.supervisor import die_with_parent
+out = Path(sys.argv[1])
+def on_term(signum, frame):
+    out.with_suffix(".signal").write_text(str(signum))
+    sys.exit(0)
+signal.signal(signal.SIGTERM, on_term)
+signal.alarm(60)
+assert die_with_parent(int(sys.argv[2]))
+out.write_text("ready")
+while True:
+    signal.pause()
+"""
+PARENT = """
+import os, signal, subprocess, sys
+subprocess.Popen([sys.executable, "-c", sys.argv[2], sys.argv[1], str(os.getpid())])
+signal.alarm(60)
+signal.pause()
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl is Linux's")
+def test_a_child_gets_sigterm_when_its_supervisor_is_killed(tmp_path: Path) -> None:
+    """A supervisor killed outright (SIGKILL) leaves no worker behind: each gets SIGTERM."""
+    ready = tmp_path / "child.ready"
+    parent = subprocess.Popen([sys.executable, "-c", PARENT, str(ready), GRANDCHILD])
+    try:
+        wait_for(ready.exists, "the child ready")
+        parent.kill()
+        parent.wait()
+        wait_for(lambda: _signal_seen(tmp_path, "child") is not None, "SIGTERM to the child")
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+    assert _signal_seen(tmp_path, "child") == signal.SIGTERM
