@@ -56,9 +56,9 @@ class Settings(BaseSettings):
         1,
         ge=1,
         le=64,
-        description="worker processes in this container, each a group member named"
-        " INSTANCE_ID-<i> with the state directory STATE_DIR/worker-<i> and the HTTP port"
-        " HTTP_PORT+<i>",
+        description="worker processes in this container, each a group member of its own:"
+        " instance id INSTANCE_ID-0, -1...; state in STATE_DIR/worker-0, worker-1...;"
+        " HTTP port HTTP_PORT, +1...",
     )
     guarantee: Guarantee = Field(
         Guarantee.EXACTLY_ONCE, description="exactly_once (transactions) or at_least_once"
