@@ -290,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="py-spy the 1-process workers")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)
+    if args.profile and not Path(sys.executable).with_name("py-spy").exists():
+        parser.error("--profile needs py-spy beside this Python: pip install py-spy")
     out = measure(args)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "processes.json").write_bytes(orjson.dumps(out, option=orjson.OPT_INDENT_2))
