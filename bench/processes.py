@@ -33,7 +33,7 @@ from typing import Any
 
 import orjson
 
-from bench.generate import CURRENT_AT, PREVIOUS_AT, generate
+from bench.generate import PREVIOUS_AT, generate
 from bench.report import ceilings
 from bench.report.broker_runs import (
     ISO,
@@ -41,10 +41,11 @@ from bench.report.broker_runs import (
     accounts,
     count_topic,
     create_inputs,
+    publish_second,
     run_sampled,
 )
 from bench.worker_bench import _timestamp
-from processor.models import CatalogEntry, ProvisioningRecord, SourceDescriptor
+from processor.models import CatalogEntry, SourceDescriptor
 from tests.broker import BenchBroker, bench_broker
 
 OUT = Path(__file__).resolve().parent / "out"
@@ -112,7 +113,8 @@ def steady_rate(row: dict[str, Any], lines: list[dict[str, Any]], n: int) -> dic
         q: next(s["t"] for s in [*samples, {"t": drained, "records": n}] if s["records"] >= q * n)
         for q in (0.2, 0.9)
     }
-    window = 0.7 * n / (first_at[0.9] - first_at[0.2])
+    span = first_at[0.9] - first_at[0.2]
+    window = 0.7 * n / span if span > 0 else None  # too few records for the 0.5 s samples
     assigned = [
         t
         for t in (_timestamp(x) for x in lines if x.get("event") == "partitions_assigned")
@@ -196,17 +198,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         for bench in contenders:
             bench.ensure_topics()
             run_sampled(bench, base_ends, {})
-        uuids = {a["nativeIdentity"]: a.get("uuid") for a in dataset.previous()}
-        provisioning = [ProvisioningRecord.model_validate(r) for r in dataset.provisioning()]
-        first.publish(lambda p: p.publish_provisioning(provisioning, uuids.get))
-        first.publish(
-            lambda p: p.publish_aggregation(
-                source.id, accounts(dataset.current()), started_at=CURRENT_AT.strftime(ISO)
-            )
-        )
-        second = first.aggregation_bounds(base_ends)
-        starts = {tp: b for tp, (b, _) in second.items()}
-        ends = {tp: e for tp, (_, e) in second.items()}
+        starts, ends = publish_second(first, dataset, base_ends)
         n = out["second_records"] = sum(ends[tp] - starts[tp] for tp in ends)
         expected = dict(sorted(dataset.expected_counts().items()))
         out["runs"] = []
@@ -263,13 +255,13 @@ def markdown(out: dict[str, Any]) -> str:
     for r in out["runs"]:
         client = "confluent" if r["transport"] == "confluent" else "kafka-python"
         ceiling = ceil[f"{client} consume only"]
-        steady = r["steady_records_per_s"]
+        steady, window = r["steady_records_per_s"], r["window_records_per_s"]
         rows.append(
             f"| {r['transport']} | {r['processes']} | {r['batch'] or 'default'} "
-            f"| {r['window_records_per_s']:,.0f} "
+            f"| {window or 0:,.0f} "
             f"| {'-' if steady is None else f'{steady:,.0f}'} "
             f"| {r['records_per_s_from_process_start']:,.0f} "
-            f"| {r['window_records_per_s'] / ceiling:.2f} | {r['exact']} |"
+            f"| {(window or 0) / ceiling:.2f} | {r['exact']} |"
         )
     rows += ["", *(f"- {k}: {v:,.0f} records/s" for k, v in ceil.items())]
     return "\n".join(rows)

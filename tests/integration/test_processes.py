@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import signal
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from bench.generate import generate
-from tests.broker import SessionBroker, require_exactly_once
+from tests.broker import require_exactly_once
 from tests.helpers import wait_for
 from tests.integration.harness import WorkerEnv, canonical
 from tests.integration.test_worker import _expected, _models
@@ -30,17 +29,6 @@ def _two_free_ports() -> int:
                 continue
             return port
     raise AssertionError("no two adjacent free ports")
-
-
-@pytest.fixture
-def env(kafka_broker: SessionBroker, tmp_path: Path) -> Iterator[WorkerEnv]:
-    """Unique topics, group and state for one test; every worker is killed afterwards."""
-    worker_env = WorkerEnv(
-        kafka_broker.bootstrap, tmp_path, hides_aborted=kafka_broker.hides_aborted
-    )
-    worker_env.ensure_topics()
-    yield worker_env
-    worker_env.stop_all()
 
 
 def test_two_processes_split_the_partitions_and_emit_each_event_once(
