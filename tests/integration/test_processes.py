@@ -43,6 +43,14 @@ def test_two_processes_split_the_partitions_and_emit_each_event_once(
     env.extra_env.update(
         {"NCD_PROCESSES": "2", "NCD_HTTP_HOST": "127.0.0.1", "NCD_HTTP_PORT": str(port)}
     )
+    # The source and catalog first: each child reads them in full before it joins the group
+    # (published after, a child may decide accounts before it has read the catalog).
+    publisher, producer = env.publisher()
+    try:
+        publisher.publish_source(source)
+        publisher.publish_catalog(source.id, catalog)
+    finally:
+        producer.close()
     supervisor = env.start("pod")
     # The children's endpoints: HTTP_PORT + i, read through the harness's metrics reader.
     env.http_ports.update({"pod-0": port, "pod-1": port + 1})
