@@ -104,6 +104,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from processor.worker.clock import SYSTEM_CLOCK
 
     settings = _settings_from(args)
+    if settings.processes > 1:  # one ``run`` child per process, under a supervisor
+        from processor.supervisor import run_processes
+
+        given = {k: v for k, v in vars(args).items() if k.startswith("setting_") and v is not None}
+        return run_processes(settings, {k[len("setting_") :]: v for k, v in given.items()})
     configure_logging(settings.log_level, settings.log_format)
     try:
         private_dir(settings.state_dir)

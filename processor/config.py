@@ -52,6 +52,14 @@ class Settings(BaseSettings):
         default_factory=socket.gethostname,
         description="this worker's stable name; its transactional id is GROUP_ID-INSTANCE_ID",
     )
+    processes: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="worker processes in this container, each a group member of its own:"
+        " instance id INSTANCE_ID-0, -1...; state in STATE_DIR/worker-0, worker-1...;"
+        " HTTP port HTTP_PORT, +1...",
+    )
     guarantee: Guarantee = Field(
         Guarantee.EXACTLY_ONCE, description="exactly_once (transactions) or at_least_once"
     )

@@ -361,6 +361,27 @@ def publish_inputs(bench: Contender, action: Any) -> Any:
     return bench.publish(action)
 
 
+def publish_second(
+    first: Contender, dataset: Dataset, base_ends: dict[TopicPartition, int]
+) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
+    """Publish the provisioning records and the second aggregation to the shared inputs;
+    (start, end) offsets of that aggregation on every input partition."""
+    source_id = dataset.source["id"]
+    uuids = {a["nativeIdentity"]: a.get("uuid") for a in dataset.previous()}
+    first.publish(
+        lambda p: p.publish_provisioning(
+            (ProvisioningRecord.model_validate(r) for r in dataset.provisioning()), uuids.get
+        )
+    )
+    first.publish(
+        lambda p: p.publish_aggregation(
+            source_id, accounts(dataset.current()), started_at=CURRENT_AT.strftime(ISO)
+        )
+    )
+    second = first.aggregation_bounds(base_ends)
+    return {tp: b for tp, (b, _) in second.items()}, {tp: e for tp, (_, e) in second.items()}
+
+
 def measure_broker(
     dataset: Dataset, partitions: int, latency_s: float, guarantees: tuple[str, ...]
 ) -> dict[str, Any]:
@@ -406,20 +427,7 @@ def measure_broker(
             g: PeerRun(broker.bootstrap, inputs, g, work) for g in ("at-least-once", "exactly-once")
         }
         out["peer_baseline"] = {g: peer.phase(base_ends) for g, peer in peers.items()}
-        uuids = {a["nativeIdentity"]: a.get("uuid") for a in dataset.previous()}
-        first.publish(
-            lambda p: p.publish_provisioning(
-                (ProvisioningRecord.model_validate(r) for r in dataset.provisioning()), uuids.get
-            )
-        )
-        first.publish(
-            lambda p: p.publish_aggregation(
-                source.id, accounts(dataset.current()), started_at=CURRENT_AT.strftime(ISO)
-            )
-        )
-        second = first.aggregation_bounds(base_ends)
-        starts = {tp: b for tp, (b, _) in second.items()}
-        ends = {tp: e for tp, (_, e) in second.items()}
+        starts, ends = publish_second(first, dataset, base_ends)
         n = sum(ends[tp] - starts[tp] for tp in ends)
         out["second_records"] = n
         out["second"] = {}

@@ -5,14 +5,11 @@ from __future__ import annotations
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from processor import codec
-from tests.broker import SessionBroker
 from tests.integration.harness import WorkerEnv
 from tests.unit.conftest import make_account, make_source
 
@@ -41,17 +38,6 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         for family in text_string_to_metric_families(text)
         for s in family.samples
     }
-
-
-@pytest.fixture
-def env(kafka_broker: SessionBroker, tmp_path: Path) -> Iterator[WorkerEnv]:
-    """Unique topics, group and state for one worker (started with an HTTP port)."""
-    worker_env = WorkerEnv(
-        kafka_broker.bootstrap, tmp_path, hides_aborted=kafka_broker.hides_aborted
-    )
-    worker_env.ensure_topics()
-    yield worker_env
-    worker_env.stop_all()
 
 
 def wait_ready(env: WorkerEnv, port: int) -> list[tuple[int | None, bool]]:

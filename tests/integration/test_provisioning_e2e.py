@@ -3,8 +3,6 @@ reported once and its remediation command reverts exactly that native change."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,7 +10,6 @@ import pytest
 from processor.core import SourcePolicy, apply_provisioning, detect_changes
 from processor.core.catalog import EntitlementCatalog
 from processor.models import Account, ProvisioningRecord
-from tests.broker import SessionBroker
 from tests.helpers import small_source
 from tests.integration.harness import WorkerEnv
 
@@ -37,17 +34,6 @@ def _account(n: int, title: str = "Engineer", groups: tuple[str, ...] = ("CN=G1"
             "attributes": {"title": title, "memberOf": list(groups)},
         }
     )
-
-
-@pytest.fixture
-def env(kafka_broker: SessionBroker, tmp_path: Path) -> Iterator[WorkerEnv]:
-    """Unique topics, group and state for one test; every worker is killed afterwards."""
-    worker_env = WorkerEnv(
-        kafka_broker.bootstrap, tmp_path, hides_aborted=kafka_broker.hides_aborted
-    )
-    worker_env.ensure_topics()
-    yield worker_env
-    worker_env.stop_all()
 
 
 def test_provisioned_changes_are_silent_and_the_native_one_is_reverted(env: WorkerEnv) -> None:
