@@ -14,7 +14,7 @@ import pytest
 from processor.transport import TP, GroupConsumer, Transport
 from tests.broker import unique_topic
 from tests.conftest import make_test_transport
-from tests.contract.test_transport_contract import make_topic
+from tests.contract.test_transport_contract import make_topic, poll_until, produce
 from tests.helpers import Recorder, wait_for
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(120)]
@@ -103,3 +103,42 @@ def test_a_group_member_with_the_default_settings_starts(
         wait_for(lambda: consumer.poll(0.2, 1) == [] and bool(consumer.assignment()), "a join")
     finally:
         consumer.close()
+
+
+def test_a_paused_partition_comes_back_unpaused_after_a_rebalance(
+    kafka_transport: Transport,
+) -> None:
+    """A pause ends with the partition's revocation: assigned again, the member fetches it
+    (librdkafka kept the pause across the rebalance, and the member never read it again)."""
+    topic = new_topic(kafka_transport, 1)
+    tp, group, events = TP(topic, 0), unique_topic("g"), Recorder()
+    first = kafka_transport.group_consumer([topic], group, events)
+    second: GroupConsumer | None = None
+    try:
+        wait_for(lambda: not first.poll(0.2, 10) and first.assignment() == {tp}, "a join")
+        first.pause([tp])
+        second = kafka_transport.group_consumer([topic], group, Recorder())
+        thread = PollingThread(second)
+        thread.start()
+        wait_for(
+            lambda: not first.poll(0.2, 10) and ("revoked", [tp]) in events.events,
+            "the rebalance the second member starts",
+        )
+        thread.stopped.set()
+        thread.join()
+        second.close()
+        second = None
+        wait_for(
+            lambda: (
+                not first.poll(0.2, 10)
+                and first.assignment() == {tp}
+                and events.events[-1] == ("assigned", [tp])
+            ),
+            "the partition back with the first member",
+        )
+        produce(kafka_transport, topic, 3)
+        assert len(poll_until(first, 3)) == 3
+    finally:
+        if second is not None:
+            second.close()
+        first.close()

@@ -20,11 +20,13 @@ callback has finished its own bookkeeping.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import suppress
 from typing import Any
 
 from confluent_kafka import (  # type: ignore[import-untyped]
     OFFSET_INVALID,
     Consumer,
+    KafkaException,
     TopicPartition,
 )
 
@@ -97,6 +99,10 @@ class ConfluentGroupConsumer(GroupMemberBase):
         except BaseException as exc:  # re-raised from poll
             self._failure = self._failure or exc
         finally:
+            # A pause ends with the partition: librdkafka would keep it across a revoke and
+            # the next assignment, and a partition given back would never be fetched again.
+            with suppress(KafkaException):
+                consumer.resume(partitions)
             consumer.unassign()
 
     def _raise_failure(self) -> None:
