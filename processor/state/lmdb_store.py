@@ -6,13 +6,15 @@ metadata record with a magic string, the format version and the store id, plus t
 checkpoint as 8 big-endian bytes). Puts, deletes and the checkpoint of one ``apply`` are one
 LMDB write transaction, so a crash leaves all or none of them.
 
-Durability flags, and why: ``sync=True, metasync=True`` (fsync data and meta pages on every
-commit). ``apply`` runs once per committed Kafka transaction (a batch), so the fsync cost is
-paid per batch, not per record. ``sync=False`` would allow a machine crash to *corrupt* the
-file (LMDB's own warning), forcing a full rebuild of millions of 3 KB values from the
-changelog; ``metasync=False`` could only lose the last commit (safe here, since the
-checkpoint goes with it) and is the first knob to turn if commits ever become the
-bottleneck. ``writemap=False`` so that a stray write through the map cannot damage the file
+Durability flags, and why: ``sync=True, metasync=False`` (fsync the data pages on every
+commit, the meta page only with the next one). ``apply`` runs once per committed Kafka
+transaction (a batch), so the fsync cost is paid per batch, not per record. ``sync=False``
+would allow a machine crash to *corrupt* the file (LMDB's own warning), forcing a full
+rebuild of millions of 3 KB values from the changelog; ``metasync=False`` can only lose the
+last commit, and the checkpoint goes with it, so the restore reads that batch again from the
+changelog. It halves the fsyncs of a commit (20 puts: median 5.0-11.9 ms -> 3.2-3.4 ms on the
+shared machine; the state commit was 4-24 % of the worker's profile on Apache Kafka).
+``writemap=False`` so that a stray write through the map cannot damage the file
 and the file grows only with data, not with ``map_size``. ``readahead=False`` because the
 access pattern is random gets on a file that may be larger than RAM (LMDB's advice).
 
@@ -290,7 +292,7 @@ def _open_env(
             max_dbs=2,
             writemap=False,
             sync=True,
-            metasync=True,
+            metasync=False,
             readahead=False,
             lock=True,
         )
