@@ -118,11 +118,28 @@ def committed_total(
     )
 
 
+def ready_at(lines: list[dict[str, Any]]) -> float | None:
+    """When the worker was ready: its last assignment's partitions all restored.
+
+    The restore runs from the loop after ``partitions_assigned`` (it used to run inside
+    the rebalance callback, before that line), so the rate counts from here, as before.
+    """
+    assigned = [i for i, x in enumerate(lines) if x.get("event") == "partitions_assigned"]
+    if not assigned:
+        return None
+    last = assigned[-1]
+    partitions = set(lines[last].get("partitions") or [])
+    restored = [x for x in lines[last:] if x.get("event") == "state_restored"]
+    if {x.get("partition") for x in restored} < partitions:
+        return None
+    return max([_timestamp(lines[last]), *(_timestamp(x) for x in restored)])
+
+
 def run_sampled(
     bench: Contender, ends: dict[TopicPartition, int], starts: dict[TopicPartition, int]
 ) -> dict[str, Any]:
     """Start the worker, sample (records committed, RSS) every 0.5 s until it has committed
-    ``ends``, read its final RSS, stop it. Times from its ``partitions_assigned`` line."""
+    ``ends``, read its final RSS, stop it. Times from when it was ready (``ready_at``)."""
     mark = len(bench.log_lines()) if bench.log_path().exists() else 0
     proc, started = bench.start_worker()
     consumer = bench.consumer(bench.group)
@@ -147,14 +164,13 @@ def run_sampled(
         consumer.close()
     bench.stop_worker(proc)
     lines = bench.log_lines()[mark:]
-    assigned = [_timestamp(x) for x in lines if x.get("event") == "partitions_assigned"]
     restored = [x for x in lines if x.get("event") == "state_restored"]
     stopped = next((x for x in lines if x.get("event") == "worker_stopped"), {})
-    first = max(assigned) if assigned else started
+    first = ready_at(lines) or started
     records = sum(end - starts.get(tp, 0) for tp, end in ends.items())
     return {
         "records": records,
-        "from_assigned_s": drained - first,
+        "from_ready_s": drained - first,
         "from_process_start_s": drained - started,
         "records_per_s": records / (drained - first),
         "rss_final_kb": final,
@@ -228,7 +244,7 @@ def restore_run(bench: Contender) -> dict[str, Any]:
     try:
         while True:
             lines = bench.log_lines()[mark:]
-            if any(x.get("event") == "partitions_assigned" for x in lines):
+            if ready_at(lines) is not None:
                 break
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"restore did not finish; log {bench.log_path()}")
@@ -434,7 +450,7 @@ def measure_broker(
         for bench in contenders:
             row = run_sampled(bench, ends, {})
             row["records"] = n
-            row["records_per_s"] = n / row["from_assigned_s"]
+            row["records_per_s"] = n / row["from_ready_s"]
             row["transport"], row["guarantee"] = bench.transport, bench.guarantee
             row["events_by_type"] = dict(sorted(bench.count_events("events", "eventType").items()))
             row["expected_events_by_type"] = dict(sorted(dataset.expected_counts().items()))
