@@ -211,9 +211,7 @@ class Runner:
         grouped = by_partition(records, self.settings.topic_provisioning)
         tally = BatchTally()
         try:
-            # Inside the try: a failed begin or config read must put the records back too.
-            # Configuration published before these records applies to them.
-            loop.follower.sync()
+            # Inside the try: a failed begin must put the polled records back too.
             loop.checkpoint.begin()
             tally, overlays = loop.decider.decide(
                 grouped, self._partitions.ready, loop.checkpoint, latest_ms

@@ -45,20 +45,7 @@ class ConfigFollower:
         return len(records)
 
     def catch_up(self) -> None:
-        """Read both topics in full, as far as they go now (at start-up)."""
-        self.sync()
-        # Tansu 0.6.0 under-reports end offsets of topics written by a plain producer
-        # (docs/decisions.md), so take whatever one more short poll brings.
-        while self.follow(CATCH_UP_POLL_S):
-            pass
-
-    def sync(self) -> None:
-        """Read both topics up to their end offsets as of now.
-
-        Called before a batch is decided, so configuration published before the batch's
-        records (a catalog, then the aggregation it names) applies to them, however the
-        fetches of the two readers happened to arrive. Costs one end-offsets request.
-        """
+        """Read both topics up to their current end offsets."""
         ends = self._reader.end_offsets(self._tps)
         deadline = self._clock.monotonic() + CATCH_UP_STALL_S
         while any(self._reader.position(tp) < end for tp, end in ends.items()):
@@ -66,6 +53,10 @@ class ConfigFollower:
                 deadline = self._clock.monotonic() + CATCH_UP_STALL_S
             elif self._clock.monotonic() > deadline:
                 raise TransportError("config topics stopped advancing", retriable=True)
+        # Tansu 0.6.0 under-reports end offsets of topics written by a plain producer
+        # (docs/decisions.md), so take whatever one more short poll brings.
+        while self.follow(CATCH_UP_POLL_S):
+            pass
 
     def _apply(self, record: InRecord) -> None:
         """Apply one config record; one that fails in any way is logged and skipped."""
