@@ -29,7 +29,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 
 from bench.generate import CURRENT_AT, PREVIOUS_AT, Dataset
 from bench.report import ceilings
-from bench.worker_bench import ROOT, Bench, _timestamp
+from bench.worker_bench import ROOT, Bench, _timestamp, ready_at
 from processor.models import Account, CatalogEntry, ProvisioningRecord, SourceDescriptor
 from tests.broker import bench_broker
 
@@ -116,23 +116,6 @@ def committed_total(
         (consumer.committed(tp) or starts.get(tp, 0)) - starts.get(tp, 0)
         for tp in bench.input_tps()
     )
-
-
-def ready_at(lines: list[dict[str, Any]]) -> float | None:
-    """When the worker was ready: its last assignment's partitions all restored.
-
-    The restore runs from the loop after ``partitions_assigned`` (it used to run inside
-    the rebalance callback, before that line), so the rate counts from here, as before.
-    """
-    assigned = [i for i, x in enumerate(lines) if x.get("event") == "partitions_assigned"]
-    if not assigned:
-        return None
-    last = assigned[-1]
-    partitions = set(lines[last].get("partitions") or [])
-    restored = [x for x in lines[last:] if x.get("event") == "state_restored"]
-    if {x.get("partition") for x in restored} < partitions:
-        return None
-    return max([_timestamp(lines[last]), *(_timestamp(x) for x in restored)])
 
 
 def run_sampled(

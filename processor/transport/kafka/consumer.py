@@ -143,6 +143,11 @@ class KafkaGroupConsumer(GroupMemberBase):
         from before the previous owner's last transaction (see ``stable_offsets``): that
         member would process a committed batch again. The listener's own seeks come after.
         """
+        for tp, offset in self._stable_committed(tps).items():
+            self.seek(tp, offset)
+
+    def _stable_committed(self, tps: Iterable[TP]) -> dict[TP, int]:
+        """The group's stable committed offsets of ``tps`` (those without one left out)."""
         with mapped_errors("committed"):
             offsets = stable_committed(
                 self._consumer,
@@ -150,8 +155,7 @@ class KafkaGroupConsumer(GroupMemberBase):
                 [to_kafka_tp(tp) for tp in tps],
                 COMMITTED_TIMEOUT_MS / 1000,
             )
-        for ktp, offset in offsets.items():
-            self.seek(to_tp(ktp), offset)
+        return {to_tp(ktp): offset for ktp, offset in offsets.items()}
 
     def assignment(self) -> set[TP]:
         """Partitions this member holds now."""
@@ -175,12 +179,7 @@ class KafkaGroupConsumer(GroupMemberBase):
         before a transaction that has committed (see ``stable_offsets``). Bounded: a broker
         that stays frozen gives a retriable ``TransportError``.
         """
-        ktp = to_kafka_tp(tp)
-        with mapped_errors("committed"):
-            offsets = stable_committed(
-                self._consumer, self._group_id, [ktp], COMMITTED_TIMEOUT_MS / 1000
-            )
-        return offsets.get(ktp)
+        return self._stable_committed([tp]).get(tp)
 
     def commit(self, offsets: Mapping[TP, int]) -> None:
         """Commit ``offsets`` for the group, synchronously."""
