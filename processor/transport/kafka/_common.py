@@ -52,9 +52,24 @@ def consumer_options(settings: ClientSettings) -> dict[str, Any]:
     return to_kafka_python(base.consumer_options(settings))
 
 
+#: kafka-python's batching window. Every sink is flushed by its ``commit`` (each batch of the
+#: worker, the publisher's ``flush``), so a record waits at most for its batch's end: the long
+#: window only keeps the producer from sending while the batch is being decided. kafka-python's
+#: sender is a Python thread: with the common 5 ms window it woke every few records and took
+#: the GIL from the decisions (the worker's rate 1.37x and 1.66x with 1000 ms and 1 MB
+#: batches, side by side on Apache Kafka: BENCHMARKS.md, "Producer batching"). librdkafka's
+#: sender is not Python (no difference measured): it keeps the common options.
+LINGER_MS = 1000
+#: Most bytes of one record batch: full batches are sent, linger or not (kafka-python's
+#: default, 16 KiB, holds about five events; librdkafka's default is this).
+BATCH_BYTES = 1_000_000
+
+
 def producer_options(settings: ClientSettings) -> dict[str, Any]:
     """Options of every producer; transactional when the settings carry an id."""
-    return to_kafka_python(base.producer_options(settings))
+    options = to_kafka_python(base.producer_options(settings))
+    options.update(linger_ms=LINGER_MS, batch_size=BATCH_BYTES)
+    return options
 
 
 @contextmanager
