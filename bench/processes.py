@@ -11,6 +11,7 @@ and by total share are written beside the figures.
 
     python -m bench.processes --bootstrap 127.0.0.1:32993 --accounts 30000 --partitions 6
     python -m bench.processes --accounts 30000 --profile      # own broker (Apache Kafka)
+    python -m bench.processes --processes 1 --base /tmp/base  # another checkout's worker beside
 
 Rates count from the last ``partitions_assigned`` line (the group's final assignment) and
 only the records committed after it, so a 2-process worker whose first child started alone
@@ -29,7 +30,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -49,16 +50,28 @@ from processor.models import CatalogEntry, SourceDescriptor
 from tests.broker import BenchBroker, bench_broker
 
 OUT = Path(__file__).resolve().parent / "out"
+T = TypeVar("T")
+#: Each transport's consume-only loop over the same offsets (the worker's fetch options).
+CEILINGS = {
+    "kafka-python": ceilings.kafka_python_consume_only,
+    "confluent": ceilings.confluent_consume_only,
+}
 
 
 class Workers(Contender):
     """A contender run as ``NCD_PROCESSES=processes`` (its children under one supervisor)."""
 
-    def __init__(self, *args: Any, processes: int, batch: int, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, processes: int, batch: int, code: Path | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.processes = processes
         self.batch = batch
+        self.base = code is not None
+        if code is not None:
+            self.code = code
         self.tag = f"{self.tag}-p{processes}" + (f"-b{batch}" if batch else "")
+        self.tag += "-base" if self.base else ""
         self.profile_to: Path | None = None
 
     def env(self) -> dict[str, str]:
@@ -158,7 +171,7 @@ def top_frames(raw: Path, top: int = 25) -> dict[str, Any]:
     }
 
 
-def _ordered(counts: list[int], round_: int) -> list[int]:
+def _ordered(counts: list[T], round_: int) -> list[T]:
     return counts[::-1] if round_ % 2 else counts
 
 
@@ -172,12 +185,22 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="ncd-processes-"))
     inputs = f"in-{os.urandom(3).hex()}"
     out: dict[str, Any] = {"broker": broker.name, "work_dir": str(work), "args": vars(args)}
+    codes = [None] if args.base is None else [None, args.base.resolve()]
     contenders = [
         Workers(
-            broker.bootstrap, args.guarantee, args.partitions, work, t, inputs, processes=p, batch=b
+            broker.bootstrap,
+            args.guarantee,
+            args.partitions,
+            work,
+            t,
+            inputs,
+            processes=p,
+            batch=b,
+            code=c,
         )
         for r in range(args.rounds)
         for t in args.transports.split(",")
+        for c in _ordered(codes, r)
         # Every other round in the reverse order: a drift in the machine's load is shared.
         for p in _ordered([int(x) for x in args.processes.split(",")], r)
         for b in _ordered([int(x) for x in args.max_batch_records.split(",")], r)
@@ -215,12 +238,15 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             row["records"] = n
             row["records_per_s_from_process_start"] = n / row["from_process_start_s"]
             row.update(transport=bench.transport, processes=bench.processes, batch=bench.batch)
+            row["code"] = "base" if bench.base else "this"
             row["tag"] = bench.tag
             row["events_by_type"] = dict(sorted(bench.count_events("events", "eventType").items()))
             row["dead_letters"] = count_topic(
                 broker.bootstrap, bench.topic("dlq"), args.partitions, 1.0
             )
             row["exact"] = row["events_by_type"] == expected and row["dead_letters"] == 0
+            # Its client's ceiling right after it: the machine's load drifts within a run.
+            row["ceiling_after"] = n / CEILINGS[bench.transport](broker.bootstrap, starts, ends)
             row["samples"] = [(round(x["t"], 2), x["records"]) for x in row["samples"]]
             if bench.profile_to is not None:
                 bench.spy.join(timeout=120)
@@ -228,12 +254,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 row["profile_file"] = str(bench.profile_to)
             out["runs"].append(row)
         out["expected_events_by_type"] = expected
-        ceil = {
-            "kafka-python consume only": ceilings.kafka_python_consume_only,
-            "confluent consume only": ceilings.confluent_consume_only,
-        }
         out["ceilings"] = {
-            name: n / fn(broker.bootstrap, starts, ends) for name, fn in ceil.items()
+            f"{client} consume only": n / fn(broker.bootstrap, starts, ends)
+            for client, fn in CEILINGS.items()
         }
     finally:
         for bench in contenders:
@@ -248,20 +271,22 @@ def markdown(out: dict[str, Any]) -> str:
         f"Broker {out['broker']}; second aggregation {out['second_records']:,} records on "
         f"{out['args']['partitions']} partitions; {out['args']['guarantee']}.",
         "",
-        "| transport | processes | batch | records/s, 20-90 % | after the last assignment "
-        "| from process start | 20-90 % rate / its client's consume-only | exact events |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
+        "| transport | code | processes | batch | records/s, 20-90 % | after the last assignment "
+        "| from process start | its client's consume-only right after | 20-90 % rate / that "
+        "| exact events |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in out["runs"]:
         client = "confluent" if r["transport"] == "confluent" else "kafka-python"
-        ceiling = ceil[f"{client} consume only"]
+        after = r.get("ceiling_after") or ceil[f"{client} consume only"]
         steady, window = r["steady_records_per_s"], r["window_records_per_s"]
         rows.append(
-            f"| {r['transport']} | {r['processes']} | {r['batch'] or 'default'} "
+            f"| {r['transport']} | {r.get('code', 'this')} | {r['processes']} "
+            f"| {r['batch'] or 'default'} "
             f"| {window or 0:,.0f} "
             f"| {'-' if steady is None else f'{steady:,.0f}'} "
             f"| {r['records_per_s_from_process_start']:,.0f} "
-            f"| {(window or 0) / ceiling:.2f} | {r['exact']} |"
+            f"| {after:,.0f} | {(window or 0) / after:.2f} | {r['exact']} |"
         )
     rows += ["", *(f"- {k}: {v:,.0f} records/s" for k, v in ceil.items())]
     return "\n".join(rows)
@@ -281,12 +306,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=1, help="each contender this many times")
     parser.add_argument("--profile", action="store_true", help="py-spy the 1-process workers")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--base", type=Path, help="another checkout whose worker runs beside this one's"
+    )
     args = parser.parse_args(argv)
     if args.profile and not Path(sys.executable).with_name("py-spy").exists():
         parser.error("--profile needs py-spy beside this Python: pip install py-spy")
     out = measure(args)
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "processes.json").write_bytes(orjson.dumps(out, option=orjson.OPT_INDENT_2))
+    (OUT / "processes.json").write_bytes(orjson.dumps(out, default=str, option=orjson.OPT_INDENT_2))
     print(markdown(out))
     with contextlib.suppress(KeyError):
         for r in out["runs"]:

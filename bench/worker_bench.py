@@ -76,6 +76,8 @@ class Bench:
         self.tag = f"{guarantee}-{uuid.uuid4().hex[:6]}"
         self.work = work
         self.procs: list[subprocess.Popen[bytes]] = []
+        #: The checkout whose worker runs (``python -m processor.cli`` imports from its cwd).
+        self.code = ROOT
         #: End offsets of the input topic after the baseline: where the second one begins.
         self.second_starts: dict[TopicPartition, int] = {}
         self.second_ends: dict[TopicPartition, int] = {}
@@ -139,7 +141,7 @@ class Bench:
         proc = subprocess.Popen(
             [sys.executable, "-m", "processor.cli", "run"],
             env=self.env(),
-            cwd=ROOT,
+            cwd=self.code,
             stdout=log,
             stderr=log,
         )
