@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
+import orjson
+
 from processor.core.catalog import EntitlementCatalog
 from processor.core.identity import event_account, event_identity
 from processor.core.policy import Kind, SourcePolicy
@@ -178,16 +180,27 @@ def build_event(
     }
     cls = event_class(operation)
     draft = cls(**body, id="")
-    # Validated once; the id is a string computed from the validated draft itself.
-    event = draft.model_copy(update={"id": event_id(draft.model_dump(mode="json"), context)})
+    # Validated once; the id is computed from the draft's JSON form, which is then the
+    # event's own (its json_body: the outputs serialize it without dumping the model again).
+    obj = draft.model_dump(mode="json")
+    obj["id"] = event_id(obj, context)
+    event = draft.model_copy(update={"id": obj["id"]})
+    event.__dict__["json_body"] = obj  # cached_property's own slot (see _EventBase)
     return cast(AccountEvent, event)  # event_class(operation) is one of AccountEvent's members
 
 
 def event_id(body: Mapping[str, Any], context: str) -> str:
-    """A UUID from sha256 over the canonical JSON of the body (without ``id``) and a context."""
+    """A UUID from sha256 over the canonical JSON of the body (without ``id``) and a context.
+
+    Canonical JSON: keys sorted, no spaces, text as UTF-8 (orjson). A body orjson cannot
+    encode (an integer beyond 64 bits, a lone surrogate) is encoded the same way by the
+    standard library, so every body has an id.
+    """
     canonical = {key: value for key, value in body.items() if key != "id"}
-    payload = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    digest = hashlib.sha256(
-        payload.encode("ascii") + b"\x00" + context.encode("utf-8", "surrogatepass")
-    )
+    try:
+        payload = orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:
+        text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        payload = text.encode("utf-8", "surrogatepass")
+    digest = hashlib.sha256(payload + b"\x00" + context.encode("utf-8", "surrogatepass"))
     return str(uuid.UUID(bytes=digest.digest()[:16], version=5))
