@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
@@ -84,12 +83,17 @@ def detect_changes(
     single: list[SingleValueChange] = []
     multi: list[MultiValueChange] = []
     entitlements: list[EntitlementChange] = []
-    for name in sorted(before.keys() | after.keys()):
+    # The attributes whose raw values differ (same_raw, its commonest cases inline: most
+    # attributes of a changed account are equal, and one comprehension skips them in C).
+    differing = [
+        name
+        for name in before.keys() | after.keys()
+        if (old := before.get(name)) != (new := after.get(name))
+        or not (type(old) is str or old is None or same_raw(old, new))
+    ]
+    for name in sorted(differing):
         old = before.get(name)
         new = after.get(name)
-        # same_raw, with its commonest cases inline (one call per attribute shows in profiles)
-        if old == new and (type(old) is str or old is None or same_raw(old, new)):
-            continue
         kind = policy.kind(name, old, new)
         if not policy.monitored(name, kind):
             continue
@@ -203,4 +207,14 @@ def event_id(body: Mapping[str, Any], context: str) -> str:
         text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         payload = text.encode("utf-8", "surrogatepass")
     digest = hashlib.sha256(payload + b"\x00" + context.encode("utf-8", "surrogatepass"))
-    return str(uuid.UUID(bytes=digest.digest()[:16], version=5))
+    return uuid_text(digest.digest())
+
+
+def uuid_text(digest: bytes) -> str:
+    """``str(uuid.UUID(bytes=digest[:16], version=5))``, six times quicker: the version
+    nibble set to 5 and the variant bits to RFC 4122's, written as 8-4-4-4-12 hex digits."""
+    head = bytearray(digest[:16])
+    head[6] = (head[6] & 0x0F) | 0x50
+    head[8] = (head[8] & 0x3F) | 0x80
+    x = head.hex()
+    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"

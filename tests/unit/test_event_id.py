@@ -9,6 +9,7 @@ import uuid
 import orjson
 
 from processor.core import EntitlementCatalog, decide_event, event_id
+from processor.core.detect import uuid_text
 from tests.unit.conftest import make_account, make_policy
 
 BEFORE = {"title": "Manager", "department": "Sales"}
@@ -62,3 +63,12 @@ def test_a_copy_with_changes_computes_its_json_body_anew() -> None:
     assert copy.json_body["id"] == "other"
     assert copy == event.model_copy(update={"id": "other"})
     assert event.json_body["id"] == event.id
+
+
+def test_uuid_text_is_the_standard_librarys_version_5_uuid() -> None:
+    """uuid_text writes exactly what uuid.UUID(bytes=..., version=5) writes."""
+    for n in range(300):
+        digest = hashlib.sha256(n.to_bytes(4, "big")).digest()
+        assert uuid_text(digest) == str(uuid.UUID(bytes=digest[:16], version=5))
+    for edge in (b"\x00" * 32, b"\xff" * 32):
+        assert uuid_text(edge) == str(uuid.UUID(bytes=edge[:16], version=5))
