@@ -87,10 +87,11 @@ def detect_changes(
     # attributes of a changed account are equal, and one comprehension skips them in C).
     differing = [
         name
-        for name in before.keys() | after.keys()
-        if (old := before.get(name)) != (new := after.get(name))
+        for name, new in after.items()
+        if (old := before.get(name)) != new
         or not (type(old) is str or old is None or same_raw(old, new))
     ]
+    differing += [name for name in before.keys() - after.keys() if before[name] is not None]
     for name in sorted(differing):
         old = before.get(name)
         new = after.get(name)
@@ -187,10 +188,10 @@ def build_event(
     # Validated once; the id is computed from the draft's JSON form, which is then the
     # event's own (its json_body: the outputs serialize it without dumping the model again).
     obj = draft.model_dump(mode="json")
-    obj["id"] = event_id(obj, context)
-    event = draft.model_copy(update={"id": obj["id"]})
-    event.__dict__["json_body"] = obj  # cached_property's own slot (see _EventBase)
-    return cast(AccountEvent, event)  # event_class(operation) is one of AccountEvent's members
+    del obj["id"]  # the last field: put back below, it stays last
+    obj["id"] = draft.__dict__["id"] = _id_of(obj, context)  # the draft is no one else's yet
+    draft.__dict__["json_body"] = obj  # cached_property's own slot (see _EventBase)
+    return cast(AccountEvent, draft)  # event_class(operation) is one of AccountEvent's members
 
 
 def event_id(body: Mapping[str, Any], context: str) -> str:
@@ -200,7 +201,11 @@ def event_id(body: Mapping[str, Any], context: str) -> str:
     encode (an integer beyond 64 bits, a lone surrogate) is encoded the same way by the
     standard library, so every body has an id.
     """
-    canonical = {key: value for key, value in body.items() if key != "id"}
+    return _id_of({key: value for key, value in body.items() if key != "id"}, context)
+
+
+def _id_of(canonical: Mapping[str, Any], context: str) -> str:
+    """:func:`event_id` of a body without ``id``."""
     try:
         payload = orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)
     except orjson.JSONEncodeError:

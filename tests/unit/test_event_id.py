@@ -51,6 +51,7 @@ def test_a_built_event_keeps_its_json_body_and_id() -> None:
     event = decide_event(make_policy(), previous, current, EntitlementCatalog())
     assert event is not None
     assert event.json_body == event.model_dump(mode="json")
+    assert list(event.json_body) == list(event.model_dump(mode="json"))  # field order too
     assert event.json_body["id"] == event.id == event_id(event.model_dump(mode="json"), "")
 
 
