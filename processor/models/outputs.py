@@ -3,8 +3,9 @@ no unknown fields; field order is the serialisation order)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import cached_property
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from processor.models.common import (
     AttributeValue,
@@ -163,7 +164,7 @@ class _EventBase(OutputModel):
         outputs serialize it. (Not a field: pydantic leaves it out of equality and dumps.)"""
         return self.model_dump(mode="json")
 
-    def model_copy(self, *, update: Any = None, deep: bool = False) -> Any:
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
         """A copy; one with fields changed computes its :attr:`json_body` anew."""
         copy = super().model_copy(update=update, deep=deep)
         if update:
