@@ -1,8 +1,9 @@
 """The pure change-detection core: no I/O, no clock, no logging, no Kafka.
 
-It imports only :mod:`processor.models`, :mod:`processor.errors` and the standard
-library. Entry points: :func:`decide_event` (one account against its stored state, for the
-streaming worker) and :func:`diff_snapshots` (two whole snapshots, for ``diff``).
+It imports only :mod:`processor.models`, :mod:`processor.errors`, the standard library
+and orjson (a pure JSON encoder, for the event id). Entry points: :func:`decide_event` (one
+account against its stored state, for the streaming worker) and :func:`diff_snapshots` (two
+whole snapshots, for ``diff``).
 """
 
 from processor.core.catalog import EntitlementCatalog, catalog_key

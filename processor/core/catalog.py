@@ -8,6 +8,8 @@ from processor.core.values import nfc
 from processor.models import CatalogEntry, EntitlementOwnerOut, EntitlementRef
 
 CatalogKey = tuple[str, str]
+#: The most refs a catalog keeps built (about 1 KB each); past it they are built anew.
+_MAX_REFS = 65_536
 
 
 def catalog_key(attribute: str, value: str) -> CatalogKey:
@@ -26,13 +28,16 @@ class EntitlementCatalog:
     they arrived in.
     """
 
-    __slots__ = ("_entries", "_folded")
+    __slots__ = ("_entries", "_folded", "_refs")
 
     def __init__(self, entries: Iterable[CatalogEntry] = ()) -> None:
         #: catalog key -> {value as written: entry}
         self._entries: dict[CatalogKey, dict[str, CatalogEntry]] = {}
         #: (attribute, folded NFC value) -> the NFC values folding to it.
         self._folded: dict[CatalogKey, set[str]] = {}
+        #: (attribute, value, case_insensitive) -> its ref, as :meth:`ref` last built it (refs
+        #: are immutable); emptied by every change and when it reaches _MAX_REFS.
+        self._refs: dict[tuple[str, str, bool], EntitlementRef] = {}
         for entry in entries:
             self.put(entry)
 
@@ -42,6 +47,7 @@ class EntitlementCatalog:
     def put(self, entry: CatalogEntry) -> None:
         """Add or replace the entry of ``(entry.attribute, entry.value)``."""
         key = catalog_key(entry.attribute, entry.value)
+        self._refs.clear()
         self._entries.setdefault(key, {})[entry.value] = entry
         self._folded.setdefault((key[0], key[1].casefold()), set()).add(key[1])
 
@@ -51,6 +57,7 @@ class EntitlementCatalog:
         written = self._entries.get(key)
         if written is None or written.pop(value, None) is None:
             return
+        self._refs.clear()
         if written:
             return
         del self._entries[key]
@@ -70,7 +77,18 @@ class EntitlementCatalog:
         """The ref of a value; a miss gives ``{id: None, name: value, value, owner: None}``.
 
         ``value`` is reported as given (the account's own spelling), whatever form matched.
+        Refs are kept once built (a changed account names the same groups again and again).
         """
+        known = self._refs.get((attribute, value, case_insensitive))
+        if known is not None:
+            return known
+        if len(self._refs) >= _MAX_REFS:
+            self._refs.clear()
+        ref = self._ref(attribute, value, case_insensitive=case_insensitive)
+        self._refs[(attribute, value, case_insensitive)] = ref
+        return ref
+
+    def _ref(self, attribute: str, value: str, *, case_insensitive: bool) -> EntitlementRef:
         key = catalog_key(attribute, value)
         entry = self._entry(key)
         if entry is None and case_insensitive:

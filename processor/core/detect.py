@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
+
+import orjson
 
 from processor.core.catalog import EntitlementCatalog
 from processor.core.identity import event_account, event_identity
@@ -82,12 +83,18 @@ def detect_changes(
     single: list[SingleValueChange] = []
     multi: list[MultiValueChange] = []
     entitlements: list[EntitlementChange] = []
-    for name in sorted(before.keys() | after.keys()):
+    # The attributes whose raw values differ (same_raw, its commonest cases inline: most
+    # attributes of a changed account are equal, and one comprehension skips them in C).
+    differing = [
+        name
+        for name, new in after.items()
+        if (old := before.get(name)) != new
+        or not (type(old) is str or old is None or same_raw(old, new))
+    ]
+    differing += [name for name in before.keys() - after.keys() if before[name] is not None]
+    for name in sorted(differing):
         old = before.get(name)
         new = after.get(name)
-        # same_raw, with its commonest cases inline (one call per attribute shows in profiles)
-        if old == new and (type(old) is str or old is None or same_raw(old, new)):
-            continue
         kind = policy.kind(name, old, new)
         if not policy.monitored(name, kind):
             continue
@@ -178,16 +185,41 @@ def build_event(
     }
     cls = event_class(operation)
     draft = cls(**body, id="")
-    # Validated once; the id is a string computed from the validated draft itself.
-    event = draft.model_copy(update={"id": event_id(draft.model_dump(mode="json"), context)})
-    return cast(AccountEvent, event)  # event_class(operation) is one of AccountEvent's members
+    # Validated once; the id is computed from the draft's JSON form, which is then the
+    # event's own (its json_body: the outputs serialize it without dumping the model again).
+    obj = draft.model_dump(mode="json")
+    del obj["id"]  # the last field: put back below, it stays last
+    obj["id"] = draft.__dict__["id"] = _id_of(obj, context)  # the draft is no one else's yet
+    draft.__dict__["json_body"] = obj  # cached_property's own slot (see _EventBase)
+    return cast(AccountEvent, draft)  # event_class(operation) is one of AccountEvent's members
 
 
 def event_id(body: Mapping[str, Any], context: str) -> str:
-    """A UUID from sha256 over the canonical JSON of the body (without ``id``) and a context."""
-    canonical = {key: value for key, value in body.items() if key != "id"}
-    payload = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    digest = hashlib.sha256(
-        payload.encode("ascii") + b"\x00" + context.encode("utf-8", "surrogatepass")
-    )
-    return str(uuid.UUID(bytes=digest.digest()[:16], version=5))
+    """A UUID from sha256 over the canonical JSON of the body (without ``id``) and a context.
+
+    Canonical JSON: keys sorted, no spaces, text as UTF-8 (orjson). A body orjson cannot
+    encode (an integer beyond 64 bits, a lone surrogate) is encoded the same way by the
+    standard library, so every body has an id.
+    """
+    return _id_of({key: value for key, value in body.items() if key != "id"}, context)
+
+
+def _id_of(canonical: Mapping[str, Any], context: str) -> str:
+    """:func:`event_id` of a body without ``id``."""
+    try:
+        payload = orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:
+        text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        payload = text.encode("utf-8", "surrogatepass")
+    digest = hashlib.sha256(payload + b"\x00" + context.encode("utf-8", "surrogatepass"))
+    return uuid_text(digest.digest())
+
+
+def uuid_text(digest: bytes) -> str:
+    """``str(uuid.UUID(bytes=digest[:16], version=5))``, six times quicker: the version
+    nibble set to 5 and the variant bits to RFC 4122's, written as 8-4-4-4-12 hex digits."""
+    head = bytearray(digest[:16])
+    head[6] = (head[6] & 0x0F) | 0x50
+    head[8] = (head[8] & 0x3F) | 0x80
+    x = head.hex()
+    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"

@@ -36,7 +36,7 @@ from processor.worker.state import (
     AggregationInfo,
     StoredAccount,
     account_key,
-    digest,
+    canonical_digest,
     k_account,
     k_gone,
     k_pending_delete,
@@ -49,10 +49,11 @@ _UNCHANGED = Verdict.UNCHANGED
 
 @dataclass(frozen=True, slots=True)
 class _Draft:
-    """The account a record will store: its JSON form, digest and input digests."""
+    """The account a record will store: its canonical JSON (what is stored), its digest and
+    input digests."""
 
     account: Account
-    obj: dict[str, Any]
+    json: bytes
     digest: bytes
     #: (input digest, bytes digest) of the record it came in; NO_INPUTS once the platform's
     #: own changes made it differ from that record.
@@ -60,8 +61,10 @@ class _Draft:
 
     @staticmethod
     def of(account: Account, inputs: tuple[bytes, bytes]) -> _Draft:
-        obj = account.model_dump(mode="json", exclude_none=True)
-        return _Draft(account, obj, digest(obj), inputs)
+        # One encoding gives both the digest and the stored JSON (sorted keys: any key
+        # order reads back the same account).
+        canonical = codec.dumps_canonical(account.model_dump(mode="json", exclude_none=True))
+        return _Draft(account, canonical, canonical_digest(canonical), inputs)
 
 
 class AccountFlow(Flow):
@@ -222,7 +225,7 @@ class AccountFlow(Flow):
             self._memory.changing(source_id)
             agg.created += 1
         old_identity = None if previous is None else policy.identity_key(previous.nativeIdentity)
-        stored = StoredAccount(agg.started_ms, draft.digest, codec.dumps(draft.obj), *draft.inputs)
+        stored = StoredAccount(agg.started_ms, draft.digest, draft.json, *draft.inputs)
         new_key = accounts.store(
             state, source_id, key, (identity, old_identity), draft.account.uuid, stored
         )

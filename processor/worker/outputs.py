@@ -51,7 +51,7 @@ def cloud_event_headers(
 def event_record(topic: str, event: AccountEvent, timestamp_ms: int) -> OutRecord:
     """An event as an output record, keyed like its account."""
     headers = cloud_event_headers(event.id, event.source.id, ce_type(event.eventType), timestamp_ms)
-    return OutRecord(topic, event_key(event), codec.dumps(event.model_dump(mode="json")), headers)
+    return OutRecord(topic, event_key(event), codec.dumps(event.json_body), headers)
 
 
 def remediation_record(topic: str, command: RemediationCommand, timestamp_ms: int) -> OutRecord:

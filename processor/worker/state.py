@@ -144,7 +144,12 @@ class Held:
 
 def digest(account: Any) -> bytes:
     """A 16-byte digest of an account's canonical JSON (key order does not matter)."""
-    return hashlib.blake2b(codec.dumps_canonical(account), digest_size=16).digest()
+    return canonical_digest(codec.dumps_canonical(account))
+
+
+def canonical_digest(canonical: bytes) -> bytes:
+    """:func:`digest` of an account from its canonical JSON (``codec.dumps_canonical``)."""
+    return hashlib.blake2b(canonical, digest_size=16).digest()
 
 
 def bytes_digest(raw: bytes | memoryview) -> bytes:

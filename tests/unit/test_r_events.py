@@ -393,6 +393,19 @@ def test_r13_catalog_follows_put_and_remove() -> None:
     assert len(catalog) == 1
 
 
+def test_r13_refs_asked_before_a_put_or_remove_follow_it() -> None:
+    """A ref asked for, then changed by put or remove, is given as the catalog now says."""
+    catalog = make_catalog({"value": "CN=A", "id": "v1", "name": "A"})
+    assert catalog.ref("memberOf", "CN=A", case_insensitive=False).id == "v1"
+    assert catalog.ref("memberOf", "cn=b", case_insensitive=True).id is None
+    catalog.put(CatalogEntry(attribute="memberOf", value="CN=A", id="v2", name="A2"))
+    catalog.put(CatalogEntry(attribute="memberOf", value="CN=B", id="b"))
+    assert catalog.ref("memberOf", "CN=A", case_insensitive=False).id == "v2"
+    assert catalog.ref("memberOf", "cn=b", case_insensitive=True).id == "b"
+    catalog.remove("memberOf", "CN=A")
+    assert catalog.ref("memberOf", "CN=A", case_insensitive=False).id is None
+
+
 # --------------------------------------------------------------------------- R14
 
 
