@@ -44,6 +44,8 @@ import shutil
 import threading
 import uuid
 from collections.abc import Iterator, Mapping
+from itertools import chain, islice, takewhile
+from operator import methodcaller
 from pathlib import Path
 from typing import Any
 
@@ -62,10 +64,11 @@ from processor.state.lmdb_format import (
     create_meta,
     mapped_errors,
     seal,
+    state_error,
     unseal,
     verify_in_child,
 )
-from processor.state.store import check_key, check_partition, check_writes
+from processor.state.store import MAX_KEY_BYTES, check_key, check_partition, check_writes
 
 # Initial map size. Without writemap the file grows with the data, not with the map, so this
 # only reserves virtual address space; 1 GiB holds ~250k 3 KB values before the first growth.
@@ -74,9 +77,11 @@ DEFAULT_MAP_SIZE_BYTES = 1 << 30
 _MAP_ROUND_BYTES = 1 << 20
 # Each growth at least doubles the map, so 40 attempts cannot be exhausted by real data.
 _MAX_GROWTHS = 40
-# Scans read this many entries per read transaction, so that no read transaction stays open
-# between yields (an open reader would pin old pages and block map growth).
+# Scans read this many entries per chunk: a chunk is read whole before it is yielded, so a
+# write between two yields (which ends the read transaction) can only fall between chunks.
 SCAN_CHUNK = 256
+# Keys-only scans read this many keys per chunk (keys are small, and no value is copied).
+KEYS_CHUNK = 4096
 
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
@@ -97,6 +102,8 @@ class LmdbStateStore:
         self._meta = meta
         self._key = key
         self._closed = False
+        # The read transaction every read uses until the next write (see ``_read``).
+        self._reader: Any = None
         self.store_id = store_id
 
     @classmethod
@@ -136,12 +143,34 @@ class LmdbStateStore:
             raise StateError("state store is closed")
         return self._env
 
+    def _read(self) -> Any:
+        """The read transaction of the store as it is now: begun at the first read after a
+        write (or open) and kept for every read until the next write or the close."""
+        txn = self._reader
+        if txn is None:
+            env = self._live()
+            try:
+                txn = self._reader = env.begin(db=self._data)
+            except lmdb.Error as exc:
+                raise state_error(exc, "read") from exc
+        return txn
+
+    def _end_read(self) -> None:
+        txn, self._reader = self._reader, None
+        if txn is not None:
+            txn.abort()
+
     def get(self, key: bytes) -> bytes | None:
         """Return the value stored under ``key``, or ``None``."""
-        env = self._live()
-        check_key(key)
-        with mapped_errors("get"), env.begin(db=self._data) as txn:
+        txn = self._reader
+        if txn is None:
+            txn = self._read()
+        if type(key) is not bytes or not 0 < len(key) <= MAX_KEY_BYTES:
+            check_key(key)  # raises, unless a subclass of bytes
+        try:
             stored: bytes | None = txn.get(key)
+        except lmdb.Error as exc:
+            raise state_error(exc, "get") from exc
         return None if stored is None else unseal(key, stored)
 
     def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
@@ -150,45 +179,70 @@ class LmdbStateStore:
         return self._scan(prefix)
 
     def _scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        start, skip_start = prefix, False
+        after: bytes | None = None
         while True:
-            env = self._live()
             chunk: list[tuple[bytes, bytes]] = []
-            done = True
-            with mapped_errors("scan"), env.begin(db=self._data) as txn:
-                cursor = txn.cursor()
-                if not (cursor.set_range(start) if start else cursor.first()):
+            try:
+                cursor = self._cursor(prefix, after)
+                if cursor is None:
                     return
                 for k, v in cursor.iternext():
-                    if skip_start and k == start:
-                        continue
                     if not k.startswith(prefix):
                         break
                     chunk.append((k, unseal(k, v)))
-                    if len(chunk) >= SCAN_CHUNK:
-                        done = False
+                    if len(chunk) == SCAN_CHUNK:
                         break
+            except lmdb.Error as exc:
+                raise state_error(exc, "scan") from exc
             yield from chunk
-            if done:
+            if len(chunk) < SCAN_CHUNK:
                 return
-            start, skip_start = chunk[-1][0], True
+            after = chunk[-1][0]
+
+    def keys(self, prefix: bytes) -> Iterator[bytes]:
+        """Yield every key that starts with ``prefix``, sorted, without reading its value."""
+        self._live()
+        return chain.from_iterable(self._key_chunks(prefix))
+
+    def _key_chunks(self, prefix: bytes) -> Iterator[list[bytes]]:
+        after: bytes | None = None
+        under = methodcaller("startswith", prefix)
+        while True:
+            try:
+                cursor = self._cursor(prefix, after)
+                if cursor is None:
+                    return
+                keys = cursor.iternext(keys=True, values=False)
+                chunk = list(islice(takewhile(under, keys), KEYS_CHUNK))
+            except lmdb.Error as exc:
+                raise state_error(exc, "keys") from exc
+            yield chunk
+            if len(chunk) < KEYS_CHUNK:
+                return
+            after = chunk[-1]
+
+    def _cursor(self, prefix: bytes, after: bytes | None) -> Any:
+        """A cursor at the first key under ``prefix`` (past ``after`` if given); ``None`` at
+        the end. Scans read in chunks, each in the read transaction current when it starts:
+        a write between two chunks (the caller's, while it holds the iterator) ends the
+        transaction, and the next chunk goes on after the last key given."""
+        cursor = self._read().cursor()
+        start = prefix if after is None else after
+        if not (cursor.set_range(start) if start else cursor.first()):
+            return None
+        if after is not None and cursor.key() == after and not cursor.next():
+            return None
+        return cursor
 
     def count(self, prefix: bytes) -> int:
         """Return how many keys start with ``prefix``."""
-        env = self._live()
-        with mapped_errors("count"), env.begin(db=self._data) as txn:
-            if not prefix:
-                entries: int = txn.stat(self._data)["entries"]
-                return entries
-            cursor = txn.cursor()
-            if not cursor.set_range(prefix):
-                return 0
-            n = 0
-            for k in cursor.iternext(keys=True, values=False):
-                if not k.startswith(prefix):
-                    break
-                n += 1
-            return n
+        if prefix:
+            self._live()
+            return sum(map(len, self._key_chunks(prefix)))
+        txn = self._read()
+        with mapped_errors("count"):
+            entries: int = txn.stat(self._data)["entries"]
+        return entries
 
     def apply(self, writes: Mapping[bytes, bytes | None], checkpoint: int | None) -> None:
         """Atomically apply puts (``bytes``), deletes (``None``) and, if given, the checkpoint.
@@ -198,6 +252,7 @@ class LmdbStateStore:
         """
         env = self._live()
         items = check_writes(writes, checkpoint)
+        self._end_read()  # its snapshot is about to be stale, and growth needs no reader
         for _ in range(_MAX_GROWTHS):
             try:
                 self._write(env, items, checkpoint)
@@ -240,9 +295,9 @@ class LmdbStateStore:
 
     def checkpoint(self) -> int | None:
         """Return the next changelog offset to read, or ``None`` if never set."""
-        env = self._live()
-        with mapped_errors("checkpoint"), env.begin(db=self._meta) as txn:
-            raw: bytes | None = txn.get(CHECKPOINT_KEY)
+        txn = self._read()
+        with mapped_errors("checkpoint"):
+            raw: bytes | None = txn.get(CHECKPOINT_KEY, db=self._meta)
         if raw is None:
             return None
         packed = unseal(CHECKPOINT_KEY, raw)
@@ -257,6 +312,7 @@ class LmdbStateStore:
             return
         self._closed = True
         try:
+            self._end_read()
             self._env.close()
         finally:
             with _open_lock:
