@@ -33,6 +33,14 @@ the key order and the entry count. A child that finds damage, crashes or hangs m
 one sequential read of the store per open (pass ``verify=False`` to skip it where the file
 is known good).
 
+Reads share one read transaction: the first read after the open or a write begins it, and
+every read uses it until the next ``apply`` (which ends it before its write transaction, so
+that no read sees a state older than the last apply, no reader pins the pages that write
+frees, and the map can grow) or the close. A get is then a lookup and a checksum, not a
+transaction per call. Scans read in chunks, each whole before it is yielded, so a write
+between two yields is seen from the next chunk on. ``keys`` walks the keys without copying
+or checking values: a value is checked when it is read.
+
 Not thread-safe: use each store from one thread. Opening the same directory twice in one
 process is refused (LMDB forbids it).
 """
