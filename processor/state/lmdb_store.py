@@ -187,32 +187,20 @@ class LmdbStateStore:
         return self._scan(prefix)
 
     def _scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        after: bytes | None = None
-        while True:
-            chunk: list[tuple[bytes, bytes]] = []
+        for keys in self._key_chunks(prefix, SCAN_CHUNK):
+            txn = self._read()  # the chunk's own: nothing can write before its values are read
             try:
-                cursor = self._cursor(prefix, after)
-                if cursor is None:
-                    return
-                for k, v in cursor.iternext():
-                    if not k.startswith(prefix):
-                        break
-                    chunk.append((k, unseal(k, v)))
-                    if len(chunk) == SCAN_CHUNK:
-                        break
+                values = [unseal(k, txn.get(k)) for k in keys]
             except lmdb.Error as exc:
                 raise state_error(exc, "scan") from exc
-            yield from chunk
-            if len(chunk) < SCAN_CHUNK:
-                return
-            after = chunk[-1][0]
+            yield from zip(keys, values, strict=True)
 
     def keys(self, prefix: bytes) -> Iterator[bytes]:
         """Yield every key that starts with ``prefix``, sorted, without reading its value."""
         self._live()
-        return chain.from_iterable(self._key_chunks(prefix))
+        return chain.from_iterable(self._key_chunks(prefix, KEYS_CHUNK))
 
-    def _key_chunks(self, prefix: bytes) -> Iterator[list[bytes]]:
+    def _key_chunks(self, prefix: bytes, size: int) -> Iterator[list[bytes]]:
         after: bytes | None = None
         under = methodcaller("startswith", prefix)
         while True:
@@ -221,11 +209,11 @@ class LmdbStateStore:
                 if cursor is None:
                     return
                 keys = cursor.iternext(keys=True, values=False)
-                chunk = list(islice(takewhile(under, keys), KEYS_CHUNK))
+                chunk = list(islice(takewhile(under, keys), size))
             except lmdb.Error as exc:
                 raise state_error(exc, "keys") from exc
             yield chunk
-            if len(chunk) < KEYS_CHUNK:
+            if len(chunk) < size:
                 return
             after = chunk[-1]
 
@@ -246,7 +234,7 @@ class LmdbStateStore:
         """Return how many keys start with ``prefix``."""
         if prefix:
             self._live()
-            return sum(map(len, self._key_chunks(prefix)))
+            return sum(map(len, self._key_chunks(prefix, KEYS_CHUNK)))
         txn = self._read()
         with mapped_errors("count"):
             entries: int = txn.stat(self._data)["entries"]
