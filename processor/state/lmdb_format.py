@@ -49,15 +49,20 @@ CORRUPT_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
+def state_error(exc: lmdb.Error, what: str) -> StateError:
+    """Our exception for one of LMDB's (raise it ``from exc`` to keep the cause)."""
+    if isinstance(exc, CORRUPT_ERRORS):
+        return StateCorruptError(f"state store is damaged ({what}): {exc}")
+    return StateError(f"state store failed ({what}): {exc}")
+
+
 @contextmanager
 def mapped_errors(what: str) -> Iterator[None]:
     """Map LMDB's exceptions to ours, keeping the cause."""
     try:
         yield
-    except CORRUPT_ERRORS as exc:
-        raise StateCorruptError(f"state store is damaged ({what}): {exc}") from exc
     except lmdb.Error as exc:
-        raise StateError(f"state store failed ({what}): {exc}") from exc
+        raise state_error(exc, what) from exc
 
 
 def seal(key: bytes, value: bytes) -> bytes:

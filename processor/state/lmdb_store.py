@@ -33,6 +33,14 @@ the key order and the entry count. A child that finds damage, crashes or hangs m
 one sequential read of the store per open (pass ``verify=False`` to skip it where the file
 is known good).
 
+Reads share one read transaction: the first read after the open or a write begins it, and
+every read uses it until the next ``apply`` (which ends it before its write transaction, so
+that no read sees a state older than the last apply, no reader pins the pages that write
+frees, and the map can grow) or the close. A get is then a lookup and a checksum, not a
+transaction per call. Scans read in chunks, each whole before it is yielded, so a write
+between two yields is seen from the next chunk on. ``keys`` walks the keys without copying
+or checking values: a value is checked when it is read.
+
 Not thread-safe: use each store from one thread. Opening the same directory twice in one
 process is refused (LMDB forbids it).
 """
@@ -44,6 +52,8 @@ import shutil
 import threading
 import uuid
 from collections.abc import Iterator, Mapping
+from itertools import chain, islice, takewhile
+from operator import methodcaller
 from pathlib import Path
 from typing import Any
 
@@ -62,10 +72,11 @@ from processor.state.lmdb_format import (
     create_meta,
     mapped_errors,
     seal,
+    state_error,
     unseal,
     verify_in_child,
 )
-from processor.state.store import check_key, check_partition, check_writes
+from processor.state.store import MAX_KEY_BYTES, check_key, check_partition, check_writes
 
 # Initial map size. Without writemap the file grows with the data, not with the map, so this
 # only reserves virtual address space; 1 GiB holds ~250k 3 KB values before the first growth.
@@ -74,9 +85,11 @@ DEFAULT_MAP_SIZE_BYTES = 1 << 30
 _MAP_ROUND_BYTES = 1 << 20
 # Each growth at least doubles the map, so 40 attempts cannot be exhausted by real data.
 _MAX_GROWTHS = 40
-# Scans read this many entries per read transaction, so that no read transaction stays open
-# between yields (an open reader would pin old pages and block map growth).
+# Scans read this many entries per chunk: a chunk is read whole before it is yielded, so a
+# write between two yields (which ends the read transaction) can only fall between chunks.
 SCAN_CHUNK = 256
+# Keys-only scans read this many keys per chunk (keys are small, and no value is copied).
+KEYS_CHUNK = 4096
 
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
@@ -97,6 +110,8 @@ class LmdbStateStore:
         self._meta = meta
         self._key = key
         self._closed = False
+        # The read transaction every read uses until the next write (see ``_read``).
+        self._reader: Any = None
         self.store_id = store_id
 
     @classmethod
@@ -136,12 +151,34 @@ class LmdbStateStore:
             raise StateError("state store is closed")
         return self._env
 
+    def _read(self) -> Any:
+        """The read transaction of the store as it is now: begun at the first read after a
+        write (or open) and kept for every read until the next write or the close."""
+        txn = self._reader
+        if txn is None:
+            env = self._live()
+            try:
+                txn = self._reader = env.begin(db=self._data)
+            except lmdb.Error as exc:
+                raise state_error(exc, "read") from exc
+        return txn
+
+    def _end_read(self) -> None:
+        txn, self._reader = self._reader, None
+        if txn is not None:
+            txn.abort()
+
     def get(self, key: bytes) -> bytes | None:
         """Return the value stored under ``key``, or ``None``."""
-        env = self._live()
-        check_key(key)
-        with mapped_errors("get"), env.begin(db=self._data) as txn:
+        txn = self._reader
+        if txn is None:
+            txn = self._read()
+        if type(key) is not bytes or not 0 < len(key) <= MAX_KEY_BYTES:
+            check_key(key)  # raises, unless a subclass of bytes
+        try:
             stored: bytes | None = txn.get(key)
+        except lmdb.Error as exc:
+            raise state_error(exc, "get") from exc
         return None if stored is None else unseal(key, stored)
 
     def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
@@ -150,45 +187,58 @@ class LmdbStateStore:
         return self._scan(prefix)
 
     def _scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        start, skip_start = prefix, False
+        for keys in self._key_chunks(prefix, SCAN_CHUNK):
+            txn = self._read()  # the chunk's own: nothing can write before its values are read
+            try:
+                values = [unseal(k, txn.get(k)) for k in keys]
+            except lmdb.Error as exc:
+                raise state_error(exc, "scan") from exc
+            yield from zip(keys, values, strict=True)
+
+    def keys(self, prefix: bytes) -> Iterator[bytes]:
+        """Yield every key that starts with ``prefix``, sorted, without reading its value."""
+        self._live()
+        return chain.from_iterable(self._key_chunks(prefix, KEYS_CHUNK))
+
+    def _key_chunks(self, prefix: bytes, size: int) -> Iterator[list[bytes]]:
+        after: bytes | None = None
+        under = methodcaller("startswith", prefix)
         while True:
-            env = self._live()
-            chunk: list[tuple[bytes, bytes]] = []
-            done = True
-            with mapped_errors("scan"), env.begin(db=self._data) as txn:
-                cursor = txn.cursor()
-                if not (cursor.set_range(start) if start else cursor.first()):
+            try:
+                cursor = self._cursor(prefix, after)
+                if cursor is None:
                     return
-                for k, v in cursor.iternext():
-                    if skip_start and k == start:
-                        continue
-                    if not k.startswith(prefix):
-                        break
-                    chunk.append((k, unseal(k, v)))
-                    if len(chunk) >= SCAN_CHUNK:
-                        done = False
-                        break
-            yield from chunk
-            if done:
+                keys = cursor.iternext(keys=True, values=False)
+                chunk = list(islice(takewhile(under, keys), size))
+            except lmdb.Error as exc:
+                raise state_error(exc, "keys") from exc
+            yield chunk
+            if len(chunk) < size:
                 return
-            start, skip_start = chunk[-1][0], True
+            after = chunk[-1]
+
+    def _cursor(self, prefix: bytes, after: bytes | None) -> Any:
+        """A cursor at the first key under ``prefix`` (past ``after`` if given); ``None`` at
+        the end. Scans read in chunks, each in the read transaction current when it starts:
+        a write between two chunks (the caller's, while it holds the iterator) ends the
+        transaction, and the next chunk goes on after the last key given."""
+        cursor = self._read().cursor()
+        start = prefix if after is None else after
+        if not (cursor.set_range(start) if start else cursor.first()):
+            return None
+        if after is not None and cursor.key() == after and not cursor.next():
+            return None
+        return cursor
 
     def count(self, prefix: bytes) -> int:
         """Return how many keys start with ``prefix``."""
-        env = self._live()
-        with mapped_errors("count"), env.begin(db=self._data) as txn:
-            if not prefix:
-                entries: int = txn.stat(self._data)["entries"]
-                return entries
-            cursor = txn.cursor()
-            if not cursor.set_range(prefix):
-                return 0
-            n = 0
-            for k in cursor.iternext(keys=True, values=False):
-                if not k.startswith(prefix):
-                    break
-                n += 1
-            return n
+        if prefix:
+            self._live()
+            return sum(map(len, self._key_chunks(prefix, KEYS_CHUNK)))
+        txn = self._read()
+        with mapped_errors("count"):
+            entries: int = txn.stat(self._data)["entries"]
+        return entries
 
     def apply(self, writes: Mapping[bytes, bytes | None], checkpoint: int | None) -> None:
         """Atomically apply puts (``bytes``), deletes (``None``) and, if given, the checkpoint.
@@ -198,6 +248,7 @@ class LmdbStateStore:
         """
         env = self._live()
         items = check_writes(writes, checkpoint)
+        self._end_read()  # its snapshot is about to be stale, and growth needs no reader
         for _ in range(_MAX_GROWTHS):
             try:
                 self._write(env, items, checkpoint)
@@ -240,9 +291,9 @@ class LmdbStateStore:
 
     def checkpoint(self) -> int | None:
         """Return the next changelog offset to read, or ``None`` if never set."""
-        env = self._live()
-        with mapped_errors("checkpoint"), env.begin(db=self._meta) as txn:
-            raw: bytes | None = txn.get(CHECKPOINT_KEY)
+        txn = self._read()
+        with mapped_errors("checkpoint"):
+            raw: bytes | None = txn.get(CHECKPOINT_KEY, db=self._meta)
         if raw is None:
             return None
         packed = unseal(CHECKPOINT_KEY, raw)
@@ -257,6 +308,7 @@ class LmdbStateStore:
             return
         self._closed = True
         try:
+            self._end_read()
             self._env.close()
         finally:
             with _open_lock:

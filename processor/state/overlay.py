@@ -11,6 +11,7 @@ could not be decided undo that record's writes alone (the worker dead-letters it
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterator, Mapping
 from types import MappingProxyType
 
@@ -79,9 +80,13 @@ class BatchOverlay:
             undo[key] = (self._pending[key],) if key in self._pending else None
 
     def get(self, key: bytes) -> bytes | None:
-        """Return the pending value of ``key`` if any (``None`` if deleted), else the store's."""
-        if check_key(key) in self._pending:
-            return self._pending[key]
+        """Return the pending value of ``key`` if any (``None`` if deleted), else the store's.
+
+        A pending key was checked when it was written; any other key is checked by the store.
+        """
+        pending = self._pending
+        if key in pending:
+            return pending[key]
         return self._store.get(key)
 
     def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
@@ -91,6 +96,16 @@ class BatchOverlay:
             key=lambda kv: kv[0],
         )
         return _merge(self._store.scan(prefix), pending)
+
+    def keys(self, prefix: bytes) -> Iterator[bytes]:
+        """Yield the store's keys under ``prefix`` merged with pending writes, sorted."""
+        pending = sorted(
+            ((k, v) for k, v in self._pending.items() if k.startswith(prefix)),
+            key=lambda kv: kv[0],
+        )
+        if not pending:
+            return self._store.keys(prefix)
+        return iter(_merge_keys(list(self._store.keys(prefix)), pending))
 
     def count(self, prefix: bytes) -> int:
         """Return how many keys start with ``prefix`` once pending writes are applied."""
@@ -123,3 +138,17 @@ def _merge(
     for new_key, new_value in pending[i:]:
         if new_value is not None:
             yield new_key, new_value
+
+
+def _merge_keys(stored: list[bytes], pending: list[tuple[bytes, bytes | None]]) -> list[bytes]:
+    """:func:`_merge` of keys alone, in runs between pending keys (no Python step per key)."""
+    merged: list[bytes] = []
+    at = 0
+    for key, value in pending:
+        i = bisect.bisect_left(stored, key, at)
+        merged += stored[at:i]
+        if value is not None:
+            merged.append(key)
+        at = i + 1 if i < len(stored) and stored[i] == key else i
+    merged += stored[at:]
+    return merged

@@ -11,7 +11,8 @@ reached. On start it restores what the store lacks by reading the changelog from
 Every store, on disk or in memory, has the same semantics, checked by the same tests:
 
 * keys are 1..``MAX_KEY_BYTES`` bytes (LMDB's limit), values are ``bytes`` (may be empty);
-* ``scan`` yields ``(key, value)`` sorted by key bytes; it is stable while nothing writes;
+* ``scan`` yields ``(key, value)`` sorted by key bytes, ``keys`` the same keys alone; both
+  are stable while nothing writes;
 * ``apply`` validates everything first, then applies puts, deletes (``None``; deleting a
   missing key is a no-op) and the checkpoint all or nothing; ``checkpoint=None`` keeps the
   current checkpoint;
@@ -41,6 +42,10 @@ class StateReader(Protocol):
 
     def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         """Yield every ``(key, value)`` whose key starts with ``prefix``, sorted by key."""
+        ...
+
+    def keys(self, prefix: bytes) -> Iterator[bytes]:
+        """Yield every key that starts with ``prefix``, sorted, without reading its value."""
         ...
 
     def count(self, prefix: bytes) -> int:
@@ -150,6 +155,10 @@ class InMemoryStateStore:
         table = self._live()
         # Snapshot before yielding so that a write during iteration cannot break it.
         return iter([(k, table.items[k]) for k in table.keys_with(prefix)])
+
+    def keys(self, prefix: bytes) -> Iterator[bytes]:
+        """Yield every key that starts with ``prefix``, sorted, without reading its value."""
+        return iter(self._live().keys_with(prefix))  # a copy: writes cannot break it
 
     def count(self, prefix: bytes) -> int:
         """Return how many keys start with ``prefix``."""

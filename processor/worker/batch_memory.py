@@ -159,5 +159,5 @@ class BatchMemory:
             k_seen(source_id, aggregation_id),
             k_pending_delete(source_id, aggregation_id),
         ):
-            for key, _ in list(state.scan(prefix)):
+            for key in list(state.keys(prefix)):
                 state.delete(key)

@@ -9,6 +9,8 @@ the baseline: its deletions are dropped silently. FAILED and TERMINATED delete n
 
 from __future__ import annotations
 
+from operator import itemgetter
+
 from processor.core import SourcePolicy, decide_event, delete_guard
 from processor.errors import InputError
 from processor.models import (
@@ -65,9 +67,9 @@ class AggregationLifecycle(Flow):
             Verdict.MARKER, source_id=source_id, completed=(record.status.value, agg.mode)
         )
         if record.status == AggregationStatus.COMPLETED:
-            doomed = self._doomed(record, agg, outcome, state)
+            doomed, total = self._doomed(record, agg, outcome, state)
             if meta.baseline:
-                self._delete(policy, record, doomed, state, outcome, agg.created)
+                self._delete(policy, record, doomed, state, outcome, total - agg.created)
             else:  # the first completed aggregation is the baseline: drop silently
                 for key in doomed:
                     accounts.drop(policy, source_id, key, state)
@@ -84,32 +86,43 @@ class AggregationLifecycle(Flow):
         agg: AggregationInfo,
         outcome: Outcome,
         state: BatchOverlay,
-    ) -> list[str]:
-        """The state keys a COMPLETED aggregation deletes (FULL: unseen; DELTA: flagged)."""
+    ) -> tuple[list[str], int]:
+        """The state keys a COMPLETED aggregation deletes (FULL: unseen; DELTA: flagged), and
+        how many accounts the source has in ``state``."""
         source_id, aggregation_id = record.sourceId, record.aggregationId
         if agg.mode != AggregationMode.FULL:
             prefix = k_pending_delete(source_id, aggregation_id)
-            return [k[len(prefix) :].decode() for k, _ in state.scan(prefix)]
-        doomed = self._unseen(source_id, aggregation_id, agg, state)
+            flagged = [k[len(prefix) :].decode() for k in state.keys(prefix)]
+            return flagged, (state.count(k_accounts(source_id)) if flagged else 0)
+        doomed, total = self._unseen(source_id, aggregation_id, agg, state)
         if agg.rejected and doomed:
             # Some of its account records were dead-lettered: "unseen" may be "lost".
             outcome.deletes_suppressed = len(doomed)
             outcome.reason = "account records of this aggregation were dead-lettered"
-            return []
-        return doomed
+            return [], total
+        return doomed, total
 
     def _unseen(
         self, source_id: str, aggregation_id: str, agg: AggregationInfo, state: BatchOverlay
-    ) -> list[str]:
-        """Stored accounts a FULL aggregation did not contain (and no newer one wrote)."""
+    ) -> tuple[list[str], int]:
+        """Stored accounts a FULL aggregation did not contain (and no newer one wrote), and
+        how many accounts the source has.
+
+        It walks the keys alone: only an unseen account's value is read (its checksum
+        checked, as every read does) for its ``asOf``; a seen one's is never needed.
+        """
         seen = self._memory.seen_keys(source_id, aggregation_id, state)
         prefix = k_accounts(source_id)
+        # (map and itemgetter: no Python frame per key; there may be millions)
+        stored = list(
+            map(bytes.decode, map(itemgetter(slice(len(prefix), None)), state.keys(prefix)))
+        )
         doomed = []
-        for raw_key, value in state.scan(prefix):
-            key = raw_key[len(prefix) :].decode()
-            if key not in seen and StoredAccount.as_of(value) <= agg.started_ms:
+        for key in [key for key in stored if key not in seen]:
+            value = state.get(prefix + key.encode())
+            if value is not None and StoredAccount.as_of(value) <= agg.started_ms:
                 doomed.append(key)
-        return doomed
+        return doomed, len(stored)
 
     def _delete(
         self,
@@ -118,14 +131,14 @@ class AggregationLifecycle(Flow):
         doomed: list[str],
         state: BatchOverlay,
         outcome: Outcome,
-        created: int,
+        total: int,
     ) -> None:
-        """Delete ``doomed`` with their events, unless the delete guard (R10) holds them."""
+        """Delete ``doomed`` with their events, unless the delete guard (R10) holds them;
+        ``total`` is the size of the previous snapshot (R10: the source's accounts less
+        those this aggregation created)."""
         source_id = record.sourceId
         if not doomed:
             return
-        # R10: a share of the previous snapshot, so not of the accounts this one created.
-        total = state.count(k_accounts(source_id)) - created
         guard = delete_guard(policy.source, total, len(doomed))
         if guard is not None:
             outcome.deletes_suppressed = len(doomed)

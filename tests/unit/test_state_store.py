@@ -27,6 +27,7 @@ from processor.state import (
     StateStore,
     StoreFactory,
     destroy_store,
+    lmdb_store,
     open_store,
     store_path,
 )
@@ -93,6 +94,65 @@ def test_scan_crosses_chunk_boundaries_and_is_stable(store: StateStore) -> None:
     assert store.count(b"r") == 0
 
 
+def test_keys_are_the_scans_keys_across_chunks(
+    store: StateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """keys() yields exactly the keys of scan(): sorted, under the prefix, chunk after chunk."""
+    monkeypatch.setattr(lmdb_store, "KEYS_CHUNK", 4)
+    keys = [f"p{i:03d}".encode() for i in range(13)] + [b"o", b"q", b"p\xff", b"\x80"]
+    store.apply({k: b"v" + k for k in keys}, None)
+    for prefix in (b"", b"p", b"p00", b"p012", b"r"):
+        assert list(store.keys(prefix)) == [k for k, _ in store.scan(prefix)]
+    assert list(store.keys(b"p")) == sorted(k for k in keys if k.startswith(b"p"))
+
+
+def test_every_read_sees_the_last_apply(store: StateStore) -> None:
+    """get, scan, keys, count and checkpoint read what the latest apply wrote, read after read."""
+    store.apply({b"a": b"1", b"b": b"1"}, 1)
+    assert (store.get(b"a"), store.count(b""), store.checkpoint()) == (b"1", 2, 1)
+    store.apply({b"a": b"2", b"b": None, b"c": b"2"}, 2)
+    assert (store.get(b"a"), store.get(b"b"), store.get(b"c")) == (b"2", None, b"2")
+    assert list(store.scan(b"")) == [(b"a", b"2"), (b"c", b"2")]
+    assert list(store.keys(b"")) == [b"a", b"c"]
+    assert (store.count(b""), store.count(b"c"), store.checkpoint()) == (2, 1, 2)
+
+
+def test_lmdb_walk_goes_on_after_a_write_between_chunks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A scan or keys walk interrupted by an apply goes on after its last key, in the new state."""
+    monkeypatch.setattr(lmdb_store, "KEYS_CHUNK", SCAN_CHUNK)
+    s = open_store(tmp_path, "acc", 0, map_size_bytes=SMALL_MAP)
+    try:
+        n = SCAN_CHUNK * 2
+        s.apply({f"p{i:05d}".encode(): b"old" for i in range(n)}, 1)
+        walks = (s.scan(b"p"), s.keys(b"p"))
+        firsts = [next(walk) for walk in walks]
+        # Past the first scan chunk: the rest comes from a read after the write.
+        s.apply({b"p00000": None, f"p{n - 1:05d}".encode(): b"new", b"p99999": b"new"}, 2)
+        scanned = [firsts[0], *walks[0]]
+        assert [k for k, _ in scanned] == [f"p{i:05d}".encode() for i in range(n)] + [b"p99999"]
+        assert scanned[-2:] == [(f"p{n - 1:05d}".encode(), b"new"), (b"p99999", b"new")]
+        assert [firsts[1], *walks[1]][1:] == [k for k, _ in scanned[1:]]
+    finally:
+        s.close()
+
+
+def test_lmdb_reads_between_applies_that_grow_the_map(tmp_path: Path) -> None:
+    """Reads kept between applies do not stop the map from growing, and see every apply."""
+    s = open_store(tmp_path, "acc", 0, map_size_bytes=SMALL_MAP)
+    try:
+        for batch in range(8):
+            s.apply(
+                {f"k{batch}-{i:03d}".encode(): bytes([batch]) * 3072 for i in range(200)}, batch
+            )
+            assert s.get(f"k{batch}-199".encode()) == bytes([batch]) * 3072
+            assert s.count(b"") == 200 * (batch + 1)
+        assert s.map_size_bytes > SMALL_MAP
+    finally:
+        s.close()
+
+
 def test_checkpoint_is_none_until_set_and_kept_when_not_given(store: StateStore) -> None:
     """The checkpoint starts as None, is set by apply, and apply(..., None) leaves it unchanged."""
     assert store.checkpoint() is None
@@ -154,6 +214,7 @@ def test_closed_store_refuses_every_call(factory: StoreFactory) -> None:
         lambda: s.get(b"k"),
         lambda: s.scan(b""),
         lambda: s.count(b""),
+        lambda: s.keys(b""),
         lambda: s.apply({b"k": b"v"}, 1),
         s.checkpoint,
     ):
@@ -449,6 +510,15 @@ def test_overlay_rejects_invalid_keys_and_values() -> None:
         overlay.delete(b"k" * (MAX_KEY_BYTES + 1))
 
 
+@pytest.mark.parametrize("key", [b"", b"k" * (MAX_KEY_BYTES + 1), "text"])
+def test_overlay_get_rejects_invalid_keys(store: StateStore, key: object) -> None:
+    """get() of an invalid key raises like the store's own get (TypeError or ValueError)."""
+    overlay = BatchOverlay(store)
+    overlay.put(b"k", b"v")
+    with pytest.raises((TypeError, ValueError)):
+        overlay.get(key)  # type: ignore[arg-type]
+
+
 _keys = st.binary(min_size=1, max_size=3)
 _ops = st.lists(st.tuples(_keys, st.one_of(st.none(), st.binary(max_size=4))), max_size=30)
 
@@ -474,6 +544,7 @@ def test_overlay_view_equals_applying_its_writes(
         after.apply(stored, None)
         after.apply(overlay.writes, None)
         assert view == list(after.scan(p))
+        assert list(overlay.keys(p)) == list(after.keys(p))
         assert count == after.count(p)
         assert got == [after.get(k) for k, _ in ops]
 
@@ -493,6 +564,7 @@ def test_lmdb_and_memory_stores_agree(
                 disk.apply(dict(batch), offset)
             for p in (b"", prefix):
                 assert list(disk.scan(p)) == list(memory.scan(p))
+                assert list(disk.keys(p)) == list(memory.keys(p))
                 assert disk.count(p) == memory.count(p)
             assert disk.checkpoint() == memory.checkpoint()
         finally:
