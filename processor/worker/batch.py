@@ -66,16 +66,25 @@ class BatchDecider:
         for partition, batch in grouped.items():
             entry = partitions[partition]
             overlay = overlays[partition] = BatchOverlay(entry.store, s.max_record_bytes)
-            entry.processor.begin_batch(latest_ms)
-            for record in batch:
-                outcome, outputs = self._decide(entry.processor, record, overlay)
+            processor = entry.processor
+            processor.begin_batch(latest_ms)
+            i = 0
+            while i < len(batch):
+                # Runs of unchanged records in bulk; any other record one at a time.
+                run = processor.unchanged_run(batch, i, s.topic_aggregations, overlay)
+                if run is not None:
+                    tally.unchanged(partition, *run)
+                    i += run[1]
+                    continue
+                outcome, outputs = self._decide(processor, batch[i], overlay)
+                i += 1
                 for out in outputs.records:
                     checkpoint.send(out)
                 tally.add(partition, outcome, outputs)
                 if outcome.deletes_suppressed:
                     _warn_guard(outcome, partition)
             # Aggregation offsets grow per partition: the batch's first one names its chunk.
-            entry.processor.end_batch(
+            processor.end_batch(
                 overlay, next((r.offset for r in batch if r.topic == s.topic_aggregations), 0)
             )
             for key, value in overlay.writes.items():

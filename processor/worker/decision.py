@@ -16,16 +16,22 @@ import traceback
 from collections.abc import Callable
 from typing import TypeVar
 
-from processor.errors import InputError, StateError, TransportError
+from processor.errors import InputError
 from processor.keys import record_key
 from processor.state.overlay import BatchOverlay
+from processor.worker.flow import NOT_THE_RECORDS_FAULT
 from processor.worker.outcome import UNKNOWN_SOURCE, Outcome, Verdict
 from processor.worker.partition import PartitionProcessor
 
 T = TypeVar("T")
 
-#: Failures while handling a record that are not the record's fault: they end the batch.
-NOT_THE_RECORDS_FAULT = (TransportError, StateError, MemoryError)
+__all__ = [
+    "KEY_MISMATCH",
+    "NOT_THE_RECORDS_FAULT",
+    "decide_record",
+    "failure_reason",
+    "key_matches",
+]
 
 #: Why a record whose key does not match its value is dead-lettered.
 KEY_MISMATCH = "record key does not match the sourceId and account of its value"

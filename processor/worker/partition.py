@@ -42,6 +42,7 @@ reverts it.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
@@ -66,6 +67,7 @@ from processor.worker.own_changes import OwnChanges
 from processor.worker.provisioning_flow import ProvisioningFlow
 from processor.worker.registry import SourceRegistry
 from processor.worker.state import NO_INPUT_DIGEST, digest
+from processor.worker.unchanged import InputRecord, UnchangedRuns
 
 __all__ = ["DEFAULT_HOLD_S", "UNKNOWN_SOURCE", "Outcome", "PartitionProcessor", "Verdict"]
 
@@ -93,6 +95,7 @@ class PartitionProcessor:
         self._accounts = AccountFlow(registry, self._memory, own)
         self._lifecycle = AggregationLifecycle(registry, self._memory, own)
         self._provisioning = ProvisioningFlow(registry, self._memory, own)
+        self._unchanged = UnchangedRuns(registry, self._memory, own)
 
     # ----------------------------------------------------------------- batch bracket
 
@@ -128,6 +131,15 @@ class PartitionProcessor:
         return dead(reason, source_id)
 
     # ----------------------------------------------------------------- records
+
+    def unchanged_run(
+        self, records: Sequence[InputRecord], start: int, topic: str, state: BatchOverlay
+    ) -> tuple[str, int] | None:
+        """``(sourceId, n)`` when the ``n`` records from ``records[start]`` on are unchanged
+        account records of ``topic`` (``ncd.aggregations``), decided in bulk from their bytes
+        (:mod:`~processor.worker.unchanged`; what :meth:`process` would decide, with nothing
+        to send and nothing to undo); ``None``: :meth:`process` decides ``records[start]``."""
+        return self._unchanged.run(records, start, topic, state, self._max_record_bytes)
 
     def process(self, value: bytes | None, state: BatchOverlay) -> Outcome:
         """Decide one aggregation record."""
