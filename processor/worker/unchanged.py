@@ -151,8 +151,9 @@ def _unchanged(
             ):
                 break
             raw = get(state_prefix + uuid)
-            digest = bytes_digest(memoryview(value)[opens:stop])
-            if raw is None or not matches(raw, started_ms, digest):
+            if raw is None or not matches(
+                raw, started_ms, bytes_digest(memoryview(value)[opens:stop])
+            ):
                 break
         except NOT_THE_RECORDS_FAULT:
             raise
