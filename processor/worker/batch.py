@@ -72,11 +72,11 @@ class BatchDecider:
             while i < len(batch):
                 # Runs of unchanged records in bulk; any other record one at a time.
                 run = processor.unchanged_run(batch, i, s.topic_aggregations, overlay)
-                if run is not None:
+                if run is not None and run.decided:
                     tally.unchanged(partition, *run)
-                    i += run[1]
+                    i += run.decided
                     continue
-                outcome, outputs = self._decide(processor, batch[i], overlay)
+                outcome, outputs = self._decide(processor, batch[i], overlay, run is None)
                 i += 1
                 for out in outputs.records:
                     checkpoint.send(out)
@@ -100,10 +100,15 @@ class BatchDecider:
         return True
 
     def _decide(
-        self, processor: PartitionProcessor, record: InRecord, overlay: BatchOverlay
+        self,
+        processor: PartitionProcessor,
+        record: InRecord,
+        overlay: BatchOverlay,
+        compact: bool = True,
     ) -> tuple[Outcome, Outputs]:
         """Decide one record and build its outputs within the record's failure boundary
-        (:func:`~processor.worker.decision.decide_record`, shared with ``replay``)."""
+        (:func:`~processor.worker.decision.decide_record`, shared with ``replay``;
+        ``compact=False``: a run of none said its compact way finds nothing)."""
         return decide_record(
             processor,
             record.value,
@@ -112,6 +117,7 @@ class BatchDecider:
             outputs=lambda outcome: self._outputs(outcome, record),
             key=record.key,
             catch_up=self._catch_up,
+            compact=compact,
         )
 
     def _outputs(self, outcome: Outcome, record: InRecord) -> Outputs:

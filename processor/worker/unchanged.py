@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from processor.core import uuid_key
 from processor.state.overlay import BatchOverlay
@@ -47,6 +47,16 @@ class InputRecord(Protocol):
     def value(self) -> bytes | None: ...
 
 
+class Run(NamedTuple):
+    """What :meth:`UnchangedRuns.run` decided."""
+
+    source_id: str
+    #: How many records it decided unchanged. 0: none, but the first is a compact account
+    #: record whose state (none under its uuid, or stored from other bytes) says it is not
+    #: unchanged: the compact way of ``PartitionProcessor.process`` would find the same.
+    decided: int
+
+
 class UnchangedRuns(Flow):
     """Decides runs of unchanged account records of one partition."""
 
@@ -57,10 +67,11 @@ class UnchangedRuns(Flow):
         topic: str,
         state: BatchOverlay,
         max_record_bytes: int | None,
-    ) -> tuple[str, int] | None:
-        """``(sourceId, n)``: the ``n`` records from ``records[start]`` on are unchanged
-        account records of ``topic`` (``ncd.aggregations``) of one source and aggregation,
-        their accounts noted as seen; ``None`` when ``records[start]`` is not one."""
+    ) -> Run | None:
+        """The run of unchanged account records of ``topic`` (``ncd.aggregations``), of one
+        source and aggregation, from ``records[start]`` on, their accounts noted as seen;
+        ``None`` when ``records[start]`` is none (and not known to be changed, see
+        :attr:`Run.decided`)."""
         first = records[start]
         value = first.value
         if first.topic != topic or value is None:
@@ -78,7 +89,7 @@ class UnchangedRuns(Flow):
         agg = self._memory.meta_of(source_id, state).running.get(aggregation_id)
         if agg is None:
             return None
-        uuids = _unchanged(
+        uuids, changed = _unchanged(
             records,
             start,
             topic,
@@ -88,10 +99,10 @@ class UnchangedRuns(Flow):
             state,
         )
         if not uuids:
-            return None
+            return Run(source_id, 0) if changed else None
         keys = ["u:" + uuid.decode() for uuid in uuids]
         self._memory.saw_decided(source_id, aggregation_id, keys)
-        return source_id, len(keys)
+        return Run(source_id, len(keys))
 
 
 def _own_key(uuid: bytes) -> bool:
@@ -108,10 +119,11 @@ def _unchanged(
     prefixes: tuple[bytes, bytes],
     limits: tuple[int, int],
     state: BatchOverlay,
-) -> list[bytes]:
+) -> tuple[list[bytes], bool]:
     """The uuids of the unchanged records from ``records[start]`` on that begin with
-    ``head``, up to the first that is not one. ``prefixes``: of their record keys and of
-    their state keys; ``limits``: the aggregation's start and the record size limit."""
+    ``head``, up to the first that is not one, and whether that one's state said so.
+    ``prefixes``: of their record keys and of their state keys; ``limits``: the
+    aggregation's start and the record size limit."""
     key_prefix, state_prefix = prefixes
     started_ms, max_bytes = limits
     opens = len(head) - 1  # the account's "{"
@@ -154,10 +166,10 @@ def _unchanged(
             if raw is None or not matches(
                 raw, started_ms, bytes_digest(memoryview(value)[opens:stop])
             ):
-                break
+                return uuids, True
         except NOT_THE_RECORDS_FAULT:
             raise
         except Exception:  # the usual path decides this record, and says why
             break
         uuids.append(uuid)
-    return uuids
+    return uuids, False

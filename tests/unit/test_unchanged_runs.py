@@ -16,6 +16,7 @@ from processor.errors import StateError
 from processor.keys import record_key
 from processor.state import BatchOverlay, InMemoryStateStore
 from processor.transport import InRecord, OutRecord
+from processor.worker import partition as partition_module
 from processor.worker.batch import BatchDecider
 from processor.worker.partition import PartitionProcessor, Verdict
 from processor.worker.partitions import Partition
@@ -250,3 +251,25 @@ def test_a_run_notes_its_accounts_as_seen_without_undo() -> None:
     processor.abandon(b"{}", overlay, "a later record failed")
     seen = processor._memory.seen_keys(SRC, "a2", overlay)
     assert seen == {f"u:{a['uuid']}" for a in ACCOUNTS[1:4]}
+
+
+def test_a_record_a_run_found_changed_skips_the_compact_way() -> None:
+    """A changed record that a run looked up already is not looked up again by the compact
+    way of the per-record path; a record the run did not look up (keyed as another) is."""
+    worker = Worker()
+    worker.aggregation("a1", T1, ACCOUNTS)
+    changed = {**ACCOUNTS[1], "attributes": {"title": "Lead", "memberOf": ["g1"]}}
+    wrong = _record("a2", ACCOUNTS[2], "wrong_key")
+    with mock.patch.object(
+        partition_module, "compact_account", side_effect=partition_module.compact_account
+    ) as compact_way:
+        tally = worker.batch(
+            (record_key(SRC, None, "a2"), orjson.dumps(start("a2", T2))),
+            (_key(ACCOUNTS[0]), compact("a2", ACCOUNTS[0])),
+            (_key(changed), compact("a2", changed)),
+            wrong,
+        )
+    accounts = [c.args[0] for c in compact_way.call_args_list if b'"account"' in c.args[0]]
+    assert accounts == [wrong[1]]
+    assert tally.events == {"ACCOUNT_UPDATED": 1}
+    assert tally.verdicts[Verdict.UNCHANGED] == 1
