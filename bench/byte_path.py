@@ -55,14 +55,23 @@ def measure(
     core_bench.rate = capture
     core_bench.measure_worker_path(generate(accounts, 0.05, 7), limit, 0.0)
     items, work = captured[_ROW][1 if changed else 0]
+
+    def one_pass() -> None:
+        for item in items:
+            work(item)
+
+    return _rates(len(items), passes, one_pass)
+
+
+def _rates(n: int, passes: int, one_pass: Callable[[], object]) -> dict[str, float]:
+    """Records/s of ``passes`` passes over ``n`` records: best and median by the wall clock,
+    best by the CPU time."""
     walls, cpus = [], []
     for _ in range(passes):
         wall, cpu = time.perf_counter(), time.process_time()
-        for item in items:
-            work(item)
+        one_pass()
         cpus.append(time.process_time() - cpu)
         walls.append(time.perf_counter() - wall)
-    n = len(items)
     return {
         "records": n,
         "wall_best": n / min(walls),
@@ -124,20 +133,11 @@ def measure_batch(accounts: int, limit: int, passes: int, mixed: int) -> dict[st
         def send(self, record: Any) -> None:  # unchanged records: the seen chunks only
             assert mixed or record.topic == settings.topic_changelog, "an unchanged one wrote"
 
-    walls, cpus = [], []
-    for _ in range(passes):
-        wall, cpu = time.perf_counter(), time.process_time()
+    def one_pass() -> None:
         tally, _ = decider.decide({0: records}, partitions, _Sink(), 2**62)  # type: ignore[arg-type]
-        cpus.append(time.process_time() - cpu)
-        walls.append(time.perf_counter() - wall)
         assert mixed or tally.verdicts[Verdict.UNCHANGED] == len(records), tally.verdicts
-    n = len(records)
-    return {
-        "records": n,
-        "wall_best": n / min(walls),
-        "wall_median": n / statistics.median(walls),
-        "cpu_best": n / min(cpus),
-    }
+
+    return _rates(len(records), passes, one_pass)
 
 
 def _child(repo: Path, args: argparse.Namespace) -> dict[str, Any]:
