@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 from typing import Any
 from unittest import mock
 
@@ -10,11 +11,13 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from structlog.testing import capture_logs
 
 from processor.config import Settings, load_settings
 from processor.errors import StateError
 from processor.keys import record_key
-from processor.state import BatchOverlay, InMemoryStateStore
+from processor.runner import Runner
+from processor.state import BatchOverlay, InMemoryStateStore, InMemoryStoreFactory
 from processor.transport import InRecord, OutRecord
 from processor.worker import partition as partition_module
 from processor.worker.batch import BatchDecider
@@ -23,6 +26,8 @@ from processor.worker.partitions import Partition
 from processor.worker.registry import SourceRegistry
 from processor.worker.state import k_account
 from processor.worker.tally import BatchTally
+from tests.unit.conftest import make_account, make_source
+from tests.unit.memory_worker import MemoryWorker
 from tests.unit.test_compact_path import compact, completed, start
 from tests.unit.test_fast_path import T1, T2
 from tests.unit.test_partition import SRC, _source, acct
@@ -273,3 +278,37 @@ def test_a_record_a_run_found_changed_skips_the_compact_way() -> None:
     assert accounts == [wrong[1]]
     assert tally.events == {"ACCOUNT_UPDATED": 1}
     assert tally.verdicts[Verdict.UNCHANGED] == 1
+
+
+def test_a_run_counts_as_its_records_in_the_batch_line_metrics_and_summary(
+    tmp_path: Path,
+) -> None:
+    """A repeated aggregation decided in runs counts every unchanged record in the batch
+    line, the metrics, the stats and the aggregation summary."""
+    worker = MemoryWorker(tmp_path)
+    source = make_source()
+    accounts = [
+        make_account(f"CN=u{n}", {"title": "t"}, uuid=f"{{08ee6c6d-1c2e-4b3a-9d8f-{n:012x}}}")
+        for n in range(30)
+    ]
+    worker.publish(source, accounts)
+    worker.run(Runner(worker.settings, worker.broker, InMemoryStoreFactory()))
+    worker.publish(source, accounts)
+    runner = Runner(worker.settings, worker.broker, InMemoryStoreFactory())
+    with (
+        mock.patch.object(
+            PartitionProcessor, "process", autospec=True, side_effect=PartitionProcessor.process
+        ) as process,
+        capture_logs() as logs,
+    ):
+        worker.run(runner)
+    markers = 2 * worker.settings.partitions
+    assert process.call_count == markers  # the accounts were decided in runs
+    assert runner.stats.verdicts["unchanged"] == 30
+    registry = runner.metrics.registry
+    assert registry.get_sample_value("ncd_records_total", {"verdict": "unchanged"}) == 30
+    batches = [line for line in logs if line["event"] == "batch_committed"]
+    assert sum(line["verdicts"].get("unchanged", 0) for line in batches) == 30
+    assert sum(line["records"] for line in batches) == 30 + markers
+    summaries = [line for line in logs if line["event"] == "aggregation_summary"]
+    assert sum(s["verdicts"].get("unchanged", 0) for s in summaries) == 30
