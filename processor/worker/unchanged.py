@@ -82,11 +82,13 @@ class UnchangedRuns(Flow):
         source, aggregation = head.group(1, 2)
         try:
             source_id, aggregation_id = source.decode(), aggregation.decode()
-        except UnicodeDecodeError:
+            if self._registry.policy(source_id) is None:
+                return None
+            agg = self._memory.meta_of(source_id, state).running.get(aggregation_id)
+        except NOT_THE_RECORDS_FAULT:
+            raise
+        except Exception:  # not UTF-8, unreadable metadata: the usual path says why
             return None
-        if self._registry.policy(source_id) is None:
-            return None
-        agg = self._memory.meta_of(source_id, state).running.get(aggregation_id)
         if agg is None:
             return None
         uuids, changed = _unchanged(

@@ -21,6 +21,7 @@ from processor.state import BatchOverlay, InMemoryStateStore, InMemoryStoreFacto
 from processor.transport import InRecord, OutRecord
 from processor.worker import partition as partition_module
 from processor.worker.batch import BatchDecider
+from processor.worker.batch_memory import BatchMemory
 from processor.worker.partition import PartitionProcessor, Verdict
 from processor.worker.partitions import Partition
 from processor.worker.registry import SourceRegistry
@@ -312,3 +313,24 @@ def test_a_run_counts_as_its_records_in_the_batch_line_metrics_and_summary(
     assert sum(line["records"] for line in batches) == 30 + markers
     summaries = [line for line in logs if line["event"] == "aggregation_summary"]
     assert sum(s["verdicts"].get("unchanged", 0) for s in summaries) == 30
+
+
+def test_a_failure_in_a_run_s_set_up_is_left_to_the_per_record_path() -> None:
+    """When reading a run's source metadata raises (not a state failure), the run steps aside
+    and the per-record path decides the record, within its own failure boundary."""
+    worker = Worker()
+    worker.aggregation("a1", T1, ACCOUNTS)
+    worker.batch((record_key(SRC, None, "a2"), orjson.dumps(start("a2", T2))))
+    real = BatchMemory.meta_of
+    calls = iter([RuntimeError("once")])
+
+    def meta_of(memory: BatchMemory, source_id: str, state: BatchOverlay) -> Any:
+        failure = next(calls, None)
+        if failure is not None:
+            raise failure
+        return real(memory, source_id, state)
+
+    with mock.patch.object(BatchMemory, "meta_of", meta_of):
+        tally = worker.batch(*[(_key(a), compact("a2", a)) for a in ACCOUNTS[:3]])
+    assert tally.verdicts == {Verdict.UNCHANGED: 3}
+    assert [d.count for d in tally.decided] == [1, 2]  # one at a time, then a run
