@@ -208,12 +208,18 @@ def _failing_second(error: Exception, runs: bool) -> tuple[Any, ...]:
     worker = Worker(_FailingStore(failing, error))
     worker.aggregation("a1", T1, ACCOUNTS)
     worker.store.key = failing  # type: ignore[attr-defined]
+    marker = record_key(SRC, None, "a2")
     with mock.patch.object(
         PartitionProcessor,
         "unchanged_run",
         PartitionProcessor.unchanged_run if runs else lambda *_: None,
     ):
-        worker.aggregation("a2", T2, ACCOUNTS)
+        worker.batch(
+            (marker, orjson.dumps(start("a2", T2))),
+            *[(_key(a), compact("a2", a)) for a in ACCOUNTS],
+        )
+        worker.store.key = None  # type: ignore[attr-defined]  # (the completion reads it too)
+        worker.batch((marker, orjson.dumps(completed("a2"))))
     return _outcome(worker)
 
 
@@ -224,8 +230,8 @@ def test_a_record_failing_within_a_run_is_dead_lettered_alone() -> None:
     assert with_runs == _failing_second(ValueError("boom"), runs=False)
     [dead] = [r for r in with_runs[0] if r[0] == load_settings().topic_dlq]
     assert dict(dead[3])["ncd_error"] == b"could not be decided (ValueError in get)"
-    assert with_runs[1][-1][0] == {
-        Verdict.MARKER: 2,
+    assert with_runs[1][-2][0] == {
+        Verdict.MARKER: 1,
         Verdict.UNCHANGED: len(ACCOUNTS) - 1,
         Verdict.DEAD_LETTERED: 1,
     }
