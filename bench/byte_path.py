@@ -11,6 +11,14 @@ shared machine the CPU time leaves out the time other processes held the core)::
     git worktree add /tmp/base BASE      # or: git archive BASE | tar -x -C /tmp/base
     python -m bench.byte_path --base /tmp/base --runs 5
     python -m bench.byte_path --base /tmp/base --runs 3 --changed --limit 300   # changed records
+
+``--batch``: the batch step instead (``BatchDecider.decide``: per-record bookkeeping, runs of
+unchanged records, tally) on one batch of ``--limit`` unchanged records, CPU time only; with
+``--changed``, on the second aggregation's account records as they come (about 7 % changed,
+created or deleted: runs as short as they really are)::
+
+    python -m bench.byte_path --base /tmp/base --runs 3 --batch --limit 3000
+    python -m bench.byte_path --base /tmp/base --runs 3 --batch --changed --limit 3000
 """
 
 from __future__ import annotations
@@ -29,9 +37,13 @@ from typing import Any
 _ROW = "worker PartitionProcessor.process (bytes)"
 
 
-def measure(accounts: int, limit: int, passes: int, changed: int = 0) -> dict[str, float]:
+def measure(
+    accounts: int, limit: int, passes: int, changed: int = 0, batch: int = 0
+) -> dict[str, float]:
     """Records/s of the worker's step on unchanged (``changed`` 0) or changed records in the
-    imported checkout."""
+    imported checkout; ``batch``: of the batch step (:func:`measure_batch`)."""
+    if batch:
+        return measure_batch(accounts, limit, passes, changed)
     generate = importlib.import_module("bench.generate").generate
     core_bench = importlib.import_module("bench.report.core_bench")
     captured: dict[str, list[tuple[Sequence[Any], Callable[[Any], object]]]] = {}
@@ -43,20 +55,89 @@ def measure(accounts: int, limit: int, passes: int, changed: int = 0) -> dict[st
     core_bench.rate = capture
     core_bench.measure_worker_path(generate(accounts, 0.05, 7), limit, 0.0)
     items, work = captured[_ROW][1 if changed else 0]
+
+    def one_pass() -> None:
+        for item in items:
+            work(item)
+
+    return _rates(len(items), passes, one_pass)
+
+
+def _rates(n: int, passes: int, one_pass: Callable[[], object]) -> dict[str, float]:
+    """Records/s of ``passes`` passes over ``n`` records: best and median by the wall clock,
+    best by the CPU time."""
     walls, cpus = [], []
     for _ in range(passes):
         wall, cpu = time.perf_counter(), time.process_time()
-        for item in items:
-            work(item)
+        one_pass()
         cpus.append(time.process_time() - cpu)
         walls.append(time.perf_counter() - wall)
-    n = len(items)
     return {
         "records": n,
         "wall_best": n / min(walls),
         "wall_median": n / statistics.median(walls),
         "cpu_best": n / min(cpus),
     }
+
+
+def measure_batch(accounts: int, limit: int, passes: int, mixed: int) -> dict[str, float]:
+    """Records/s of ``BatchDecider.decide`` on one batch of unchanged records (``mixed``: the
+    second aggregation's account records as they come) in the imported checkout.
+
+    Self-contained (not ``core_bench``'s set-up): an older checkout has no helper for it."""
+    from bench.generate import CURRENT_AT, PREVIOUS_AT, generate
+    from bench.report.core_bench import _iso, _records
+    from processor.config import load_settings
+    from processor.models import CatalogEntry, SourceDescriptor
+    from processor.state.overlay import BatchOverlay
+    from processor.state.store import InMemoryStateStore
+    from processor.transport import InRecord
+    from processor.worker.batch import BatchDecider
+    from processor.worker.partition import PartitionProcessor, Verdict
+    from processor.worker.partitions import Partition
+    from processor.worker.registry import SourceRegistry
+
+    dataset = generate(accounts, 0.05, 7)
+    registry = SourceRegistry()
+    source = SourceDescriptor.model_validate(dataset.source)
+    registry.put_source(source)
+    for entry in dataset.catalog():
+        registry.catalog(source.id).put(CatalogEntry.model_validate(entry))
+    store = InMemoryStateStore()
+    proc = PartitionProcessor(registry)
+    overlay = BatchOverlay(store)
+    proc.begin_batch()
+    for _, value in _records(dataset, dataset.previous(), _iso(PREVIOUS_AT)):
+        proc.process(value, overlay)
+    proc.end_batch(overlay, 0)
+    store.apply(overlay.writes, None)
+    second = _records(dataset, dataset.current(), _iso(CURRENT_AT))
+    overlay = BatchOverlay(store)
+    proc.begin_batch()
+    proc.process(second[0][1], overlay)  # aggregation.started
+    proc.end_batch(overlay, 1)
+    store.apply(overlay.writes, None)
+    settings = load_settings(partitions=1, group_id="b", instance_id="b")
+    records = []
+    probe = BatchOverlay(store)
+    for offset, (key, value) in enumerate(second[1:-1], start=1):
+        unchanged = proc.process(value, probe).verdict == Verdict.UNCHANGED
+        if (mixed or unchanged) and len(records) < limit:
+            records.append(
+                InRecord(settings.topic_aggregations, 0, offset, key, value, (), 1_700_000_000_000)
+            )
+    decider = BatchDecider(settings, None)  # type: ignore[arg-type]  # never caught up
+    partitions = {0: Partition(store, proc)}
+
+    class _Sink:
+        def send(self, record: Any) -> None:  # unchanged records: the seen chunks only
+            assert mixed or record.topic == settings.topic_changelog, "an unchanged one wrote"
+
+    def one_pass() -> None:
+        tally, _ = decider.decide({0: records}, partitions, _Sink(), 2**62)  # type: ignore[arg-type]
+        assert mixed or tally.verdicts[Verdict.UNCHANGED] == len(records), tally.verdicts
+
+    return _rates(len(records), passes, one_pass)
 
 
 def _child(repo: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -69,6 +150,7 @@ def _child(repo: Path, args: argparse.Namespace) -> dict[str, Any]:
     )
     argv = [str(repo), __file__, str(args.accounts), str(args.limit), str(args.passes)]
     argv.append("1" if args.changed else "0")
+    argv.append("1" if args.batch else "0")
     # -I: neither this checkout nor the working directory shadows ``repo``'s modules.
     out = subprocess.run(
         [sys.executable, "-I", "-c", code, *argv], check=True, capture_output=True, text=True
@@ -85,6 +167,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=2000, help="unchanged records per pass")
     parser.add_argument("--passes", type=int, default=15)
     parser.add_argument("--changed", action="store_true", help="changed records instead")
+    parser.add_argument(
+        "--batch", action="store_true", help="the batch step (--changed: records as they come)"
+    )
     args = parser.parse_args(argv)
     this = Path(__file__).resolve().parents[1]
     print("run | checkout | best wall /s | median wall /s | best CPU /s")

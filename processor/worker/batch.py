@@ -66,16 +66,25 @@ class BatchDecider:
         for partition, batch in grouped.items():
             entry = partitions[partition]
             overlay = overlays[partition] = BatchOverlay(entry.store, s.max_record_bytes)
-            entry.processor.begin_batch(latest_ms)
-            for record in batch:
-                outcome, outputs = self._decide(entry.processor, record, overlay)
+            processor = entry.processor
+            processor.begin_batch(latest_ms)
+            i = 0
+            while i < len(batch):
+                # Runs of unchanged records in bulk; any other record one at a time.
+                run = processor.unchanged_run(batch, i, s.topic_aggregations, overlay)
+                if run is not None and run.decided:
+                    tally.unchanged(partition, *run)
+                    i += run.decided
+                    continue
+                outcome, outputs = self._decide(processor, batch[i], overlay, run is None)
+                i += 1
                 for out in outputs.records:
                     checkpoint.send(out)
                 tally.add(partition, outcome, outputs)
                 if outcome.deletes_suppressed:
                     _warn_guard(outcome, partition)
             # Aggregation offsets grow per partition: the batch's first one names its chunk.
-            entry.processor.end_batch(
+            processor.end_batch(
                 overlay, next((r.offset for r in batch if r.topic == s.topic_aggregations), 0)
             )
             for key, value in overlay.writes.items():
@@ -91,10 +100,15 @@ class BatchDecider:
         return True
 
     def _decide(
-        self, processor: PartitionProcessor, record: InRecord, overlay: BatchOverlay
+        self,
+        processor: PartitionProcessor,
+        record: InRecord,
+        overlay: BatchOverlay,
+        compact: bool = True,
     ) -> tuple[Outcome, Outputs]:
         """Decide one record and build its outputs within the record's failure boundary
-        (:func:`~processor.worker.decision.decide_record`, shared with ``replay``)."""
+        (:func:`~processor.worker.decision.decide_record`, shared with ``replay``;
+        ``compact=False``: a run of none said its compact way finds nothing)."""
         return decide_record(
             processor,
             record.value,
@@ -103,6 +117,7 @@ class BatchDecider:
             outputs=lambda outcome: self._outputs(outcome, record),
             key=record.key,
             catch_up=self._catch_up,
+            compact=compact,
         )
 
     def _outputs(self, outcome: Outcome, record: InRecord) -> Outputs:

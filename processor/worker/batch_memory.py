@@ -140,6 +140,15 @@ class BatchMemory:
             seen.add(key)
             self._undo.append((seen.discard, key))
 
+    def saw_decided(self, source_id: str, aggregation_id: str, keys: list[str]) -> None:
+        """Note that an aggregation contained the accounts stored under ``keys``, for records
+        already decided outside any savepoint (a run of unchanged records: nothing to undo)."""
+        seen = self._seen.get((source_id, aggregation_id))
+        if seen is None:
+            self._seen[source_id, aggregation_id] = set(keys)
+        else:
+            seen.update(keys)
+
     def _restore_seen(self, saved: tuple[tuple[str, str], set[str]]) -> None:
         self._seen[saved[0]] = saved[1]
 

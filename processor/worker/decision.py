@@ -14,18 +14,25 @@ from __future__ import annotations
 
 import traceback
 from collections.abc import Callable
+from functools import partial
 from typing import TypeVar
 
-from processor.errors import InputError, StateError, TransportError
+from processor.errors import InputError
 from processor.keys import record_key
 from processor.state.overlay import BatchOverlay
+from processor.worker.flow import NOT_THE_RECORDS_FAULT
 from processor.worker.outcome import UNKNOWN_SOURCE, Outcome, Verdict
 from processor.worker.partition import PartitionProcessor
 
 T = TypeVar("T")
 
-#: Failures while handling a record that are not the record's fault: they end the batch.
-NOT_THE_RECORDS_FAULT = (TransportError, StateError, MemoryError)
+__all__ = [
+    "KEY_MISMATCH",
+    "NOT_THE_RECORDS_FAULT",
+    "decide_record",
+    "failure_reason",
+    "key_matches",
+]
 
 #: Why a record whose key does not match its value is dead-lettered.
 KEY_MISMATCH = "record key does not match the sourceId and account of its value"
@@ -73,6 +80,7 @@ def decide_record(
     key: bytes | None = None,
     check_key: bool = True,
     catch_up: Callable[[], bool] = _never,
+    compact: bool = True,
 ) -> tuple[Outcome, T]:
     """Decide one record and build its outputs (``outputs(outcome)``), within the record's
     failure boundary.
@@ -81,8 +89,12 @@ def decide_record(
     ``key``: the record's key, checked against its value unless ``check_key`` is false (a
     record ``replay`` made itself has no key to check). ``catch_up()``: read the
     configuration topics; true when it did (a source unknown before may now be known).
+    ``compact=False``: the byte path's compact way is known to find nothing for this
+    aggregation record (:meth:`~processor.worker.partition.PartitionProcessor.process`).
     """
     decide = processor.process_provisioning if provisioning else processor.process
+    if not compact:
+        decide = partial(processor.process, compact=False)
     try:
         outcome = decide(value, state)
         if outcome.reason == UNKNOWN_SOURCE and catch_up():

@@ -58,16 +58,16 @@ _UNREADABLE = (msgspec.DecodeError, RecursionError, ValueError)
 #: The head of a compact account record, up to the ``{`` that opens its account. The two
 #: strings hold no quote, backslash or control character: their bytes are their text (if
 #: UTF-8), as a JSON decoder would read them.
-_COMPACT_HEAD = re.compile(
+COMPACT_HEAD = re.compile(
     rb'\{"type":"account","sourceId":"([^"\\\x00-\x1f]*)",'
     rb'"aggregationId":"([^"\\\x00-\x1f]*)","account":\{'
 )
 #: How the publisher writes a uuid: its first occurrence in the account is most likely the
 #: account's own (an earlier nested one makes the hint wrong, which the digest tells).
-_UUID_MEMBER = b'"uuid":"'
+UUID_MEMBER = b'"uuid":"'
 _CLOSE = ord("}")
 #: How the publisher ends an account record that is no deletion.
-_NOT_DELETED = b',"deleted":false}'
+NOT_DELETED = b',"deleted":false}'
 
 
 class CompactAccount(msgspec.Struct, frozen=True, gc=False):
@@ -86,19 +86,19 @@ class CompactAccount(msgspec.Struct, frozen=True, gc=False):
 def compact_account(value: bytes) -> CompactAccount | None:
     """The quick, unverified view of a compact account record; ``None`` when ``value`` is not
     laid out so, or shows no plain ``"uuid":"..."`` member."""
-    head = _COMPACT_HEAD.match(value)
+    head = COMPACT_HEAD.match(value)
     if head is None:
         return None
-    if value.endswith(_NOT_DELETED):
-        stop = len(value) - len(_NOT_DELETED)
+    if value.endswith(NOT_DELETED):
+        stop = len(value) - len(NOT_DELETED)
     elif value[-1] == _CLOSE:
         stop = len(value) - 1
     else:
         return None
     start = head.end() - 1
-    at = value.find(_UUID_MEMBER, start) + len(_UUID_MEMBER)
+    at = value.find(UUID_MEMBER, start) + len(UUID_MEMBER)
     end = value.find(b'"', at)
-    if at < len(_UUID_MEMBER) or end < 0:
+    if at < len(UUID_MEMBER) or end < 0:
         return None
     try:
         source, aggregation = head.group(1, 2)

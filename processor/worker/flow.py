@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from processor.errors import StateError, TransportError
 from processor.worker.batch_memory import BatchMemory
 from processor.worker.own_changes import OwnChanges
 from processor.worker.registry import SourceRegistry
+
+#: Failures while handling a record that are not the record's fault: they end the batch.
+NOT_THE_RECORDS_FAULT = (TransportError, StateError, MemoryError)
 
 
 class Flow:

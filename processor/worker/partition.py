@@ -42,6 +42,7 @@ reverts it.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
@@ -66,6 +67,7 @@ from processor.worker.own_changes import OwnChanges
 from processor.worker.provisioning_flow import ProvisioningFlow
 from processor.worker.registry import SourceRegistry
 from processor.worker.state import NO_INPUT_DIGEST, digest
+from processor.worker.unchanged import InputRecord, Run, UnchangedRuns
 
 __all__ = ["DEFAULT_HOLD_S", "UNKNOWN_SOURCE", "Outcome", "PartitionProcessor", "Verdict"]
 
@@ -93,6 +95,7 @@ class PartitionProcessor:
         self._accounts = AccountFlow(registry, self._memory, own)
         self._lifecycle = AggregationLifecycle(registry, self._memory, own)
         self._provisioning = ProvisioningFlow(registry, self._memory, own)
+        self._unchanged = UnchangedRuns(registry, self._memory, own)
 
     # ----------------------------------------------------------------- batch bracket
 
@@ -129,15 +132,26 @@ class PartitionProcessor:
 
     # ----------------------------------------------------------------- records
 
-    def process(self, value: bytes | None, state: BatchOverlay) -> Outcome:
-        """Decide one aggregation record."""
+    def unchanged_run(
+        self, records: Sequence[InputRecord], start: int, topic: str, state: BatchOverlay
+    ) -> Run | None:
+        """The run of unchanged account records of ``topic`` (``ncd.aggregations``) from
+        ``records[start]`` on, decided in bulk from their bytes
+        (:mod:`~processor.worker.unchanged`; what :meth:`process` would decide, with nothing
+        to send and nothing to undo). ``None``, or a run of none: :meth:`process` decides
+        ``records[start]`` (a run of none: with ``compact=False``)."""
+        return self._unchanged.run(records, start, topic, state, self._max_record_bytes)
+
+    def process(self, value: bytes | None, state: BatchOverlay, *, compact: bool = True) -> Outcome:
+        """Decide one aggregation record. ``compact=False``: its compact way is known to
+        find nothing (:attr:`~processor.worker.unchanged.Run.decided`), skip it."""
         self._memory.savepoint(state)
         if value is None:
             return dead("tombstone on the aggregations topic")
         # The quickest byte path first, here: most records of an aggregation end with it.
-        if self._max_record_bytes is None or len(value) <= self._max_record_bytes:
-            compact = compact_account(value)
-            if compact is not None and (fast := self._accounts.unchanged_compact(compact, state)):
+        if compact and (self._max_record_bytes is None or len(value) <= self._max_record_bytes):
+            seen = compact_account(value)
+            if seen is not None and (fast := self._accounts.unchanged_compact(seen, state)):
                 return fast
         try:
             return self._aggregation_record(value, state)

@@ -1,7 +1,8 @@
 """One tally per batch: what was written, counted once, feeding logs, metrics and summaries.
 
-Each decided record adds one :class:`Decided` to the batch's :class:`BatchTally`, built from
-the decision *and* the records actually written for it: an input whose event was too large
+Each decided record adds one :class:`Decided` to the batch's :class:`BatchTally` (a run of
+unchanged records of one source adds one for the run), built from the decision *and* the
+records actually written for it: an input whose event was too large
 to write ends in the dead-letter topic, so it counts as dead-lettered (verdict, dead-letter
 counter) and its unwritten event counts nowhere. Once the batch has committed,
 :meth:`Tallies.committed` adds the one tally to the counters since start (:class:`Stats`),
@@ -37,6 +38,8 @@ class Decided:
     event_types: tuple[str, ...] = ()
     #: ``(status, mode)`` of a completed marker.
     completed: tuple[str, str] | None = None
+    #: How many records this stands for: a run of unchanged records is counted at once.
+    count: int = 1
 
 
 @dataclass
@@ -59,6 +62,8 @@ class BatchTally:
     """The decisions of one batch, as written."""
 
     decided: list[Decided] = field(default_factory=list)
+    #: Input records decided (a :class:`Decided` may stand for several).
+    records: int = 0
     verdicts: Counter[str] = field(default_factory=Counter)
     events: Counter[str] = field(default_factory=Counter)
     remediations: int = 0
@@ -72,6 +77,7 @@ class BatchTally:
             partition, outcome.source_id, verdict, tuple(outputs.event_types), outcome.completed
         )
         self.decided.append(decided)
+        self.records += 1
         self.verdicts[verdict] += 1
         self.events.update(outputs.event_types)
         self.remediations += outputs.remediations
@@ -79,6 +85,13 @@ class BatchTally:
             self.guard_trips += 1
             self.deletes_suppressed += outcome.deletes_suppressed
         return decided
+
+    def unchanged(self, partition: int, source_id: str, count: int) -> None:
+        """Count a run of ``count`` unchanged records of one source at once (nothing was
+        written for them)."""
+        self.decided.append(Decided(partition, source_id, Verdict.UNCHANGED, count=count))
+        self.records += count
+        self.verdicts[Verdict.UNCHANGED] += count
 
 
 class Tallies:
@@ -106,7 +119,7 @@ class Tallies:
         )
         log.info(
             "batch_committed",
-            records=len(tally.decided),
+            records=tally.records,
             verdicts=dict(tally.verdicts),
             events=dict(tally.events),
             remediations=tally.remediations,
@@ -142,7 +155,7 @@ def summarize(aggregations: AggregationTracker, decided: Iterable[Decided]) -> N
                 if run is not None:
                     aggregations.observe(*run, count=count)
                 run, count = here, 0
-            count += 1
+            count += one.count
             continue
         if run is not None:
             aggregations.observe(*run, count=count)

@@ -1,0 +1,177 @@
+"""Runs of unchanged account records decided in bulk, from their bytes (issue 14).
+
+Most records of an aggregation repeat the account their state was stored from. The
+publisher writes an aggregation's records one after the other with the same head
+(``{"type":"account","sourceId":"..","aggregationId":"..","account":{``), so a run of them is
+decided in one tight loop: the head is read, its source and running aggregation looked up,
+once per run; each record then costs a comparison of its head's bytes, a search for its
+uuid, the digest of its account bytes and one state read. Nothing is built per record (no
+outcome, no outputs, no savepoint: such a record writes nothing), the accounts seen are noted
+and the run is counted once.
+
+It is :meth:`~processor.worker.account_flow.AccountFlow.unchanged_compact` (same view of the
+record, see :func:`~processor.worker.envelope.compact_account`; same proof: the stored bytes
+digest), narrowed to what needs no per-record lookup: a uuid hint in ASCII that is its own R1 key
+(as braced lower case GUIDs are), short enough to be a state key as it is, and a record key
+that names it. The first record that is anything else (another head, a changed account, a
+deletion, a wrong key, a record over the size limit, a provisioning record) ends the run and
+goes the usual per-record way, which decides it (and says why) exactly as before; so does a
+record whose check raises, within its own failure boundary.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import NamedTuple, Protocol
+
+from processor.core import uuid_key
+from processor.state.overlay import BatchOverlay
+from processor.worker.envelope import COMPACT_HEAD, NOT_DELETED, UUID_MEMBER
+from processor.worker.flow import NOT_THE_RECORDS_FAULT, Flow
+from processor.worker.state import MAX_PART_BYTES, StoredAccount, bytes_digest, k_account
+
+#: An ASCII uuid up to this many bytes gives a state key ``u:<uuid>`` kept as it is.
+_SHORT_ASCII_UUID = MAX_PART_BYTES - 2
+_CLOSE = ord("}")
+
+
+class InputRecord(Protocol):
+    """What a run reads of an input record."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+
+
+class Run(NamedTuple):
+    """What :meth:`UnchangedRuns.run` decided."""
+
+    source_id: str
+    #: How many records it decided unchanged. 0: none, but the first is a compact account
+    #: record whose state (none under its uuid, or stored from other bytes) says it is not
+    #: unchanged: the compact way of ``PartitionProcessor.process`` would find the same.
+    decided: int
+
+
+class UnchangedRuns(Flow):
+    """Decides runs of unchanged account records of one partition."""
+
+    def run(
+        self,
+        records: Sequence[InputRecord],
+        start: int,
+        topic: str,
+        state: BatchOverlay,
+        max_record_bytes: int | None,
+    ) -> Run | None:
+        """The run of unchanged account records of ``topic`` (``ncd.aggregations``), of one
+        source and aggregation, from ``records[start]`` on, their accounts noted as seen;
+        ``None`` when ``records[start]`` is none (and not known to be changed, see
+        :attr:`Run.decided`)."""
+        first = records[start]
+        value = first.value
+        if first.topic != topic or value is None:
+            return None
+        head = COMPACT_HEAD.match(value)
+        if head is None:
+            return None
+        source, aggregation = head.group(1, 2)
+        try:
+            source_id, aggregation_id = source.decode(), aggregation.decode()
+            if self._registry.policy(source_id) is None:
+                return None
+            agg = self._memory.meta_of(source_id, state).running.get(aggregation_id)
+        except NOT_THE_RECORDS_FAULT:
+            raise
+        except Exception:  # not UTF-8, unreadable metadata: the usual path says why
+            return None
+        if agg is None:
+            return None
+        uuids, changed = _unchanged(
+            records,
+            start,
+            topic,
+            value[: head.end()],
+            (source + b"/", k_account(source_id, "u:")),
+            (agg.started_ms, sys.maxsize if max_record_bytes is None else max_record_bytes),
+            state,
+        )
+        if not uuids:
+            return Run(source_id, 0) if changed else None
+        keys = ["u:" + uuid.decode() for uuid in uuids]
+        self._memory.saw_decided(source_id, aggregation_id, keys)
+        return Run(source_id, len(keys))
+
+
+def _own_key(uuid: bytes) -> bool:
+    """Whether an ASCII uuid is its own R1 key (:func:`~processor.core.uuid_key`)."""
+    text = uuid.decode()
+    return uuid_key(text) == text
+
+
+def _unchanged(
+    records: Sequence[InputRecord],
+    start: int,
+    topic: str,
+    head: bytes,
+    prefixes: tuple[bytes, bytes],
+    limits: tuple[int, int],
+    state: BatchOverlay,
+) -> tuple[list[bytes], bool]:
+    """The uuids of the unchanged records from ``records[start]`` on that begin with
+    ``head``, up to the first that is not one, and whether that one's state said so.
+    ``prefixes``: of their record keys and of their state keys; ``limits``: the
+    aggregation's start and the record size limit."""
+    key_prefix, state_prefix = prefixes
+    started_ms, max_bytes = limits
+    opens = len(head) - 1  # the account's "{"
+    get, matches = state.get, StoredAccount.matches_bytes
+    uuids: list[bytes] = []
+    for i in range(start, len(records)):
+        record = records[i]
+        value = record.value
+        if (
+            record.topic != topic
+            or value is None
+            or len(value) > max_bytes
+            or not value.startswith(head)
+        ):
+            break
+        try:
+            if value.endswith(NOT_DELETED):
+                stop = len(value) - len(NOT_DELETED)
+            elif value[-1] == _CLOSE:
+                stop = len(value) - 1
+            else:
+                break
+            at = value.find(UUID_MEMBER, opens) + len(UUID_MEMBER)
+            end = value.find(b'"', at)
+            if at < len(UUID_MEMBER) or end < 0:
+                break
+            uuid = value[at:end]
+            # ASCII without an escape: its text is its bytes; and its own R1 key (braced lower
+            # case, as Active Directory sends GUIDs, is, as uuid_key says).
+            if not (
+                uuid
+                and uuid.isascii()
+                and b"\\" not in uuid
+                and len(uuid) <= _SHORT_ASCII_UUID
+                and record.key == key_prefix + uuid
+                and ((uuid[:1] == b"{" and uuid.islower()) or _own_key(uuid))
+            ):
+                break
+            raw = get(state_prefix + uuid)
+            if raw is None or not matches(
+                raw, started_ms, bytes_digest(memoryview(value)[opens:stop])
+            ):
+                return uuids, True
+        except NOT_THE_RECORDS_FAULT:
+            raise
+        except Exception:  # the usual path decides this record, and says why
+            break
+        uuids.append(uuid)
+    return uuids, False
