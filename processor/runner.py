@@ -96,6 +96,13 @@ def _start_given_up(exc: TransportError) -> BrokerAccessError:
     )
 
 
+def _next_offsets(records: list[InRecord]) -> dict[TP, int]:
+    """The offset after the last record of each partition (records come in offset order)."""
+    # Plain tuples per record (a ``TP`` per record cost ~0.4 us), ``TP`` once per partition.
+    last = {(r.topic, r.partition): r.offset for r in records}
+    return {TP(topic, partition): offset + 1 for (topic, partition), offset in last.items()}
+
+
 class Runner:
     """The worker: owns the clients, the partitions assigned to it, and the loop."""
 
@@ -216,7 +223,7 @@ class Runner:
             tally, overlays = loop.decider.decide(
                 grouped, self._partitions.ready, loop.checkpoint, latest_ms
             )
-            offsets = {r.tp: r.offset + 1 for r in records}
+            offsets = _next_offsets(records)
             commit_s = loop.checkpoint.commit(offsets, overlays, self._partitions)
         except BaseException:
             self.stats.aborted_batches += 1
