@@ -27,7 +27,7 @@ from processor.keys import record_key
 from processor.models import Account, AccountRecord, AggregationMode
 from processor.state.overlay import BatchOverlay
 from processor.worker import accounts
-from processor.worker.accounts import NO_INPUTS
+from processor.worker.accounts import NO_INPUTS, Looked
 from processor.worker.envelope import AccountBytes, CompactAccount, account_identity
 from processor.worker.flow import Flow
 from processor.worker.outcome import Outcome, Verdict, emitted
@@ -72,11 +72,14 @@ class AccountFlow(Flow):
 
     # ----------------------------------------------------------------- fast paths
 
-    def unchanged_compact(self, seen: CompactAccount, state: BatchOverlay) -> Outcome | None:
-        """The byte path, quickest: a compact record (nothing decoded, see
+    def unchanged_compact(
+        self, seen: CompactAccount, value: bytes, state: BatchOverlay
+    ) -> Outcome | Looked | None:
+        """The byte path, quickest: a compact record ``value`` (nothing decoded, see
         :func:`~processor.worker.envelope.compact_account`) whose account bytes are the very
-        bytes the state under its uuid hint was last stored from is unchanged. ``None``: the
-        next path decides.
+        bytes the state under its uuid hint was last stored from is unchanged. Else the next
+        path decides; :class:`~processor.worker.accounts.Looked`: it may use the state this
+        one read (``None``: none read).
 
         Nothing the record says is trusted: only the stored bytes digest decides. The bytes
         of an account state under ``u:<uuid>`` are those of an account whose uuid R1 spells
@@ -98,26 +101,34 @@ class AccountFlow(Flow):
         key = f"u:{uuid}" if len(uuid) <= _SHORT_UUID else account_key(uuid, "")
         raw = state.get(k_account(source_id, key))
         if raw is None or not StoredAccount.matches_bytes(raw, agg.started_ms, seen.digest):
-            return None
+            return Looked(value, seen.start, seen.stop, seen.digest, source_id, key, raw)
         self._memory.saw(source_id, aggregation_id, key)
         expected = f"{source_id}/{uuid}".encode()  # record_key(source_id, uuid, ...)
         return Outcome(_UNCHANGED, source_id=source_id, record_key=expected)
 
-    def unchanged_bytes(self, seen: AccountBytes, state: BatchOverlay) -> Outcome | None:
-        """The byte path: an account record whose ``account`` bytes are the very bytes its
+    def unchanged_bytes(
+        self,
+        seen: AccountBytes,
+        bytes_digest: bytes,
+        state: BatchOverlay,
+        looked: Looked | None = None,
+    ) -> Outcome | None:
+        """The byte path: an account record whose ``account`` bytes (their digest
+        ``bytes_digest``) are the very bytes its
         state was last stored from is unchanged; decided without decoding the account (those
         bytes were validated when they were stored) but its identity, read from its bytes
-        to find its state (R1). ``None``: the next path decides."""
+        to find its state (R1). ``None``: the next path decides. ``looked``: what an earlier
+        path of this record read (here and below)."""
         identity = account_identity(seen)
         if identity is None:
             return None
         native, uuid = identity
         source_id, aggregation_id = seen.source_id, seen.aggregation_id
-        found = self._stored(source_id, aggregation_id, native, uuid, state)
+        found = self._stored(source_id, aggregation_id, (native, uuid), state, looked)
         if found is None:
             return None
         key, raw, agg = found
-        if not StoredAccount.matches_bytes(raw, agg.started_ms, seen.digest):
+        if not StoredAccount.matches_bytes(raw, agg.started_ms, bytes_digest):
             return None
         self._memory.saw(source_id, aggregation_id, key)
         expected = record_key(source_id, uuid, native)
@@ -129,6 +140,7 @@ class AccountFlow(Flow):
         account: dict[str, Any],
         inputs: tuple[bytes, bytes],
         state: BatchOverlay,
+        looked: Looked | None = None,
     ) -> Outcome | None:
         """The fast path: an account record whose ``account`` is the very input its state was
         last stored from (canonical form: key order and spacing do not matter) is unchanged;
@@ -147,7 +159,7 @@ class AccountFlow(Flow):
             or not (uuid is None or isinstance(uuid, str))
         ):
             return None
-        found = self._stored(source_id, aggregation_id, native, uuid, state)
+        found = self._stored(source_id, aggregation_id, (native, uuid), state, looked)
         if found is None:
             return None
         key, raw, agg = found
@@ -173,17 +185,19 @@ class AccountFlow(Flow):
         self,
         source_id: str,
         aggregation_id: str,
-        native: str,
-        uuid: str | None,
+        identity: tuple[str, str | None],
         state: BatchOverlay,
+        looked: Looked | None,
     ) -> tuple[str, bytes, AggregationInfo] | None:
-        """(state key, stored value, running aggregation) of an account record's account, if
-        its source is known, its aggregation running and the account stored."""
+        """(state key, stored value, running aggregation) of an account record's account
+        (``identity``: its nativeIdentity and uuid), if its source is known, its aggregation
+        running and the account stored."""
         found = self._running(source_id, aggregation_id, state)
         if found is None:
             return None
         policy, agg = found
-        key, raw = accounts.lookup(source_id, uuid, policy.identity_key(native), state)
+        native, uuid = identity
+        key, raw = accounts.lookup(source_id, uuid, policy.identity_key(native), state, looked)
         return None if raw is None else (key, raw, agg)
 
     # ----------------------------------------------------------------- the full path
@@ -194,8 +208,10 @@ class AccountFlow(Flow):
         record: AccountRecord,
         state: BatchOverlay,
         inputs: tuple[bytes, bytes] = NO_INPUTS,
+        looked: Looked | None = None,
     ) -> Outcome:
-        """Decide a validated account record: match, apply own changes, store, report."""
+        """Decide a validated account record: match, apply own changes, store, report.
+        ``looked``: a state read this record's decision made already (nothing written since)."""
         source_id = record.sourceId
         meta, agg, done = self._memory.running(source_id, record.aggregationId, state)
         if agg is None:
@@ -203,7 +219,7 @@ class AccountFlow(Flow):
                 return Outcome(Verdict.STALE, source_id=source_id)
             raise InputError("no aggregation.started for this aggregation in this partition")
         identity = policy.identity_key(record.account.nativeIdentity)
-        key, stored_raw = accounts.lookup(source_id, record.account.uuid, identity, state)
+        key, stored_raw = accounts.lookup(source_id, record.account.uuid, identity, state, looked)
         self._memory.saw(source_id, record.aggregationId, key)
         if record.deleted:
             return self._flag_deleted(record, agg, key, stored_raw is not None, state)

@@ -8,6 +8,7 @@ key to that key, so that a record naming only a nativeIdentity still finds it.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import NamedTuple
 
 from processor import codec
 from processor.core import SourcePolicy
@@ -26,13 +27,43 @@ from processor.worker.state import (
 NO_INPUTS = (NO_INPUT_DIGEST, NO_INPUT_DIGEST)
 
 
+class Looked(NamedTuple):
+    """What the compact way of the byte path (a run, or ``AccountFlow.unchanged_compact``)
+    found of one record and hands on to the later paths of the same record's decision, which
+    write nothing before they read it (issue 14): the account bytes it hashed, and the value
+    stored under the state key it read (``None``: nothing)."""
+
+    #: The record (the very object: a carry of another record is not used).
+    value: bytes
+    #: Where the hashed bytes lie in ``value`` (start, stop) and their
+    #: :func:`~processor.worker.state.bytes_digest`.
+    start: int
+    stop: int
+    digest: bytes
+    source_id: str
+    key: str
+    raw: bytes | None
+
+
+def _get(source_id: str, key: str, state: BatchOverlay, looked: Looked | None) -> bytes | None:
+    """The value stored under account key ``key``, read once per record's decision."""
+    if looked is not None and looked.key == key and looked.source_id == source_id:
+        return looked.raw
+    return state.get(k_account(source_id, key))
+
+
 def lookup(
-    source_id: str, uuid: str | None, identity: str, state: BatchOverlay
+    source_id: str,
+    uuid: str | None,
+    identity: str,
+    state: BatchOverlay,
+    looked: Looked | None = None,
 ) -> tuple[str, bytes | None]:
-    """R1: the state key of an incoming account and its stored value, if matched."""
+    """R1: the state key of an incoming account and its stored value, if matched.
+    ``looked``: a read this record's decision made already (nothing written since)."""
     if uuid:
         key = account_key(uuid, identity)
-        raw = state.get(k_account(source_id, key))
+        raw = _get(source_id, key, state, looked)
         if raw is not None:
             return key, raw
     indexed = state.get(k_index(source_id, identity))
@@ -41,7 +72,7 @@ def lookup(
         # A stored account with another uuid is another account (deleted + created);
         # a key written before uuids were matched as R1 says is the same one (re-keyed).
         if not (uuid and other.startswith("u:")) or account_key(other[2:], "") == key:
-            raw = state.get(k_account(source_id, other))
+            raw = _get(source_id, other, state, looked)
             if raw is not None:
                 return other, raw
     return account_key(uuid, identity), None

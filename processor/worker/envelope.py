@@ -81,6 +81,9 @@ class CompactAccount(msgspec.Struct, frozen=True, gc=False):
     digest: bytes
     #: The text of the account's first ``"uuid":"..."`` member (no escapes).
     uuid_hint: str
+    #: Where the digested bytes lie in the record.
+    start: int
+    stop: int
 
 
 def compact_account(value: bytes) -> CompactAccount | None:
@@ -109,7 +112,7 @@ def compact_account(value: bytes) -> CompactAccount | None:
     if "\\" in uuid:  # an escape: its text is not its bytes
         return None
     digest = bytes_digest(memoryview(value)[start:stop])
-    return CompactAccount(source_id, aggregation_id, digest, uuid)
+    return CompactAccount(source_id, aggregation_id, digest, uuid, start, stop)
 
 
 class AccountBytes(msgspec.Struct, frozen=True, gc=False):
@@ -119,8 +122,6 @@ class AccountBytes(msgspec.Struct, frozen=True, gc=False):
     aggregation_id: str
     #: The ``account`` object's bytes, as the record holds them.
     account: msgspec.Raw
-    #: :func:`~processor.worker.state.bytes_digest` of those bytes.
-    digest: bytes
 
 
 def account_bytes(value: bytes) -> AccountBytes | None:
@@ -132,9 +133,23 @@ def account_bytes(value: bytes) -> AccountBytes | None:
         return None
     if envelope.deleted:
         return None
-    account = envelope.account
-    digest = bytes_digest(memoryview(account))
-    return AccountBytes(envelope.sourceId, envelope.aggregationId, account, digest)
+    return AccountBytes(envelope.sourceId, envelope.aggregationId, envelope.account)
+
+
+def account_digest(
+    seen: AccountBytes, value: bytes, known: tuple[int, int, bytes] | None = None
+) -> bytes:
+    """:func:`~processor.worker.state.bytes_digest` of the ``account`` bytes of ``value``.
+    ``known``: (start, stop, digest) of bytes of ``value`` already hashed; when they are the
+    ``account`` bytes (compared, not assumed), their digest is not computed again."""
+    account = seen.account
+    if (
+        known is not None
+        and len(account) == known[1] - known[0]
+        and value.startswith(bytes(account), known[0])
+    ):
+        return known[2]
+    return bytes_digest(memoryview(account))
 
 
 def account_identity(seen: AccountBytes) -> tuple[str, str | None] | None:

@@ -58,9 +58,9 @@ from processor.models import (
 )
 from processor.state.overlay import BatchOverlay
 from processor.worker.account_flow import AccountFlow
-from processor.worker.accounts import NO_INPUTS
+from processor.worker.accounts import NO_INPUTS, Looked
 from processor.worker.batch_memory import BatchMemory
-from processor.worker.envelope import account_bytes, compact_account
+from processor.worker.envelope import account_bytes, account_digest, compact_account
 from processor.worker.lifecycle import AggregationLifecycle
 from processor.worker.outcome import UNKNOWN_SOURCE, Outcome, Verdict, dead
 from processor.worker.own_changes import OwnChanges
@@ -139,22 +139,29 @@ class PartitionProcessor:
         ``records[start]`` on, decided in bulk from their bytes
         (:mod:`~processor.worker.unchanged`; what :meth:`process` would decide, with nothing
         to send and nothing to undo). ``None``, or a run of none: :meth:`process` decides
-        ``records[start]`` (a run of none: with ``compact=False``)."""
+        ``records[start]`` (a run of none: with ``compact=False``, and what the run found of
+        it is handed on to that decision)."""
         return self._unchanged.run(records, start, topic, state, self._max_record_bytes)
 
     def process(self, value: bytes | None, state: BatchOverlay, *, compact: bool = True) -> Outcome:
         """Decide one aggregation record. ``compact=False``: its compact way is known to
         find nothing (:attr:`~processor.worker.unchanged.Run.decided`), skip it."""
+        # What the run of none before this record found of it: this decision's own reads.
+        handed, self._unchanged.looked = self._unchanged.looked, None
         self._memory.savepoint(state)
         if value is None:
             return dead("tombstone on the aggregations topic")
+        looked = handed if handed is not None and handed.value is value and not compact else None
         # The quickest byte path first, here: most records of an aggregation end with it.
         if compact and (self._max_record_bytes is None or len(value) <= self._max_record_bytes):
             seen = compact_account(value)
-            if seen is not None and (fast := self._accounts.unchanged_compact(seen, state)):
-                return fast
+            if seen is not None:
+                fast = self._accounts.unchanged_compact(seen, value, state)
+                if isinstance(fast, Outcome):
+                    return fast
+                looked = fast
         try:
-            return self._aggregation_record(value, state)
+            return self._aggregation_record(value, state, looked)
         except InputError as exc:
             return self.abandon(value, state, exc.reason)
 
@@ -170,14 +177,20 @@ class PartitionProcessor:
         except InputError as exc:
             return self.abandon(value, state, exc.reason)
 
-    def _aggregation_record(self, value: bytes, state: BatchOverlay) -> Outcome:
-        seen_bytes = None
+    def _aggregation_record(
+        self, value: bytes, state: BatchOverlay, looked: Looked | None
+    ) -> Outcome:
+        """Decide an aggregation record; ``looked``: what the compact way found of it (no
+        write since), which the later paths use rather than read or hash again."""
+        bytes_digest = NO_INPUT_DIGEST
         if self._max_record_bytes is None or len(value) <= self._max_record_bytes:
             seen_bytes = account_bytes(value)
-            if seen_bytes is not None and (
-                fast := self._accounts.unchanged_bytes(seen_bytes, state)
-            ):
-                return fast
+            if seen_bytes is not None:
+                known = None if looked is None else (looked.start, looked.stop, looked.digest)
+                bytes_digest = account_digest(seen_bytes, value, known)
+                fast = self._accounts.unchanged_bytes(seen_bytes, bytes_digest, state, looked)
+                if fast is not None:
+                    return fast
         obj = codec.loads(value)
         if (too_big := self._too_big(value)) is not None:
             self._reject(obj, state)
@@ -186,11 +199,8 @@ class PartitionProcessor:
         if isinstance(obj, dict) and obj.get("type") == "account":
             account = obj.get("account")
             if isinstance(account, dict):
-                inputs = (
-                    digest(account),
-                    NO_INPUT_DIGEST if seen_bytes is None else seen_bytes.digest,
-                )
-                fast = self._accounts.unchanged_input(obj, account, inputs, state)
+                inputs = (digest(account), bytes_digest)
+                fast = self._accounts.unchanged_input(obj, account, inputs, state, looked)
                 if fast is not None:
                     return fast
         try:
@@ -203,7 +213,7 @@ class PartitionProcessor:
         if isinstance(record, AggregationStarted):
             return self._lifecycle.started(record, state)
         if isinstance(record, AccountRecord):
-            outcome = self._accounts.decide(policy, record, state, inputs)
+            outcome = self._accounts.decide(policy, record, state, inputs, looked)
             outcome.record_key = account_record_key(record.sourceId, record.account)
             return outcome
         return self._lifecycle.completed(policy, record, state)

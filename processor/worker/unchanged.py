@@ -16,7 +16,9 @@ digest), narrowed to what needs no per-record lookup: a uuid hint in ASCII that 
 that names it. The first record that is anything else (another head, a changed account, a
 deletion, a wrong key, a record over the size limit, a provisioning record) ends the run and
 goes the usual per-record way, which decides it (and says why) exactly as before; so does a
-record whose check raises, within its own failure boundary.
+record whose check raises, within its own failure boundary. When the run ends at a record
+whose state it read and found stored from other bytes (or none), it hands what it found on
+to that record's decision (:attr:`UnchangedRuns.looked`), which writes nothing before.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import NamedTuple, Protocol
 
 from processor.core import uuid_key
 from processor.state.overlay import BatchOverlay
+from processor.worker.accounts import Looked
 from processor.worker.envelope import COMPACT_HEAD, NOT_DELETED, UUID_MEMBER
 from processor.worker.flow import NOT_THE_RECORDS_FAULT, Flow
 from processor.worker.state import MAX_PART_BYTES, StoredAccount, bytes_digest, k_account
@@ -57,8 +60,17 @@ class Run(NamedTuple):
     decided: int
 
 
+#: What a run found of the record it ended at (its account's start and stop in it, their
+#: digest, its uuid and the value stored under it): see :class:`Looked`.
+_Found = tuple[int, int, bytes, bytes, bytes | None]
+
+
 class UnchangedRuns(Flow):
     """Decides runs of unchanged account records of one partition."""
+
+    #: What the last run of none found of its record (``None``: nothing), for that record's
+    #: decision, which comes next.
+    looked: Looked | None = None
 
     def run(
         self,
@@ -72,6 +84,7 @@ class UnchangedRuns(Flow):
         source and aggregation, from ``records[start]`` on, their accounts noted as seen;
         ``None`` when ``records[start]`` is none (and not known to be changed, see
         :attr:`Run.decided`)."""
+        self.looked = None
         first = records[start]
         value = first.value
         if first.topic != topic or value is None:
@@ -91,7 +104,7 @@ class UnchangedRuns(Flow):
             return None
         if agg is None:
             return None
-        uuids, changed = _unchanged(
+        uuids, found = _unchanged(
             records,
             start,
             topic,
@@ -101,7 +114,11 @@ class UnchangedRuns(Flow):
             state,
         )
         if not uuids:
-            return Run(source_id, 0) if changed else None
+            if found is None:
+                return None
+            opens, stop, digest, uuid, raw = found
+            self.looked = Looked(value, opens, stop, digest, source_id, "u:" + uuid.decode(), raw)
+            return Run(source_id, 0)
         keys = ["u:" + uuid.decode() for uuid in uuids]
         self._memory.saw_decided(source_id, aggregation_id, keys)
         return Run(source_id, len(keys))
@@ -121,9 +138,9 @@ def _unchanged(
     prefixes: tuple[bytes, bytes],
     limits: tuple[int, int],
     state: BatchOverlay,
-) -> tuple[list[bytes], bool]:
+) -> tuple[list[bytes], _Found | None]:
     """The uuids of the unchanged records from ``records[start]`` on that begin with
-    ``head``, up to the first that is not one, and whether that one's state said so.
+    ``head``, up to the first that is not one, and what its state said when it said so.
     ``prefixes``: of their record keys and of their state keys; ``limits``: the
     aggregation's start and the record size limit."""
     key_prefix, state_prefix = prefixes
@@ -165,13 +182,12 @@ def _unchanged(
             ):
                 break
             raw = get(state_prefix + uuid)
-            if raw is None or not matches(
-                raw, started_ms, bytes_digest(memoryview(value)[opens:stop])
-            ):
-                return uuids, True
+            digest = bytes_digest(memoryview(value)[opens:stop])
+            if raw is None or not matches(raw, started_ms, digest):
+                return uuids, (opens, stop, digest, uuid, raw)
         except NOT_THE_RECORDS_FAULT:
             raise
         except Exception:  # the usual path decides this record, and says why
             break
         uuids.append(uuid)
-    return uuids, False
+    return uuids, None
