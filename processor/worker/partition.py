@@ -106,6 +106,7 @@ class PartitionProcessor:
         the runner passes its clock plus ``NCD_FUTURE_ALLOWANCE_S`` (``None``: no bound).
         """
         self._memory.begin(latest_ms)
+        self._unchanged.looked = None
 
     def end_batch(self, state: BatchOverlay, batch_id: int) -> None:
         """Write the batch's seen-account chunks and changed metadata into ``state``."""

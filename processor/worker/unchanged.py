@@ -60,16 +60,16 @@ class Run(NamedTuple):
     decided: int
 
 
-#: What a run found of the record it ended at (its account's start and stop in it, their
-#: digest, its uuid and the value stored under it): see :class:`Looked`.
-_Found = tuple[int, int, bytes, bytes, bytes | None]
+#: What a run found of the record it ended at (the record, its account's start and stop in
+#: it, their digest, its uuid and the value stored under it): see :class:`Looked`.
+_Found = tuple[bytes, int, int, bytes, bytes, bytes | None]
 
 
 class UnchangedRuns(Flow):
     """Decides runs of unchanged account records of one partition."""
 
-    #: What the last run of none found of its record (``None``: nothing), for that record's
-    #: decision, which comes next.
+    #: What the last run found of the record it ended at (``None``: nothing), for that
+    #: record's decision, or the next run (from that record, decided as a run of none).
     looked: Looked | None = None
 
     def run(
@@ -84,9 +84,13 @@ class UnchangedRuns(Flow):
         source and aggregation, from ``records[start]`` on, their accounts noted as seen;
         ``None`` when ``records[start]`` is none (and not known to be changed, see
         :attr:`Run.decided`)."""
-        self.looked = None
+        ended, self.looked = self.looked, None
         first = records[start]
         value = first.value
+        if ended is not None and value is ended.value:
+            # The record the last run ended at (its batch wrote nothing since): known.
+            self.looked = ended
+            return Run(ended.source_id, 0)
         if first.topic != topic or value is None:
             return None
         head = COMPACT_HEAD.match(value)
@@ -113,12 +117,12 @@ class UnchangedRuns(Flow):
             (agg.started_ms, sys.maxsize if max_record_bytes is None else max_record_bytes),
             state,
         )
+        if found is not None:  # the record it ended at, for its decision (or the next run)
+            ended_at, opens, stop, digest, uuid, raw = found
+            key = "u:" + uuid.decode()
+            self.looked = Looked(ended_at, opens, stop, digest, source_id, key, raw)
         if not uuids:
-            if found is None:
-                return None
-            opens, stop, digest, uuid, raw = found
-            self.looked = Looked(value, opens, stop, digest, source_id, "u:" + uuid.decode(), raw)
-            return Run(source_id, 0)
+            return None if found is None else Run(source_id, 0)
         keys = ["u:" + uuid.decode() for uuid in uuids]
         self._memory.saw_decided(source_id, aggregation_id, keys)
         return Run(source_id, len(keys))
@@ -184,7 +188,7 @@ def _unchanged(
             raw = get(state_prefix + uuid)
             digest = bytes_digest(memoryview(value)[opens:stop])
             if raw is None or not matches(raw, started_ms, digest):
-                return uuids, (opens, stop, digest, uuid, raw)
+                return uuids, (value, opens, stop, digest, uuid, raw)
         except NOT_THE_RECORDS_FAULT:
             raise
         except Exception:  # the usual path decides this record, and says why
