@@ -1,0 +1,132 @@
+"""What the compact way found of a record, handed on to its later paths, decides as reading
+and hashing again would (issue 14)."""
+
+from __future__ import annotations
+
+from typing import Any
+from unittest import mock
+
+import orjson
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from processor.keys import record_key
+from processor.state import BatchOverlay
+from processor.worker import accounts
+from processor.worker import partition as partition_module
+from processor.worker.accounts import Looked
+from processor.worker.envelope import NOT_DELETED, account_bytes, account_digest
+from processor.worker.partition import PartitionProcessor
+from processor.worker.state import bytes_digest, k_account
+from tests.unit.test_compact_path import compact, completed, start
+from tests.unit.test_fast_path import T1, T2
+from tests.unit.test_partition import SRC
+from tests.unit.test_unchanged_runs import ACCOUNTS, KINDS, Worker, _key, _outcome, _record
+
+#: Besides the runs' kinds: a changed account in another spacing, an unchanged one with a
+#: space after it (the compact way hashes it with its account), a created one, one that lost
+#: its uuid, one whose uuid is not ASCII (another account, R1), one deleted (DELTA only:
+#: dead-lettered here).
+MORE = ["changed_space", "spaced_end", "created", "no_uuid", "non_ascii", "deleted"]
+
+
+def _altered(agg: str, n: int, kind: str) -> tuple[bytes | None, bytes | None]:
+    account = ACCOUNTS[n]
+    if kind in KINDS:
+        return _record(agg, account, kind)
+    changed = {**account, "attributes": {"title": "Lead", "memberOf": ["g2"]}}
+    if kind == "changed_space":
+        return _key(account), compact(agg, changed).replace(b'"attributes":', b'"attributes": ')
+    if kind == "spaced_end":
+        value = compact(agg, account)
+        return _key(account), value[: -len(NOT_DELETED)] + b" " + NOT_DELETED
+    if kind == "created":
+        new = {**account, "nativeIdentity": f"CN=new{n}", "uuid": f"new-{n}"}
+        return _key(new), compact(agg, new)
+    if kind == "no_uuid":
+        plain = {k: v for k, v in changed.items() if k != "uuid"}
+        return record_key(SRC, None, plain["nativeIdentity"]), compact(agg, plain)
+    if kind == "non_ascii":
+        other = {**changed, "uuid": "é" + account["uuid"]}
+        return _key(other), compact(agg, other)
+    return _key(account), compact(agg, account, deleted=True)
+
+
+def _second(kinds: list[str], split: int, runs: bool, carry: bool) -> tuple[Any, ...]:
+    """The second aggregation's outputs, counts and state; ``carry=False``: every path reads
+    and hashes for itself."""
+    worker = Worker()
+    worker.aggregation("a1", T1, ACCOUNTS)
+    marker = record_key(SRC, None, "a2")
+    records = [
+        (marker, orjson.dumps(start("a2", T2))),
+        *[_altered("a2", n, kind) for n, kind in enumerate(kinds)],
+        (marker, orjson.dumps(completed("a2"))),
+    ]
+    get, digest_of = accounts._get, partition_module.account_digest
+    with (
+        mock.patch.object(
+            PartitionProcessor,
+            "unchanged_run",
+            PartitionProcessor.unchanged_run if runs else lambda *_: None,
+        ),
+        mock.patch.object(
+            accounts, "_get", get if carry else lambda s, k, state, _: get(s, k, state, None)
+        ),
+        mock.patch.object(
+            partition_module,
+            "account_digest",
+            digest_of if carry else lambda seen, value, _=None: digest_of(seen, value),
+        ),
+    ):
+        worker.batch(*records[:split])
+        worker.batch(*records[split:])
+    return _outcome(worker)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    kinds=st.lists(
+        st.sampled_from(["same"] * 3 + KINDS + MORE),
+        min_size=len(ACCOUNTS),
+        max_size=len(ACCOUNTS),
+    ),
+    split=st.integers(0, len(ACCOUNTS) + 2),
+)
+def test_carried_reads_decide_as_reading_again(kinds: list[str], split: int) -> None:
+    """Changed, created, re-spelled, uuid-less, non-ASCII, unreadable and wrongly keyed
+    records among unchanged ones give the same outputs, counts and state whether the later
+    paths use what the compact way (of a run or of the record) found or read and hash anew."""
+    fresh = _second(kinds, split, runs=False, carry=False)
+    assert _second(kinds, split, runs=False, carry=True) == fresh
+    assert _second(kinds, split, runs=True, carry=True) == fresh
+
+
+def test_a_known_digest_is_used_only_for_the_account_s_own_bytes() -> None:
+    """The digest of bytes hashed before is taken only when they are the ``account`` bytes;
+    any other span is hashed anew."""
+    value = compact("a2", ACCOUNTS[0])
+    seen = account_bytes(value)
+    assert seen is not None
+    start_at = value.index(b'"account":') + len(b'"account":')
+    stop = start_at + len(seen.account)
+    assert account_digest(seen, value, (start_at, stop, b"known")) == b"known"
+    own = bytes_digest(value[start_at:stop])
+    assert account_digest(seen, value, (start_at, stop + 1, b"known")) == own
+    assert account_digest(seen, value, (start_at + 1, stop + 1, b"known")) == own
+
+
+def test_a_carried_read_is_used_only_for_its_source_and_key() -> None:
+    """A lookup takes the carried value only for the very state key it was read from."""
+    worker = Worker()
+    worker.aggregation("a1", T1, ACCOUNTS[:1])
+    state = BatchOverlay(worker.store)
+    uuid, native = ACCOUNTS[0]["uuid"], ACCOUNTS[0]["nativeIdentity"]
+    stored = state.get(k_account(SRC, f"u:{uuid}"))
+    assert stored is not None
+    looked = Looked(b"", 0, 0, b"", SRC, f"u:{uuid}", b"carried")
+    assert accounts.lookup(SRC, uuid, native, state, looked) == (f"u:{uuid}", b"carried")
+    other = looked._replace(source_id="other")
+    assert accounts.lookup(SRC, uuid, native, state, other) == (f"u:{uuid}", stored)
+    elsewhere = looked._replace(key="u:else")
+    assert accounts.lookup(SRC, uuid, native, state, elsewhere) == (f"u:{uuid}", stored)
