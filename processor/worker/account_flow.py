@@ -60,11 +60,15 @@ class _Draft:
     inputs: tuple[bytes, bytes]
 
     @staticmethod
-    def of(account: Account, inputs: tuple[bytes, bytes]) -> _Draft:
+    def of(account: Account, inputs: tuple[bytes, bytes], known: bytes | None = None) -> _Draft:
+        """``known``: the canonical JSON of the record's ``account`` as it came (its digest is
+        ``inputs[0]``), which a validated account often dumps to: not hashed again then."""
         # One encoding gives both the digest and the stored JSON (sorted keys: any key
         # order reads back the same account).
         canonical = codec.dumps_canonical(account.model_dump(mode="json", exclude_none=True))
-        return _Draft(account, canonical, canonical_digest(canonical), inputs)
+        same = known is not None and canonical == known
+        digest = inputs[0] if same else canonical_digest(canonical)
+        return _Draft(account, canonical, digest, inputs)
 
 
 class AccountFlow(Flow):
@@ -209,9 +213,12 @@ class AccountFlow(Flow):
         state: BatchOverlay,
         inputs: tuple[bytes, bytes] = NO_INPUTS,
         looked: Looked | None = None,
+        canonical: bytes | None = None,
     ) -> Outcome:
         """Decide a validated account record: match, apply own changes, store, report.
-        ``looked``: a state read this record's decision made already (nothing written since)."""
+        ``looked``: a state read this record's decision made already (nothing written since);
+        ``canonical``: the canonical JSON of its ``account`` as it came (``inputs[0]`` is its
+        digest)."""
         source_id = record.sourceId
         meta, agg, done = self._memory.running(source_id, record.aggregationId, state)
         if agg is None:
@@ -223,7 +230,7 @@ class AccountFlow(Flow):
         self._memory.saw(source_id, record.aggregationId, key)
         if record.deleted:
             return self._flag_deleted(record, agg, key, stored_raw is not None, state)
-        draft = _Draft.of(record.account, inputs)
+        draft = _Draft.of(record.account, inputs, canonical)
         previous: Account | None = None
         window: dict[str, int] = {}
         if stored_raw is not None:

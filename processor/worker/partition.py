@@ -66,7 +66,7 @@ from processor.worker.outcome import UNKNOWN_SOURCE, Outcome, Verdict, dead
 from processor.worker.own_changes import OwnChanges
 from processor.worker.provisioning_flow import ProvisioningFlow
 from processor.worker.registry import SourceRegistry
-from processor.worker.state import NO_INPUT_DIGEST, digest
+from processor.worker.state import NO_INPUT_DIGEST, canonical_digest
 from processor.worker.unchanged import InputRecord, Run, UnchangedRuns
 
 __all__ = ["DEFAULT_HOLD_S", "UNKNOWN_SOURCE", "Outcome", "PartitionProcessor", "Verdict"]
@@ -196,11 +196,12 @@ class PartitionProcessor:
         if (too_big := self._too_big(value)) is not None:
             self._reject(obj, state)
             return too_big
-        inputs = NO_INPUTS
+        inputs, canonical = NO_INPUTS, None
         if isinstance(obj, dict) and obj.get("type") == "account":
             account = obj.get("account")
             if isinstance(account, dict):
-                inputs = (digest(account), bytes_digest)
+                canonical = codec.dumps_canonical(account)  # state.digest(account), kept
+                inputs = (canonical_digest(canonical), bytes_digest)
                 fast = self._accounts.unchanged_input(obj, account, inputs, state, looked)
                 if fast is not None:
                     return fast
@@ -214,7 +215,7 @@ class PartitionProcessor:
         if isinstance(record, AggregationStarted):
             return self._lifecycle.started(record, state)
         if isinstance(record, AccountRecord):
-            outcome = self._accounts.decide(policy, record, state, inputs, looked)
+            outcome = self._accounts.decide(policy, record, state, inputs, looked, canonical)
             outcome.record_key = account_record_key(record.sourceId, record.account)
             return outcome
         return self._lifecycle.completed(policy, record, state)

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from processor.keys import record_key
 from processor.state import BatchOverlay
-from processor.worker import accounts
+from processor.worker import account_flow, accounts
 from processor.worker import partition as partition_module
 from processor.worker.accounts import Looked
 from processor.worker.envelope import NOT_DELETED, account_bytes, account_digest
@@ -25,9 +25,9 @@ from tests.unit.test_unchanged_runs import ACCOUNTS, KINDS, Worker, _key, _outco
 
 #: Besides the runs' kinds: a changed account in another spacing, an unchanged one with a
 #: space after it (the compact way hashes it with its account), a created one, one that lost
-#: its uuid, one whose uuid is not ASCII (another account, R1), one deleted (DELTA only:
-#: dead-lettered here).
-MORE = ["changed_space", "spaced_end", "created", "no_uuid", "non_ascii", "deleted"]
+#: its uuid, one whose uuid is not ASCII (another account, R1), a changed one that holds a
+#: null (its validated account dumps to other JSON), one deleted (DELTA only: dead-lettered).
+MORE = ["changed_space", "spaced_end", "created", "no_uuid", "non_ascii", "null", "deleted"]
 
 
 def _altered(agg: str, n: int, kind: str) -> tuple[bytes | None, bytes | None]:
@@ -40,6 +40,8 @@ def _altered(agg: str, n: int, kind: str) -> tuple[bytes | None, bytes | None]:
     if kind == "spaced_end":
         value = compact(agg, account)
         return _key(account), value[: -len(NOT_DELETED)] + b" " + NOT_DELETED
+    if kind == "null":
+        return _key(account), compact(agg, {**changed, "name": None})
     if kind == "created":
         new = {**account, "nativeIdentity": f"CN=new{n}", "uuid": f"new-{n}"}
         return _key(new), compact(agg, new)
@@ -63,7 +65,11 @@ def _second(kinds: list[str], split: int, runs: bool, carry: bool) -> tuple[Any,
         *[_altered("a2", n, kind) for n, kind in enumerate(kinds)],
         (marker, orjson.dumps(completed("a2"))),
     ]
-    get, digest_of = accounts._get, partition_module.account_digest
+    get, digest_of, draft_of = (
+        accounts._get,
+        partition_module.account_digest,
+        account_flow._Draft.of,
+    )
     with (
         mock.patch.object(
             PartitionProcessor,
@@ -77,6 +83,13 @@ def _second(kinds: list[str], split: int, runs: bool, carry: bool) -> tuple[Any,
             partition_module,
             "account_digest",
             digest_of if carry else lambda seen, value, _=None: digest_of(seen, value),
+        ),
+        mock.patch.object(
+            account_flow._Draft,
+            "of",
+            staticmethod(
+                draft_of if carry else lambda account, inputs, _=None: draft_of(account, inputs)
+            ),
         ),
     ):
         worker.batch(*records[:split])
@@ -96,7 +109,8 @@ def _second(kinds: list[str], split: int, runs: bool, carry: bool) -> tuple[Any,
 def test_carried_reads_decide_as_reading_again(kinds: list[str], split: int) -> None:
     """Changed, created, re-spelled, uuid-less, non-ASCII, unreadable and wrongly keyed
     records among unchanged ones give the same outputs, counts and state whether the later
-    paths use what the compact way (of a run or of the record) found or read and hash anew."""
+    paths use what the compact way (of a run or of the record) found and the input's canonical
+    JSON, or read, hash and encode anew."""
     fresh = _second(kinds, split, runs=False, carry=False)
     assert _second(kinds, split, runs=False, carry=True) == fresh
     assert _second(kinds, split, runs=True, carry=True) == fresh
