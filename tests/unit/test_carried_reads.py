@@ -3,10 +3,10 @@ and hashing again would (issue 14)."""
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from typing import Any
 from unittest import mock
 
-import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -16,12 +16,11 @@ from processor.worker import account_flow, accounts
 from processor.worker import partition as partition_module
 from processor.worker.accounts import Looked
 from processor.worker.envelope import NOT_DELETED, account_bytes, account_digest
-from processor.worker.partition import PartitionProcessor
 from processor.worker.state import bytes_digest, k_account
-from tests.unit.test_compact_path import compact, completed, start
-from tests.unit.test_fast_path import T1, T2
+from tests.unit.test_compact_path import compact
+from tests.unit.test_fast_path import T1
 from tests.unit.test_partition import SRC
-from tests.unit.test_unchanged_runs import ACCOUNTS, KINDS, Worker, _key, _outcome, _record
+from tests.unit.test_unchanged_runs import ACCOUNTS, KINDS, Worker, _key, _record, _second
 
 #: Besides the runs' kinds: a changed account in another spacing, an unchanged one with a
 #: space after it (the compact way hashes it with its account), a created one, one that lost
@@ -30,10 +29,11 @@ from tests.unit.test_unchanged_runs import ACCOUNTS, KINDS, Worker, _key, _outco
 MORE = ["changed_space", "spaced_end", "created", "no_uuid", "non_ascii", "null", "deleted"]
 
 
-def _altered(agg: str, n: int, kind: str) -> tuple[bytes | None, bytes | None]:
-    account = ACCOUNTS[n]
+def _altered(agg: str, account: dict[str, Any], kind: str) -> tuple[bytes | None, bytes | None]:
+    """An account record of the second aggregation, as it was or altered by ``kind``."""
     if kind in KINDS:
         return _record(agg, account, kind)
+    n = ACCOUNTS.index(account)
     changed = {**account, "attributes": {"title": "Lead", "memberOf": ["g2"]}}
     if kind == "changed_space":
         return _key(account), compact(agg, changed).replace(b'"attributes":', b'"attributes": ')
@@ -54,47 +54,21 @@ def _altered(agg: str, n: int, kind: str) -> tuple[bytes | None, bytes | None]:
     return _key(account), compact(agg, account, deleted=True)
 
 
-def _second(kinds: list[str], split: int, runs: bool, carry: bool) -> tuple[Any, ...]:
-    """The second aggregation's outputs, counts and state; ``carry=False``: every path reads
-    and hashes for itself."""
-    worker = Worker()
-    worker.aggregation("a1", T1, ACCOUNTS)
-    marker = record_key(SRC, None, "a2")
-    records = [
-        (marker, orjson.dumps(start("a2", T2))),
-        *[_altered("a2", n, kind) for n, kind in enumerate(kinds)],
-        (marker, orjson.dumps(completed("a2"))),
-    ]
-    get, digest_of, draft_of = (
-        accounts._get,
-        partition_module.account_digest,
-        account_flow._Draft.of,
-    )
-    with (
+def _without_carry() -> list[AbstractContextManager[Any]]:
+    """Patches under which every path reads, hashes and encodes for itself."""
+    get, digest_of = accounts._get, partition_module.account_digest
+    draft_of = account_flow._Draft.of
+    return [
+        mock.patch.object(accounts, "_get", lambda s, k, state, _: get(s, k, state, None)),
         mock.patch.object(
-            PartitionProcessor,
-            "unchanged_run",
-            PartitionProcessor.unchanged_run if runs else lambda *_: None,
-        ),
-        mock.patch.object(
-            accounts, "_get", get if carry else lambda s, k, state, _: get(s, k, state, None)
-        ),
-        mock.patch.object(
-            partition_module,
-            "account_digest",
-            digest_of if carry else lambda seen, value, _=None: digest_of(seen, value),
+            partition_module, "account_digest", lambda seen, value, _=None: digest_of(seen, value)
         ),
         mock.patch.object(
             account_flow._Draft,
             "of",
-            staticmethod(
-                draft_of if carry else lambda account, inputs, _=None: draft_of(account, inputs)
-            ),
+            staticmethod(lambda account, inputs, _=None: draft_of(account, inputs)),
         ),
-    ):
-        worker.batch(*records[:split])
-        worker.batch(*records[split:])
-    return _outcome(worker)
+    ]
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -111,9 +85,9 @@ def test_carried_reads_decide_as_reading_again(kinds: list[str], split: int) -> 
     records among unchanged ones give the same outputs, counts and state whether the later
     paths use what the compact way (of a run or of the record) found and the input's canonical
     JSON, or read, hash and encode anew."""
-    fresh = _second(kinds, split, runs=False, carry=False)
-    assert _second(kinds, split, runs=False, carry=True) == fresh
-    assert _second(kinds, split, runs=True, carry=True) == fresh
+    fresh = _second(kinds, split, False, _altered, _without_carry())
+    assert _second(kinds, split, False, _altered) == fresh
+    assert _second(kinds, split, True, _altered) == fresh
 
 
 def test_a_known_digest_is_used_only_for_the_account_s_own_bytes() -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -136,20 +138,34 @@ def _outcome(worker: Worker) -> tuple[Any, ...]:
     )
 
 
-def _second(kinds: list[str], split: int, runs: bool) -> tuple[Any, ...]:
+def _second(
+    kinds: list[str],
+    split: int,
+    runs: bool,
+    alter: Callable[[str, dict[str, Any], str], tuple[bytes | None, bytes | None]] = _record,
+    patches: Sequence[AbstractContextManager[Any]] = (),
+) -> tuple[Any, ...]:
+    """The second aggregation (each account's record altered by ``alter`` as its kind says)
+    in two batches split at ``split``: what :func:`_outcome` says; ``runs=False``: one record
+    at a time; ``patches`` are in force while it is decided."""
     worker = Worker()
     worker.aggregation("a1", T1, ACCOUNTS)
     marker = record_key(SRC, None, "a2")
     records = [
         (marker, orjson.dumps(start("a2", T2))),
-        *[_record("a2", a, kind) for a, kind in zip(ACCOUNTS, kinds, strict=True)],
+        *[alter("a2", a, kind) for a, kind in zip(ACCOUNTS, kinds, strict=True)],
         (marker, orjson.dumps(completed("a2"))),
     ]
-    with mock.patch.object(
-        PartitionProcessor,
-        "unchanged_run",
-        PartitionProcessor.unchanged_run if runs else lambda *_: None,
-    ):
+    with ExitStack() as stack:
+        stack.enter_context(
+            mock.patch.object(
+                PartitionProcessor,
+                "unchanged_run",
+                PartitionProcessor.unchanged_run if runs else lambda *_: None,
+            )
+        )
+        for patch in patches:
+            stack.enter_context(patch)
         worker.batch(*records[:split])
         worker.batch(*records[split:])
     return _outcome(worker)
