@@ -114,10 +114,10 @@ class OwnChanges:
 
     def __init__(self, hold_ms: int) -> None:
         self.hold_ms = hold_ms
-        self.present = Present()
+        self._present = Present()
 
     def _put(self, state: BatchOverlay, base: bytes, key: bytes, value: bytes) -> None:
-        self.present.add(base, key)
+        self._present.add(base, key)
         state.put(key, value)
 
     # ----------------------------------------------------------- provisioning-topic side
@@ -171,7 +171,7 @@ class OwnChanges:
         stored: Account,
     ) -> Account:
         """``current`` with the attributes still in a race window taken from ``stored``."""
-        if not self.present.may_hold(state, k_shield(source_id), k_shield(source_id, key)):
+        if not self._present.may_hold(state, k_shield(source_id), k_shield(source_id, key)):
             return current
         raw = state.get(k_shield(source_id, key))
         if raw is None:
@@ -191,7 +191,7 @@ class OwnChanges:
     ) -> Account:
         """``previous`` with every pending record that ``current`` shows applied (absorbed)."""
         prefix = k_pending(source_id, identity, "")
-        if not self.present.may_hold(state, k_pending(source_id), prefix):
+        if not self._present.may_hold(state, k_pending(source_id), prefix):
             return previous
         for raw_key, record in self._records(policy, state, prefix, identity):
             if shows_changes(policy, previous, current, record):
@@ -214,7 +214,7 @@ class OwnChanges:
         """
         window: dict[str, int] = {}
         prefix = k_held(source_id, identity, "")
-        if not self.present.may_hold(state, k_held(source_id), prefix):
+        if not self._present.may_hold(state, k_held(source_id), prefix):
             return current, window
         held = list(self._records(policy, state, prefix, identity))
         for raw_key, _ in held:
@@ -232,13 +232,13 @@ class OwnChanges:
     def moved(self, source_id: str, key: str, new_key: str) -> None:
         """An account stored under ``key`` is now stored under ``new_key`` (its race window,
         if any, moved with it: :func:`~processor.worker.accounts.store`)."""
-        self.present.moved(
+        self._present.moved(
             k_shield(source_id), k_shield(source_id, key), k_shield(source_id, new_key)
         )
 
     def gone_at(self, state: BatchOverlay, source_id: str, identity: str) -> int | None:
         """When the account was reported gone, if it was (and not seen again since)."""
-        if not self.present.may_hold(state, k_gone(source_id), k_gone(source_id, identity)):
+        if not self._present.may_hold(state, k_gone(source_id), k_gone(source_id, identity)):
             return None
         raw = state.get(k_gone(source_id, identity))
         return None if raw is None else int(codec.loads(raw))
@@ -271,7 +271,7 @@ class OwnChanges:
             elif len(left) < len(window):
                 state.put(raw_key, codec.dumps(left))
         for base in (k_held, k_pending, k_gone, k_shield):
-            self.present.rebuild(state, base(source_id))
+            self._present.rebuild(state, base(source_id))
 
     def _records(
         self, policy: SourcePolicy, state: BatchOverlay, prefix: bytes, identity: str
