@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -248,6 +249,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             # Its client's ceiling right after it: the machine's load drifts within a run.
             row["ceiling_after"] = n / CEILINGS[bench.transport](broker.bootstrap, starts, ends)
             row["samples"] = [(round(x["t"], 2), x["records"]) for x in row["samples"]]
+            # Its state (GBs of LMDB at 100k accounts) is not needed again: logs and profiles stay.
+            shutil.rmtree(bench.state_dir, ignore_errors=True)
             if bench.profile_to is not None:
                 bench.spy.join(timeout=120)
                 row["profile"] = top_frames(bench.profile_to)
