@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -115,19 +116,16 @@ class Workers(Contender):
 def steady_rate(row: dict[str, Any], lines: list[dict[str, Any]], n: int) -> dict[str, Any]:
     """Two rates that leave the start (group join, a second child's rebalance) out.
 
-    ``window``: records/s while the group's committed count went from 20 % to 90 % of ``n``
-    (samples every 0.5 s). ``steady``: from the group's last assignment before the drain,
+    ``window``: records/s while the workers' committed count went from 20 % to 90 % of ``n``,
+    from their ``batch_committed`` lines (each batch's records at its commit instant; the
+    group's offsets, sampled every 0.5 s, quantised a run of a few seconds to steps of
+    20-25 %). ``steady``: from the group's last assignment before the drain,
     counting only the records committed after it (``None`` when one child did everything
     before the other joined).
     """
     samples = row["samples"]
     drained = row["started"] + row["from_process_start_s"]
-    first_at = {
-        q: next(s["t"] for s in [*samples, {"t": drained, "records": n}] if s["records"] >= q * n)
-        for q in (0.2, 0.9)
-    }
-    span = first_at[0.9] - first_at[0.2]
-    window = 0.7 * n / span if span > 0 else None  # too few records for the 0.5 s samples
+    window = _log_window(lines, n)
     assigned = [
         t
         for t in (_timestamp(x) for x in lines if x.get("event") == "partitions_assigned")
@@ -143,6 +141,19 @@ def steady_rate(row: dict[str, Any], lines: list[dict[str, Any]], n: int) -> dic
         "steady_records_per_s": steady,
         "assignments": len(assigned),
     }
+
+
+def _log_window(lines: list[dict[str, Any]], n: int) -> float | None:
+    """Records/s from the first commit at or past 20 % of ``n`` to the first at or past 90 %."""
+    done, points = 0, []
+    for line in lines:
+        if line.get("event") == "batch_committed":
+            done += int(line["records"])
+            points.append((_timestamp(line), done))
+    at = [next(((t, c) for t, c in points if c >= q * n), None) for q in (0.2, 0.9)]
+    if at[0] is None or at[1] is None or at[1][0] <= at[0][0]:
+        return None
+    return (at[1][1] - at[0][1]) / (at[1][0] - at[0][0])
 
 
 def top_frames(raw: Path, top: int = 25) -> dict[str, Any]:
@@ -248,6 +259,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             # Its client's ceiling right after it: the machine's load drifts within a run.
             row["ceiling_after"] = n / CEILINGS[bench.transport](broker.bootstrap, starts, ends)
             row["samples"] = [(round(x["t"], 2), x["records"]) for x in row["samples"]]
+            # Its state (GBs of LMDB at 100k accounts) is not needed again: logs and profiles stay.
+            shutil.rmtree(bench.state_dir, ignore_errors=True)
             if bench.profile_to is not None:
                 bench.spy.join(timeout=120)
                 row["profile"] = top_frames(bench.profile_to)

@@ -252,6 +252,8 @@ class AccountFlow(Flow):
         new_key = accounts.store(
             state, source_id, key, (identity, old_identity), draft.account.uuid, stored
         )
+        if new_key != key:  # re-keyed: its race window, if any, moved with it
+            self._own.moved(source_id, key, new_key)
         if window:
             self._own.open_window(state, source_id, new_key, set(window), max(window.values()))
         if not meta.baseline:

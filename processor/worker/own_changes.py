@@ -19,6 +19,10 @@ partition. Time is data time: provisioning ``completedAt`` against aggregation
 - Expiry: held and pending records older than the hold (``provisioning_hold_s``, measured
   against the start of completing aggregations) are dropped, and so are holds, shields and
   gone markers that no running aggregation can need any more.
+
+Almost no account has any of these, yet every changed or created account asks: a
+:class:`Present` index answers "nothing here" from memory, so only the few accounts that may
+have something read the state.
 """
 
 from __future__ import annotations
@@ -47,11 +51,74 @@ def input_id(record: ProvisioningRecord) -> str:
     return record_id({"sourceId": record.sourceId, "input": record.input.model_dump(mode="json")})
 
 
+class Present:
+    """Which ``h/``, ``q/``, ``t/`` and ``x/`` keys a partition's state may hold (a superset).
+
+    Per namespace and source (``base``, e.g. ``q/<source>/``): every such key, and every
+    prefix of it that ends in a ``/`` (what :meth:`OwnChanges.absorb` and
+    :meth:`OwnChanges.release` scan for an identity). A key or prefix missing here is missing
+    from the state, so its read or scan is skipped.
+
+    Built from the state on a base's first use (a processor is made after its store is
+    restored, and only it writes the store from then on); every put of these namespaces adds
+    to it (:class:`OwnChanges` makes them all, and :meth:`moved` reports the one
+    :func:`~processor.worker.accounts.store` makes). Only :meth:`rebuild` shrinks it: to what
+    the state shows plus every key the batch wrote, deletes included, so that it still holds
+    every key the store has whether the batch then commits or aborts.
+    """
+
+    def __init__(self) -> None:
+        self._keys: dict[bytes, set[bytes]] = {}
+
+    def may_hold(self, state: BatchOverlay, base: bytes, key: bytes) -> bool:
+        """Whether the state may hold ``key`` (or, for a prefix ending in ``/``, keys under it)."""
+        keys = self._keys.get(base)
+        if keys is None:
+            keys = self.rebuild(state, base)
+        return key in keys
+
+    def add(self, base: bytes, key: bytes) -> None:
+        """Note a key about to be put (a base not built yet reads it from the state)."""
+        keys = self._keys.get(base)
+        if keys is not None:
+            _note(keys, base, key)
+
+    def moved(self, base: bytes, key: bytes, new_key: bytes) -> None:
+        """``key``'s value may have been put under ``new_key`` too (an account re-keyed)."""
+        if self._keys.get(base) is not None and key in self._keys[base]:
+            self.add(base, new_key)
+
+    def rebuild(self, state: BatchOverlay, base: bytes) -> set[bytes]:
+        """Index ``base`` afresh: the keys ``state`` shows and every key the batch wrote."""
+        keys: set[bytes] = set()
+        for key, _ in state.scan(base):
+            _note(keys, base, key)
+        for key in state.writes:
+            if key.startswith(base):
+                _note(keys, base, key)
+        self._keys[base] = keys
+        return keys
+
+
+def _note(keys: set[bytes], base: bytes, key: bytes) -> None:
+    """Add ``key`` and its prefixes that end in ``/`` after ``base`` to ``keys``."""
+    keys.add(key)
+    slash = key.find(b"/", len(base))
+    while slash >= 0:
+        keys.add(key[: slash + 1])
+        slash = key.find(b"/", slash + 1)
+
+
 class OwnChanges:
     """State operations for provisioning records; ``hold_ms`` bounds held and pending ones."""
 
     def __init__(self, hold_ms: int) -> None:
         self.hold_ms = hold_ms
+        self._present = Present()
+
+    def _put(self, state: BatchOverlay, base: bytes, key: bytes, value: bytes) -> None:
+        self._present.add(base, key)
+        state.put(key, value)
 
     # ----------------------------------------------------------- provisioning-topic side
 
@@ -60,14 +127,15 @@ class OwnChanges:
     ) -> None:
         """Keep a completed record until its account appears (ordered by ``ref``)."""
         rid = f"{max(ref, 0):020d}/{record_id(_dump(record))}"
-        state.put(k_held(record.sourceId, identity, rid), Held(ref, _dump(record)).encode())
+        key = k_held(record.sourceId, identity, rid)
+        self._put(state, k_held(record.sourceId), key, Held(ref, _dump(record)).encode())
 
     def pend(
         self, state: BatchOverlay, identity: str, record: ProvisioningRecord, ref: int
     ) -> None:
         """Keep a PENDING record until it is absorbed, withdrawn or expires."""
         key = k_pending(record.sourceId, identity, input_id(record))
-        state.put(key, Held(ref, _dump(record)).encode())
+        self._put(state, k_pending(record.sourceId), key, Held(ref, _dump(record)).encode())
 
     def withdraw(self, state: BatchOverlay, identity: str, record: ProvisioningRecord) -> bool:
         """Forget the pending record of the same command; whether there was one."""
@@ -85,11 +153,11 @@ class OwnChanges:
         window: dict[str, int] = {} if raw is None else codec.loads(raw)
         for name in names:
             window[name] = max(window.get(name, until), until)
-        state.put(k_shield(source_id, key), codec.dumps(window))
+        self._put(state, k_shield(source_id), k_shield(source_id, key), codec.dumps(window))
 
     def mark_gone(self, state: BatchOverlay, source_id: str, identity: str, at: int) -> None:
         """Remember that an account is gone as of ``at`` (a notFound answer)."""
-        state.put(k_gone(source_id, identity), codec.dumps(at))
+        self._put(state, k_gone(source_id), k_gone(source_id, identity), codec.dumps(at))
 
     # ----------------------------------------------------------- aggregation side
 
@@ -103,6 +171,8 @@ class OwnChanges:
         stored: Account,
     ) -> Account:
         """``current`` with the attributes still in a race window taken from ``stored``."""
+        if not self._present.may_hold(state, k_shield(source_id), k_shield(source_id, key)):
+            return current
         raw = state.get(k_shield(source_id, key))
         if raw is None:
             return current
@@ -121,6 +191,8 @@ class OwnChanges:
     ) -> Account:
         """``previous`` with every pending record that ``current`` shows applied (absorbed)."""
         prefix = k_pending(source_id, identity, "")
+        if not self._present.may_hold(state, k_pending(source_id), prefix):
+            return previous
         for raw_key, record in self._records(policy, state, prefix, identity):
             if shows_changes(policy, previous, current, record):
                 previous = apply_provisioning(policy, previous, record)
@@ -140,8 +212,11 @@ class OwnChanges:
 
         Returns the account to store and the race window to open (attribute -> until).
         """
-        held = list(self._records(policy, state, k_held(source_id, identity, ""), identity))
         window: dict[str, int] = {}
+        prefix = k_held(source_id, identity, "")
+        if not self._present.may_hold(state, k_held(source_id), prefix):
+            return current, window
+        held = list(self._records(policy, state, prefix, identity))
         for raw_key, _ in held:
             state.delete(raw_key)
         for record in provisioning_order(record for _, record in held):
@@ -154,8 +229,17 @@ class OwnChanges:
                     window[name] = max(window.get(name, done), done)
         return current, window
 
+    def moved(self, source_id: str, key: str, new_key: str) -> None:
+        """An account stored under ``key`` is now stored under ``new_key`` (its race window,
+        if any, moved with it: :func:`~processor.worker.accounts.store`)."""
+        self._present.moved(
+            k_shield(source_id), k_shield(source_id, key), k_shield(source_id, new_key)
+        )
+
     def gone_at(self, state: BatchOverlay, source_id: str, identity: str) -> int | None:
         """When the account was reported gone, if it was (and not seen again since)."""
+        if not self._present.may_hold(state, k_gone(source_id), k_gone(source_id, identity)):
+            return None
         raw = state.get(k_gone(source_id, identity))
         return None if raw is None else int(codec.loads(raw))
 
@@ -186,6 +270,8 @@ class OwnChanges:
                 state.delete(raw_key)
             elif len(left) < len(window):
                 state.put(raw_key, codec.dumps(left))
+        for base in (k_held, k_pending, k_gone, k_shield):
+            self._present.rebuild(state, base(source_id))
 
     def _records(
         self, policy: SourcePolicy, state: BatchOverlay, prefix: bytes, identity: str

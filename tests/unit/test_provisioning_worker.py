@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from processor.state import BatchOverlay
@@ -241,3 +242,66 @@ def test_native_events_carry_remediation_when_the_source_asks() -> None:
         {"op": "Remove", "attribute": "memberOf", "value": "g9"}
     ]
     assert all(not o.remediations for o in silent.aggregation("a1", T1, changed))
+
+
+# --------------------------------------------------------------------------- what is looked up
+
+NEW = "CN=user99,DC=example"
+T1B = "2026-01-02T00:30:00Z"  # another aggregation starts, still before the record completed
+
+
+def marker(agg: str, started: str | None = None) -> dict[str, Any]:
+    """The start (with ``started``) or the completion of a DELTA aggregation."""
+    base = {"sourceId": SRC, "aggregationId": agg}
+    if started is None:
+        return {"type": "aggregation.completed", **base, "status": "COMPLETED"}
+    return {"type": "aggregation.started", **base, "startedAt": started, "mode": "DELTA"}
+
+
+def test_held_record_whose_expiry_aborted_is_still_applied() -> None:
+    """A batch that dropped an expired held record but never committed leaves it in force."""
+    p = Partition()
+    p.processor = PartitionProcessor(p.registry, hold_s=60)
+    p.aggregation("a0", T0, ACCOUNTS)
+    p.batch(prov(ADD_G2_SET_LEAD, target=NEW), provisioning=True)
+    aborted = BatchOverlay(p.store)
+    p.processor.begin_batch()
+    for record in (marker("a9", T3), marker("a9")):
+        p.processor.process(json.dumps(record).encode(), aborted)
+    assert [key for key, _ in aborted.scan(f"h/{SRC}/".encode())] == []  # expired there
+    p.aggregation("a1", T1, [*ACCOUNTS, acct(99)])  # read before the record completed
+    provisioned = acct(99, title="Lead", groups=("g1", "g2"))
+    assert events(p.aggregation("a2", T3, [*ACCOUNTS, provisioned])) == []
+
+
+def test_held_record_after_the_partition_looked_for_held_ones_is_applied() -> None:
+    """A record held after created accounts were already checked for held records applies."""
+    p = Partition()
+    p.aggregation("a0", T0, ACCOUNTS)
+    p.aggregation("a1", "2026-01-01T12:00:00Z", [*ACCOUNTS, acct(98)])  # a created account
+    p.batch(prov(ADD_G2_SET_LEAD, target=NEW), provisioning=True)
+    p.aggregation("a2", T1, [*ACCOUNTS, acct(98), acct(99)])
+    provisioned = acct(99, title="Lead", groups=("g1", "g2"))
+    assert events(p.aggregation("a3", T3, [*ACCOUNTS, acct(98), provisioned])) == []
+
+
+def test_pending_record_after_the_partition_looked_for_pending_ones_is_absorbed() -> None:
+    """A PENDING record that comes after changed accounts were checked for one is absorbed."""
+    p = Partition()
+    p.aggregation("a0", T0, ACCOUNTS)
+    assert events(p.aggregation("a1", T1, with_user4(acct(4, title="Boss")))) != []
+    p.batch(prov(ADD_G2_SET_LEAD, status="PENDING"), provisioning=True)
+    shown = acct(4, title="Lead", groups=("g1", "g2"))
+    assert events(p.aggregation("a2", T3, with_user4(shown))) == []
+
+
+def test_race_window_follows_an_account_that_gains_a_uuid() -> None:
+    """A window opened on an account stored by nativeIdentity still shields it by uuid."""
+    p = Partition()
+    p.aggregation("a0", T0, with_user4({k: v for k, v in acct(4).items() if k != "uuid"}))
+    p.batch(prov(ADD_G2_SET_LEAD), provisioning=True)  # applied: the window opens
+    p.batch(marker("a1", T1), marker("a1b", T1B))  # both read user4 before the change
+    read = {"type": "account", "sourceId": SRC, "account": acct(4)}  # now with its uuid
+    p.batch({**read, "aggregationId": "a1"})  # stored by uuid from here on
+    [outcome] = p.batch({**read, "aggregationId": "a1b"})
+    assert outcome.verdict == Verdict.UNCHANGED
