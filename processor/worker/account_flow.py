@@ -118,11 +118,11 @@ class AccountFlow(Flow):
         looked: Looked | None = None,
     ) -> Outcome | None:
         """The byte path: an account record whose ``account`` bytes (their digest
-        ``bytes_digest``) are the very bytes its
-        state was last stored from is unchanged; decided without decoding the account (those
-        bytes were validated when they were stored) but its identity, read from its bytes
-        to find its state (R1). ``None``: the next path decides. ``looked``: what an earlier
-        path of this record read (here and below)."""
+        ``bytes_digest``) are the very bytes its state was last stored from is unchanged;
+        decided without decoding the account (those bytes were validated when they were
+        stored) but its identity, read from its bytes to find its state (R1). ``None``: the
+        next path decides. ``looked``: what an earlier path of this record read (here and
+        below)."""
         identity = account_identity(seen)
         if identity is None:
             return None
