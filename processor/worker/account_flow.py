@@ -1,6 +1,8 @@
 """How one ``account`` record is decided (docs/records.md; docs/rules.md R1-R9 and R15).
 
-Three paths, quickest first; each sends what it cannot decide on to the next:
+Three paths, quickest first; each sends what it cannot decide on to the next, with what the
+compact way found (:class:`~processor.worker.accounts.Looked`: the bytes digest, the state
+under the key it read), which the later ones use rather than read and hash again:
 
 1. The byte path (:meth:`AccountFlow.unchanged_compact`, then
    :meth:`AccountFlow.unchanged_bytes`): the record's ``account`` bytes are the very bytes
