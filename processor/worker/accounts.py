@@ -125,7 +125,11 @@ def store(
     if old_identity is not None and old_identity != identity:  # a rename: move the index
         state.delete(k_index(source_id, old_identity))
     state.put(k_account(source_id, new_key), stored.encode())
-    state.put(k_index(source_id, identity), new_key.encode())
+    index, value = k_index(source_id, identity), new_key.encode()
+    # Most stores are of a changed account whose index entry is already this: a read is
+    # cheaper than a write, which is also a changelog record (one per changed account).
+    if state.get(index) != value:
+        state.put(index, value)
     return new_key
 
 
