@@ -100,6 +100,14 @@ class AuthWatch:
             raise BrokerAccessError(f"{operation} failed: {AUTH_HINT}", retriable=False)
 
 
+#: How long librdkafka waits before it fetches again for a partition whose prefetched records
+#: filled its queue (``queued.max.messages.kbytes``, 64 MiB: ~20,000 records of 3 KB). Its
+#: default, 1000 ms, outlasted the worker: it took the queue in ~0.6 s and then stood for the
+#: rest of the second, every ~10 batches (worker 1.64x and 1.76x with 20 ms, side by side on
+#: Apache Kafka; BENCHMARKS.md, "librdkafka's fetch queue").
+FETCH_QUEUE_BACKOFF_MS = 20
+
+
 def consumer_options(settings: ClientSettings, group_id: str) -> dict[str, Any]:
     """Options of every consumer: read_committed, manual commits, start at the beginning."""
     return {
@@ -107,6 +115,7 @@ def consumer_options(settings: ClientSettings, group_id: str) -> dict[str, Any]:
         "group.id": group_id,
         # Positions are only stored by our own commit calls.
         "enable.auto.offset.store": False,
+        "fetch.queue.backoff.ms": FETCH_QUEUE_BACKOFF_MS,
     }
 
 
