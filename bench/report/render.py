@@ -70,6 +70,21 @@ def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
                 True,
                 "ratio",
             )
+    own_ceiling = {
+        "kafka-python": consume,
+        "confluent": ceil.get("confluent consume only", {}).get("records_per_s"),
+    }
+    for row in second.values():
+        own = own_ceiling.get(row["transport"])
+        if row["guarantee"] == "exactly_once" and own:
+            add(
+                f"worker ({row['transport']}, exactly_once) >= 0.40x its client's consume-only"
+                " (issue 14)",
+                row["records_per_s"] / own,
+                0.40,
+                True,
+                "ratio",
+            )
     peers = b.get("peer_second", {})
     for row in second.values():
         peer = peers.get(row["guarantee"].replace("_", "-"), {})
