@@ -14,7 +14,7 @@ from processor.config import Settings
 from processor.state.overlay import BatchOverlay
 from processor.transport import InRecord, OutRecord
 from processor.worker.checkpoint import Checkpoint
-from processor.worker.config_follower import ConfigFollower
+from processor.worker.config_follower import BATCH_SETTLE_S, ConfigFollower
 from processor.worker.decision import decide_record
 from processor.worker.outputs import Outputs, OutputTopics, outputs_of
 from processor.worker.partition import Outcome, PartitionProcessor, Verdict
@@ -95,7 +95,7 @@ class BatchDecider:
         """Read the config topics once per batch: a descriptor may have just come."""
         if self._caught_up:
             return False
-        self._follower.catch_up()
+        self._follower.catch_up(settle_s=BATCH_SETTLE_S)
         self._caught_up = True
         return True
 

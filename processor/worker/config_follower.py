@@ -17,6 +17,10 @@ log = structlog.get_logger("processor.runner")
 READ_BATCH = 5_000
 #: How long one poll of a catch-up may wait for data that end offsets promise.
 CATCH_UP_POLL_S = 1.0
+#: The last poll of a catch-up during a batch (a record named a source not known yet): every
+#: such batch waits it out, so a source whose descriptor never comes would otherwise cost
+#: each batch a second (at start-up, :data:`CATCH_UP_POLL_S`).
+BATCH_SETTLE_S = 0.05
 #: A catch-up that makes no progress for this long fails (the broker is gone or stuck).
 CATCH_UP_STALL_S = 60.0
 
@@ -44,8 +48,9 @@ class ConfigFollower:
             self._apply(record)
         return len(records)
 
-    def catch_up(self) -> None:
-        """Read both topics up to their current end offsets."""
+    def catch_up(self, settle_s: float = CATCH_UP_POLL_S) -> None:
+        """Read both topics up to their current end offsets, then until a poll of up to
+        ``settle_s`` brings nothing."""
         ends = self._reader.end_offsets(self._tps)
         deadline = self._clock.monotonic() + CATCH_UP_STALL_S
         while any(self._reader.position(tp) < end for tp, end in ends.items()):
@@ -55,7 +60,7 @@ class ConfigFollower:
                 raise TransportError("config topics stopped advancing", retriable=True)
         # Tansu 0.6.0 under-reports end offsets of topics written by a plain producer
         # (docs/decisions.md), so take whatever one more short poll brings.
-        while self.follow(CATCH_UP_POLL_S):
+        while self.follow(settle_s):
             pass
 
     def _apply(self, record: InRecord) -> None:

@@ -52,7 +52,7 @@ class _Checkpoint:
 
 
 class _Follower:
-    def catch_up(self) -> None:
+    def catch_up(self, settle_s: float = 1.0) -> None:
         pass
 
 
