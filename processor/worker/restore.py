@@ -34,8 +34,13 @@ log = structlog.get_logger("processor.runner")
 #: Changelog records read per step (one poll).
 RESTORE_BATCH = 5_000
 #: Longest wait of one step for records the high watermark promises: short, because the
-#: group consumer is polled between steps.
-RESTORE_POLL_S = 0.5
+#: group consumer is polled between steps, and because a poll that finds no records waits it
+#: out whole. That is the common case at every start: the changelog's end is one offset past
+#: the store's checkpoint (the last commit's transaction marker), so each partition's
+#: "restore" is a poll that returns nothing (0.5 s each, one partition after the other,
+#: before this was 0.1 s). A poll returns as soon as records come, so a real restore is not
+#: slower.
+RESTORE_POLL_S = 0.1
 
 
 def open_store(stores: StoreFactory, partition: int) -> StateStore:

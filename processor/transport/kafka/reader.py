@@ -15,6 +15,12 @@ from processor.transport.kafka._common import (
     to_tp,
 )
 
+#: How long the broker may hold a fetch of this reader that finds nothing new (kafka-python's
+#: default is 500 ms). The broker answers one connection's requests in order, so the next
+#: request of the reader (a restore's next partition, a config catch-up) waited behind a
+#: fetch parked at a partition's end: ~0.5 s per partition restored at start-up.
+FETCH_MAX_WAIT_MS = 100
+
 
 class KafkaPartitionReader:
     """Reads chosen partitions from chosen offsets (changelog restore, config topics).
@@ -29,14 +35,13 @@ class KafkaPartitionReader:
         # Asks for high watermarks only (read_uncommitted); made on first use.
         self._uncommitted: KafkaConsumer | None = None
         with mapped_errors("reader start"):
-            self._consumer = KafkaConsumer(**consumer_options(settings), group_id=None)
+            self._consumer = KafkaConsumer(**_options(settings))
 
     def written_ends(self, tps: Iterable[TP]) -> dict[TP, int]:
         """The high watermark of each partition (ListOffsets, read_uncommitted)."""
         with mapped_errors("end offsets"):
             if self._uncommitted is None:
-                options = {**consumer_options(self._settings), "group_id": None}
-                options["isolation_level"] = "read_uncommitted"
+                options = {**_options(self._settings), "isolation_level": "read_uncommitted"}
                 self._uncommitted = KafkaConsumer(**options)
             ends = self._uncommitted.end_offsets([to_kafka_tp(tp) for tp in tps])
         return {to_tp(tp): int(offset) for tp, offset in ends.items()}
@@ -81,3 +86,8 @@ class KafkaPartitionReader:
             self._consumer.close(autocommit=False)
             if self._uncommitted is not None:
                 self._uncommitted.close(autocommit=False)
+
+
+def _options(settings: ClientSettings) -> dict[str, object]:
+    """A reader's consumer: no group, fetches held at most :data:`FETCH_MAX_WAIT_MS`."""
+    return {**consumer_options(settings), "group_id": None, "fetch_max_wait_ms": FETCH_MAX_WAIT_MS}
