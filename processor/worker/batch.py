@@ -76,7 +76,7 @@ class BatchDecider:
                     tally.unchanged(partition, *run)
                     i += run.decided
                     continue
-                outcome, outputs = self._decide(processor, batch[i], overlay, run is None)
+                outcome, outputs = self._decide(processor, batch[i], overlay)
                 i += 1
                 for out in outputs.records:
                     checkpoint.send(out)
@@ -104,11 +104,9 @@ class BatchDecider:
         processor: PartitionProcessor,
         record: InRecord,
         overlay: BatchOverlay,
-        compact: bool = True,
     ) -> tuple[Outcome, Outputs]:
         """Decide one record and build its outputs within the record's failure boundary
-        (:func:`~processor.worker.decision.decide_record`, shared with ``replay``;
-        ``compact=False``: a run of none said its compact way finds nothing)."""
+        (:func:`~processor.worker.decision.decide_record`, shared with ``replay``)."""
         return decide_record(
             processor,
             record.value,
@@ -117,7 +115,6 @@ class BatchDecider:
             outputs=lambda outcome: self._outputs(outcome, record),
             key=record.key,
             catch_up=self._catch_up,
-            compact=compact,
         )
 
     def _outputs(self, outcome: Outcome, record: InRecord) -> Outputs:

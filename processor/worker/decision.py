@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import traceback
 from collections.abc import Callable
-from functools import partial
 from typing import TypeVar
 
 from processor.errors import InputError
@@ -80,7 +79,6 @@ def decide_record(
     key: bytes | None = None,
     check_key: bool = True,
     catch_up: Callable[[], bool] = _never,
-    compact: bool = True,
 ) -> tuple[Outcome, T]:
     """Decide one record and build its outputs (``outputs(outcome)``), within the record's
     failure boundary.
@@ -89,12 +87,8 @@ def decide_record(
     ``key``: the record's key, checked against its value unless ``check_key`` is false (a
     record ``replay`` made itself has no key to check). ``catch_up()``: read the
     configuration topics; true when it did (a source unknown before may now be known).
-    ``compact=False``: the byte path's compact way is known to find nothing for this
-    aggregation record (:meth:`~processor.worker.partition.PartitionProcessor.process`).
     """
     decide = processor.process_provisioning if provisioning else processor.process
-    if not compact:
-        decide = partial(processor.process, compact=False)
     try:
         outcome = decide(value, state)
         if outcome.reason == UNKNOWN_SOURCE and catch_up():

@@ -140,21 +140,22 @@ class PartitionProcessor:
         ``records[start]`` on, decided in bulk from their bytes
         (:mod:`~processor.worker.unchanged`; what :meth:`process` would decide, with nothing
         to send and nothing to undo). ``None``, or a run of none: :meth:`process` decides
-        ``records[start]`` (a run of none: with ``compact=False``, and what the run found of
-        it is handed on to that decision)."""
+        ``records[start]`` (a run of none hands what it found of it on to that decision)."""
         return self._unchanged.run(records, start, topic, state, self._max_record_bytes)
 
-    def process(self, value: bytes | None, state: BatchOverlay, *, compact: bool = True) -> Outcome:
-        """Decide one aggregation record. ``compact=False``: its compact way is known to
-        find nothing (:attr:`~processor.worker.unchanged.Run.decided`), skip it."""
-        # What the run of none before this record found of it: this decision's own reads.
+    def process(self, value: bytes | None, state: BatchOverlay) -> Outcome:
+        """Decide one aggregation record."""
+        # What a run of none found of this very record (its compact way, done already): this
+        # decision's own reads.
         handed, self._unchanged.looked = self._unchanged.looked, None
         self._memory.savepoint(state)
         if value is None:
             return dead("tombstone on the aggregations topic")
-        looked = handed if handed is not None and handed.value is value and not compact else None
+        looked = handed if handed is not None and handed.value is value else None
         # The quickest byte path first, here: most records of an aggregation end with it.
-        if compact and (self._max_record_bytes is None or len(value) <= self._max_record_bytes):
+        if looked is None and (
+            self._max_record_bytes is None or len(value) <= self._max_record_bytes
+        ):
             seen = compact_account(value)
             if seen is not None:
                 fast = self._accounts.unchanged_compact(seen, value, state)
