@@ -64,7 +64,7 @@ COMPACT_HEAD = re.compile(
 )
 #: How the publisher writes a uuid: its first occurrence in the account is most likely the
 #: account's own (an earlier nested one makes the hint wrong, which the digest tells).
-UUID_MEMBER = b'"uuid":"'
+_UUID_MEMBER = b'"uuid":"'
 _CLOSE = ord("}")
 #: How the publisher ends an account record that is no deletion.
 NOT_DELETED = b',"deleted":false}'
@@ -86,27 +86,39 @@ class CompactAccount(msgspec.Struct, frozen=True, gc=False):
     stop: int
 
 
-def compact_account(value: bytes) -> CompactAccount | None:
-    """The quick, unverified view of a compact account record; ``None`` when ``value`` is not
-    laid out so, or shows no plain ``"uuid":"..."`` member."""
-    head = COMPACT_HEAD.match(value)
-    if head is None:
-        return None
+def compact_span(value: bytes, start: int) -> tuple[int, bytes] | None:
+    """Where the account of a compact record whose account opens at ``start`` stops (the end
+    of its bytes), and the bytes of its first ``"uuid":"..."`` member; ``None`` when the
+    record does not end as the publisher ends one, or shows no such member. Shared by
+    :func:`compact_account` and the runs of :mod:`~processor.worker.unchanged`."""
     if value.endswith(NOT_DELETED):
         stop = len(value) - len(NOT_DELETED)
     elif value[-1] == _CLOSE:
         stop = len(value) - 1
     else:
         return None
-    start = head.end() - 1
-    at = value.find(UUID_MEMBER, start) + len(UUID_MEMBER)
+    at = value.find(_UUID_MEMBER, start) + len(_UUID_MEMBER)
     end = value.find(b'"', at)
-    if at < len(UUID_MEMBER) or end < 0:
+    if at < len(_UUID_MEMBER) or end < 0:
         return None
+    return stop, value[at:end]
+
+
+def compact_account(value: bytes) -> CompactAccount | None:
+    """The quick, unverified view of a compact account record; ``None`` when ``value`` is not
+    laid out so, or shows no plain ``"uuid":"..."`` member."""
+    head = COMPACT_HEAD.match(value)
+    if head is None:
+        return None
+    start = head.end() - 1
+    span = compact_span(value, start)
+    if span is None:
+        return None
+    stop, uuid_bytes = span
     try:
         source, aggregation = head.group(1, 2)
         source_id, aggregation_id = source.decode(), aggregation.decode()
-        uuid = value[at:end].decode()
+        uuid = uuid_bytes.decode()
     except UnicodeDecodeError:
         return None
     if "\\" in uuid:  # an escape: its text is not its bytes

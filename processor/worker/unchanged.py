@@ -30,13 +30,12 @@ from typing import NamedTuple, Protocol
 from processor.core import uuid_key
 from processor.state.overlay import BatchOverlay
 from processor.worker.accounts import Looked
-from processor.worker.envelope import COMPACT_HEAD, NOT_DELETED, UUID_MEMBER
+from processor.worker.envelope import COMPACT_HEAD, compact_span
 from processor.worker.flow import NOT_THE_RECORDS_FAULT, Flow
 from processor.worker.state import MAX_PART_BYTES, StoredAccount, bytes_digest, k_account
 
 #: An ASCII uuid up to this many bytes gives a state key ``u:<uuid>`` kept as it is.
 _SHORT_ASCII_UUID = MAX_PART_BYTES - 2
-_CLOSE = ord("}")
 
 
 class InputRecord(Protocol):
@@ -163,17 +162,10 @@ def _unchanged(
         ):
             break
         try:
-            if value.endswith(NOT_DELETED):
-                stop = len(value) - len(NOT_DELETED)
-            elif value[-1] == _CLOSE:
-                stop = len(value) - 1
-            else:
+            span = compact_span(value, opens)
+            if span is None:
                 break
-            at = value.find(UUID_MEMBER, opens) + len(UUID_MEMBER)
-            end = value.find(b'"', at)
-            if at < len(UUID_MEMBER) or end < 0:
-                break
-            uuid = value[at:end]
+            stop, uuid = span
             # ASCII without an escape: its text is its bytes; and its own R1 key (braced lower
             # case, as Active Directory sends GUIDs, is, as uuid_key says).
             if not (
