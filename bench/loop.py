@@ -29,7 +29,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -54,29 +53,11 @@ def _gc_timer() -> list[float]:
     return spent
 
 
-def _run_until(runner: Any, records: int, timeout_s: float) -> float:
-    stop = threading.Event()
-
-    def watch() -> None:
-        deadline = time.monotonic() + timeout_s
-        while sum(runner.stats.verdicts.values()) < records and time.monotonic() < deadline:
-            time.sleep(0.005)
-        stop.set()
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    began = time.perf_counter()
-    watcher.start()
-    runner.run(stop)
-    watcher.join()
-    return time.perf_counter() - began
-
-
 def measure(accounts: int, profile: bool = False) -> dict[str, Any]:
     """Run the worker in this process on the imported checkout; the second aggregation's
     figures."""
-    import structlog
-
     from bench.generate import CURRENT_AT, PREVIOUS_AT, generate
+    from bench.report.profile import _quiet_logs, _run_until
     from processor.config import load_settings
     from processor.models import Account, CatalogEntry, SourceDescriptor
     from processor.publisher import Publisher, Topics
@@ -84,10 +65,7 @@ def measure(accounts: int, profile: bool = False) -> dict[str, Any]:
     from processor.state import LmdbStoreFactory
     from processor.transport.memory import MemoryBroker
 
-    def drop(*_: Any) -> Any:
-        raise structlog.DropEvent
-
-    structlog.configure(processors=[drop])
+    _quiet_logs()
     dataset = generate(accounts, 0.05, 7)
     broker = MemoryBroker(default_partitions=PARTITIONS)
     # No linger: the memory transport has every record at once.

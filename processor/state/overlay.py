@@ -91,21 +91,21 @@ class BatchOverlay:
 
     def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         """Yield the store's entries under ``prefix`` merged with pending writes, sorted."""
-        pending = sorted(
-            ((k, v) for k, v in self._pending.items() if k.startswith(prefix)),
-            key=lambda kv: kv[0],
-        )
-        return _merge(self._store.scan(prefix), pending)
+        return _merge(self._store.scan(prefix), self._pending_under(prefix))
 
     def keys(self, prefix: bytes) -> Iterator[bytes]:
         """Yield the store's keys under ``prefix`` merged with pending writes, sorted."""
-        pending = sorted(
-            ((k, v) for k, v in self._pending.items() if k.startswith(prefix)),
-            key=lambda kv: kv[0],
-        )
+        pending = self._pending_under(prefix)
         if not pending:
             return self._store.keys(prefix)
         return iter(_merge_keys(list(self._store.keys(prefix)), pending))
+
+    def _pending_under(self, prefix: bytes) -> list[tuple[bytes, bytes | None]]:
+        """The pending writes under ``prefix``, sorted by key."""
+        return sorted(
+            ((k, v) for k, v in self._pending.items() if k.startswith(prefix)),
+            key=lambda kv: kv[0],
+        )
 
     def count(self, prefix: bytes) -> int:
         """Return how many keys start with ``prefix`` once pending writes are applied."""
