@@ -62,13 +62,17 @@ class BatchTally:
     """The decisions of one batch, as written."""
 
     decided: list[Decided] = field(default_factory=list)
-    #: Input records decided (a :class:`Decided` may stand for several).
-    records: int = 0
     verdicts: Counter[str] = field(default_factory=Counter)
     events: Counter[str] = field(default_factory=Counter)
     remediations: int = 0
     guard_trips: int = 0
     deletes_suppressed: int = 0
+
+    @property
+    def records(self) -> int:
+        """Input records decided (a :class:`Decided` may stand for several): one verdict
+        each."""
+        return sum(self.verdicts.values())
 
     def add(self, partition: int, outcome: Outcome, outputs: Outputs) -> Decided:
         """Count one record: its decision and what was written for it."""
@@ -77,7 +81,6 @@ class BatchTally:
             partition, outcome.source_id, verdict, tuple(outputs.event_types), outcome.completed
         )
         self.decided.append(decided)
-        self.records += 1
         self.verdicts[verdict] += 1
         self.events.update(outputs.event_types)
         self.remediations += outputs.remediations
@@ -90,7 +93,6 @@ class BatchTally:
         """Count a run of ``count`` unchanged records of one source at once (nothing was
         written for them)."""
         self.decided.append(Decided(partition, source_id, Verdict.UNCHANGED, count=count))
-        self.records += count
         self.verdicts[Verdict.UNCHANGED] += count
 
 
