@@ -59,11 +59,6 @@ class Run(NamedTuple):
     decided: int
 
 
-#: What a run found of the record it ended at (the record, its account's start and stop in
-#: it, their digest, its uuid and the value stored under it): see :class:`Looked`.
-_Found = tuple[bytes, int, int, bytes, bytes, bytes | None]
-
-
 class UnchangedRuns(Flow):
     """Decides runs of unchanged account records of one partition."""
 
@@ -110,16 +105,13 @@ class UnchangedRuns(Flow):
         uuids, found = _unchanged(
             records,
             start,
-            topic,
+            (topic, source_id),
             value[: head.end()],
-            (source + b"/", k_account(source_id, "u:")),
             (agg.started_ms, sys.maxsize if max_record_bytes is None else max_record_bytes),
             state,
         )
-        if found is not None:  # the record it ended at, for its decision (or the next run)
-            ended_at, opens, stop, digest, uuid, raw = found
-            key = "u:" + uuid.decode()
-            self.looked = Looked(ended_at, opens, stop, digest, source_id, key, raw)
+        # The record it ended at, for that record's decision (or the next run).
+        self.looked = found
         if not uuids:
             return None if found is None else Run(source_id, 0)
         keys = ["u:" + uuid.decode() for uuid in uuids]
@@ -136,17 +128,17 @@ def _own_key(uuid: bytes) -> bool:
 def _unchanged(
     records: Sequence[InputRecord],
     start: int,
-    topic: str,
+    where: tuple[str, str],
     head: bytes,
-    prefixes: tuple[bytes, bytes],
     limits: tuple[int, int],
     state: BatchOverlay,
-) -> tuple[list[bytes], _Found | None]:
+) -> tuple[list[bytes], Looked | None]:
     """The uuids of the unchanged records from ``records[start]`` on that begin with
     ``head``, up to the first that is not one, and what its state said when it said so.
-    ``prefixes``: of their record keys and of their state keys; ``limits``: the
-    aggregation's start and the record size limit."""
-    key_prefix, state_prefix = prefixes
+    ``where``: their topic and source; ``limits``: the aggregation's start and the record
+    size limit."""
+    topic, source_id = where
+    key_prefix, state_prefix = f"{source_id}/".encode(), k_account(source_id, "u:")
     started_ms, max_bytes = limits
     opens = len(head) - 1  # the account's "{"
     get, matches = state.get, StoredAccount.matches_bytes
@@ -180,7 +172,8 @@ def _unchanged(
             raw = get(state_prefix + uuid)
             digest = bytes_digest(memoryview(value)[opens:stop])
             if raw is None or not matches(raw, started_ms, digest):
-                return uuids, (value, opens, stop, digest, uuid, raw)
+                key = "u:" + uuid.decode()
+                return uuids, Looked(value, opens, stop, digest, source_id, key, raw)
         except NOT_THE_RECORDS_FAULT:
             raise
         except Exception:  # the usual path decides this record, and says why
