@@ -192,7 +192,7 @@ def write_diff(
         spool = stack.enter_context(tempfile.SpooledTemporaryFile(SPOOL_BYTES))
         events = diff_events(got.policy, got.plan, previous.read, current.read, got.catalog, same)
         for event in events:
-            spool.write(codec.dumps(event.model_dump(mode="json")) + b"\n")
+            spool.write(codec.dumps(event.body) + b"\n")
         if got.plan.guard is not None:
             warn(got.plan.guard.message())
         spool.seek(0)

@@ -9,8 +9,8 @@ spelled its uuid this time.
 
 from __future__ import annotations
 
-from processor.core import uuid_key
-from processor.models import Account, AccountEvent, RemediationCommand
+from processor.core import Event, uuid_key
+from processor.models import Account, RemediationCommand
 
 
 def record_key(source_id: str, uuid: str | None, native_identity: str) -> bytes:
@@ -23,9 +23,9 @@ def account_record_key(source_id: str, account: Account) -> bytes:
     return record_key(source_id, account.uuid, account.nativeIdentity)
 
 
-def event_key(event: AccountEvent) -> bytes:
+def event_key(event: Event) -> bytes:
     """The record key of an event: like the account record it was decided from."""
-    return record_key(event.source.id, event.account.uuid, event.account.nativeIdentity)
+    return record_key(event.source_id, event.uuid, event.native_identity)
 
 
 def command_key(command: RemediationCommand) -> bytes:

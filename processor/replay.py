@@ -359,7 +359,7 @@ class _Replayer:
         """Add a decision to the summary; warn when the delete guard held deletions back."""
         self.summary.verdicts[outcome.verdict.value] += 1
         for event in outcome.events:
-            self.summary.events[str(event.eventType.value)] += 1
+            self.summary.events[event.operation.value] += 1
         if outcome.deletes_suppressed:
             self.summary.deletes_suppressed += outcome.deletes_suppressed
             if outcome.guard is not None:
@@ -373,4 +373,4 @@ class _Replayer:
 
 def _event_lines(outcome: Outcome) -> list[bytes]:
     """A decision's events as JSON Lines (the values the worker writes to ``ncd.events``)."""
-    return [codec.dumps(event.model_dump(mode="json")) + b"\n" for event in outcome.events]
+    return [codec.dumps(event.body) + b"\n" for event in outcome.events]

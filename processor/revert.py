@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from pathlib import Path
+from typing import cast
 
 from processor import codec
-from processor.core import remediation_command, wanted
+from processor.core import Event, EventJson, remediation_command, wanted
 from processor.errors import FileInputError, InputError
 from processor.files import read_document
 from processor.models import (
-    AccountEvent,
     ChangeType,
     Operation,
     RemediationCommand,
@@ -40,22 +40,22 @@ def run_revert(*, events_path: Path, source_path: Path | None = None) -> bytes:
         revert = wanted(source.remediation)
     commands: list[tuple[tuple[str, str, str], RemediationCommand]] = []
     for line, event in _read_events(events_path):
-        if source is not None and event.source.id != source.id:
+        if source is not None and event.source_id != source.id:
             raise FileInputError(str(events_path), line, "event of another source than --source")
         command = remediation_command(event, revert)
         if command is not None:
-            order = (event.account.nativeIdentity, event.eventType.value, event.id)
+            order = (event.native_identity, event.operation.value, event.id)
             commands.append((order, command))
     commands.sort(key=lambda item: item[0])
     return b"".join(codec.dumps(c.model_dump(mode="json")) + b"\n" for _, c in commands)
 
 
-def _read_events(path: Path) -> list[tuple[int, AccountEvent]]:
+def _read_events(path: Path) -> list[tuple[int, Event]]:
     try:
         handle = path.open("rb")
     except OSError as exc:
         raise FileInputError(str(path), 1, f"cannot read file: {exc.strerror}") from exc
-    events: list[tuple[int, AccountEvent]] = []
+    events: list[tuple[int, Event]] = []
     with handle:
         for number, raw in enumerate(handle, start=1):
             if not raw.strip():
@@ -67,7 +67,8 @@ def _read_events(path: Path) -> list[tuple[int, AccountEvent]]:
     return events
 
 
-def _event(obj: object) -> AccountEvent:
+def _event(obj: object) -> Event:
+    """An event of the file, checked with its model (the published schema)."""
     if not isinstance(obj, dict):
         raise InputError("an event must be a JSON object")
     try:
@@ -76,5 +77,5 @@ def _event(obj: object) -> AccountEvent:
         raise InputError(
             "eventType must be ACCOUNT_CREATED, ACCOUNT_UPDATED or ACCOUNT_DELETED"
         ) from exc
-    event: AccountEvent = codec.validate(event_class(operation), obj, "event")  # type: ignore[assignment]
-    return event
+    model = codec.validate(event_class(operation), obj, "event")
+    return Event(operation, cast(EventJson, model.model_dump(mode="json")))

@@ -5,11 +5,13 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
-from processor.models import Operation, SourceDescriptor
+from processor import codec
+from processor.core import Event
+from processor.models import AccountEvent, Operation, SourceDescriptor, event_class
 from processor.transport import TP
 
 #: Upper bound on waiting for a broker-side or worker-side effect; a healthy run needs a few
@@ -26,6 +28,14 @@ def wait_for(condition: Callable[[], object], what: str, timeout_s: float = WAIT
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {what}")
         time.sleep(CHECK_EVERY_S)
+
+
+def event_model(event: Event) -> AccountEvent:
+    """The event validated with its published model, which must dump back to the very JSON the
+    core built (same bytes: keys, key order and value types)."""
+    model = event_class(event.operation).model_validate(event.body)
+    assert codec.dumps(model.model_dump(mode="json")) == codec.dumps(event.body)
+    return cast(AccountEvent, model)  # event_class(op) is one of AccountEvent's members
 
 
 def free_port() -> int:

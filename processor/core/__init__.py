@@ -14,6 +14,7 @@ from processor.core.detect import (
     detect_changes,
     event_id,
 )
+from processor.core.event import Event, EventJson
 from processor.core.identity import event_account, event_identity, system_identity_id
 from processor.core.match import (
     AccountKeys,
@@ -60,6 +61,8 @@ __all__ = [
     "DiffPlan",
     "DuplicateAccountError",
     "EntitlementCatalog",
+    "Event",
+    "EventJson",
     "KeyedMatching",
     "Kind",
     "Matching",

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from processor.core.event import RefJson
 from processor.core.values import nfc
-from processor.models import CatalogEntry, EntitlementOwnerOut, EntitlementRef
+from processor.models import CatalogEntry
 
 CatalogKey = tuple[str, str]
 #: The most refs a catalog keeps built (about 1 KB each); past it they are built anew.
@@ -36,8 +37,8 @@ class EntitlementCatalog:
         #: (attribute, folded NFC value) -> the NFC values folding to it.
         self._folded: dict[CatalogKey, set[str]] = {}
         #: (attribute, value, case_insensitive) -> its ref, as :meth:`ref` last built it (refs
-        #: are immutable); emptied by every change and when it reaches _MAX_REFS.
-        self._refs: dict[tuple[str, str, bool], EntitlementRef] = {}
+        #: are read-only); emptied by every change and when it reaches _MAX_REFS.
+        self._refs: dict[tuple[str, str, bool], RefJson] = {}
         for entry in entries:
             self.put(entry)
 
@@ -73,7 +74,7 @@ class EntitlementCatalog:
             return None
         return written[min(written)] if len(written) > 1 else next(iter(written.values()))
 
-    def ref(self, attribute: str, value: str, *, case_insensitive: bool) -> EntitlementRef:
+    def ref(self, attribute: str, value: str, *, case_insensitive: bool) -> RefJson:
         """The ref of a value; a miss gives ``{id: None, name: value, value, owner: None}``.
 
         ``value`` is reported as given (the account's own spelling), whatever form matched.
@@ -88,7 +89,7 @@ class EntitlementCatalog:
         self._refs[(attribute, value, case_insensitive)] = ref
         return ref
 
-    def _ref(self, attribute: str, value: str, *, case_insensitive: bool) -> EntitlementRef:
+    def _ref(self, attribute: str, value: str, *, case_insensitive: bool) -> RefJson:
         key = catalog_key(attribute, value)
         entry = self._entry(key)
         if entry is None and case_insensitive:
@@ -96,11 +97,13 @@ class EntitlementCatalog:
             if candidates:
                 entry = self._entry((attribute, min(candidates)))
         if entry is None:
-            return EntitlementRef(id=None, name=value, value=value, owner=None)
+            return {"id": None, "name": value, "value": value, "owner": None}
         owner = entry.owner
-        return EntitlementRef(
-            id=entry.id,
-            name=value if entry.name is None else entry.name,
-            value=value,
-            owner=None if owner is None else EntitlementOwnerOut(id=owner.id, name=owner.name),
-        )
+        return {
+            "id": entry.id,
+            "name": value if entry.name is None else entry.name,
+            "value": value,
+            "owner": None
+            if owner is None
+            else {"id": owner.id, "name": owner.name, "type": "IDENTITY"},
+        }

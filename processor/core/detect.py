@@ -11,6 +11,14 @@ from typing import Any, cast
 import orjson
 
 from processor.core.catalog import EntitlementCatalog
+from processor.core.event import (
+    EntitlementChangeJson,
+    Event,
+    EventJson,
+    MultiChangeJson,
+    RefJson,
+    SingleChangeJson,
+)
 from processor.core.identity import event_account, event_identity
 from processor.core.policy import Kind, SourcePolicy
 from processor.core.values import (
@@ -21,26 +29,16 @@ from processor.core.values import (
     single_key,
     value_set,
 )
-from processor.models import (
-    Account,
-    AccountEvent,
-    AttributeValue,
-    ChangeType,
-    EntitlementChange,
-    MultiValueChange,
-    Operation,
-    SingleValueChange,
-    event_class,
-)
+from processor.models import Account, AttributeValue, ChangeType, Operation, Scalar
 
 
 @dataclass(frozen=True, slots=True)
 class AccountChanges:
     """The monitored changes of one account, each list sorted by attribute name (R12)."""
 
-    single: tuple[SingleValueChange, ...] = ()
-    multi: tuple[MultiValueChange, ...] = ()
-    entitlements: tuple[EntitlementChange, ...] = ()
+    single: tuple[SingleChangeJson, ...] = ()
+    multi: tuple[MultiChangeJson, ...] = ()
+    entitlements: tuple[EntitlementChangeJson, ...] = ()
 
     @property
     def change_types(self) -> list[ChangeType]:
@@ -48,9 +46,9 @@ class AccountChanges:
         types: list[ChangeType] = []
         if self.single or self.multi:
             types.append(ChangeType.ATTRIBUTES_CHANGED)
-        if any(change.added for change in self.entitlements):
+        if any(change["added"] for change in self.entitlements):
             types.append(ChangeType.ENTITLEMENTS_ADDED)
-        if any(change.removed for change in self.entitlements):
+        if any(change["removed"] for change in self.entitlements):
             types.append(ChangeType.ENTITLEMENTS_REMOVED)
         return types
 
@@ -80,9 +78,9 @@ def detect_changes(
     after = _NO_ATTRIBUTES if current is None else current
     if same_attributes(before, after):
         return _NO_CHANGES
-    single: list[SingleValueChange] = []
-    multi: list[MultiValueChange] = []
-    entitlements: list[EntitlementChange] = []
+    single: list[SingleChangeJson] = []
+    multi: list[MultiChangeJson] = []
+    entitlements: list[EntitlementChangeJson] = []
     # The attributes whose raw values differ (same_raw, its commonest cases inline: most
     # attributes of a changed account are equal, and one comprehension skips them in C).
     differing = [
@@ -101,7 +99,7 @@ def detect_changes(
         normalise = policy.normaliser(name)
         if kind is Kind.SINGLE:
             if single_key(old, normalise) != single_key(new, normalise):
-                single.append(SingleValueChange(name=name, oldValue=old, newValue=new))
+                single.append({"name": name, "oldValue": _own(old), "newValue": _own(new)})
             continue
         if same_items(old, new):
             continue
@@ -113,21 +111,31 @@ def detect_changes(
         if not added and not removed:
             continue
         if kind is Kind.MULTI:
-            multi.append(MultiValueChange(name=name, addedValues=added, removedValues=removed))
+            multi.append({"name": name, "addedValues": added, "removedValues": removed})
         else:
             folded = policy.case_insensitive
             entitlements.append(
-                EntitlementChange(
-                    attributeName=name,
-                    added=[catalog.ref(name, as_text(v), case_insensitive=folded) for v in added],
-                    removed=[
-                        catalog.ref(name, as_text(v), case_insensitive=folded) for v in removed
-                    ],
-                )
+                {
+                    "attributeName": name,
+                    "added": _refs(catalog, name, added, folded),
+                    "removed": _refs(catalog, name, removed, folded),
+                }
             )
     if not (single or multi or entitlements):
         return _NO_CHANGES
     return AccountChanges(tuple(single), tuple(multi), tuple(entitlements))
+
+
+def _refs(
+    catalog: EntitlementCatalog, name: str, values: list[Scalar], case_insensitive: bool
+) -> list[RefJson]:
+    """The catalog refs of an entitlement attribute's values."""
+    return [catalog.ref(name, as_text(v), case_insensitive=case_insensitive) for v in values]
+
+
+def _own(value: AttributeValue) -> AttributeValue:
+    """A list value copied (an event holds its own), a scalar as it is."""
+    return list(value) if type(value) is list else value
 
 
 def decide_event(
@@ -137,7 +145,7 @@ def decide_event(
     catalog: EntitlementCatalog,
     *,
     context: str = "",
-) -> AccountEvent | None:
+) -> Event | None:
     """The event of one account (R7-R9, R14), or ``None`` when nothing is to be reported.
 
     ``previous=None`` is a creation, ``current=None`` a deletion, both given an update.
@@ -171,11 +179,16 @@ def build_event(
     changes: AccountChanges,
     *,
     context: str = "",
-) -> AccountEvent:
-    """An event from its parts, with its deterministic id."""
+) -> Event:
+    """An event from its parts, as plain JSON data, with its deterministic id.
+
+    The body is the event model's JSON form, field for field in the model's order (tests
+    check every kind of event against :func:`~processor.models.event_class`); the id is
+    computed over it and put last.
+    """
     body: dict[str, Any] = {
-        "eventType": operation,
-        "accountChangeTypes": changes.change_types,
+        "eventType": operation.value,
+        "accountChangeTypes": [change_type.value for change_type in changes.change_types],
         "identity": event_identity(policy, account),
         "source": policy.event_source,
         "account": event_account(policy, account),
@@ -183,15 +196,8 @@ def build_event(
         "multiValueAttributeChanges": list(changes.multi),
         "entitlementChanges": list(changes.entitlements),
     }
-    cls = event_class(operation)
-    draft = cls(**body, id="")
-    # Validated once; the id is computed from the draft's JSON form, which is then the
-    # event's own (its json_body: the outputs serialize it without dumping the model again).
-    obj = draft.model_dump(mode="json")
-    del obj["id"]  # the last field: put back below, it stays last
-    obj["id"] = draft.__dict__["id"] = _id_of(obj, context)  # the draft is no one else's yet
-    draft.__dict__["json_body"] = obj  # cached_property's own slot (see _EventBase)
-    return cast(AccountEvent, draft)  # event_class(operation) is one of AccountEvent's members
+    body["id"] = _id_of(body, context)
+    return Event(operation, cast(EventJson, body))
 
 
 def event_id(body: Mapping[str, Any], context: str) -> str:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 
+from processor.core.event import AccountJson, IdentityJson
 from processor.core.policy import SourcePolicy
-from processor.models import Account, EventAccount, EventIdentity, EventManager
+from processor.models import Account
 
 
 def system_identity_id(source_id: str, account: Account) -> str:
@@ -38,36 +39,39 @@ def is_correlated(account: Account) -> bool:
     return True if account.correlated is None else account.correlated
 
 
-def event_identity(policy: SourcePolicy, account: Account) -> EventIdentity:
+def event_identity(policy: SourcePolicy, account: Account) -> IdentityJson:
     """The event's identity: the account's, or a system-generated placeholder."""
     identity = account.identity
     if identity is None:
         name = account_name(policy, account)
-        return EventIdentity(
-            id=system_identity_id(policy.source.id, account),
-            name=name,
-            alias=name,
-            email=None,
-            manager=None,
-        )
+        return {
+            "id": system_identity_id(policy.source.id, account),
+            "name": name,
+            "alias": name,
+            "type": "IDENTITY",
+            "email": None,
+            "manager": None,
+        }
     manager = identity.manager
-    return EventIdentity(
-        id=identity.id or system_identity_id(policy.source.id, account),
-        name=identity.name,
-        alias=identity.alias,
-        email=identity.email,
-        manager=None
+    return {
+        "id": identity.id or system_identity_id(policy.source.id, account),
+        "name": identity.name,
+        "alias": identity.alias,
+        "type": "IDENTITY",
+        "email": identity.email,
+        "manager": None
         if manager is None
-        else EventManager(id=manager.id, name=manager.name, email=manager.email),
-    )
+        else {"id": manager.id, "name": manager.name, "type": "IDENTITY", "email": manager.email},
+    }
 
 
-def event_account(policy: SourcePolicy, account: Account) -> EventAccount:
+def event_account(policy: SourcePolicy, account: Account) -> AccountJson:
     """The event's account block."""
-    return EventAccount(
-        id=account.id,
-        name=account_name(policy, account),
-        uuid=account.uuid,
-        correlated=is_correlated(account),
-        nativeIdentity=account.nativeIdentity,
-    )
+    return {
+        "id": account.id,
+        "name": account_name(policy, account),
+        "type": "ACCOUNT",
+        "uuid": account.uuid,
+        "correlated": is_correlated(account),
+        "nativeIdentity": account.nativeIdentity,
+    }

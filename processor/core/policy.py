@@ -5,13 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from processor.core.event import SourceJson
 from processor.core.values import Normaliser, make_normaliser
 from processor.models import (
     AttributeType,
     AttributeValue,
-    EventGovernanceGroup,
-    EventSource,
-    EventSourceOwner,
     Operation,
     SourceDescriptor,
 )
@@ -133,17 +131,18 @@ class SourcePolicy:
         return isinstance(current, list) or isinstance(value, list)
 
 
-def _event_source(source: SourceDescriptor) -> EventSource:
+def _event_source(source: SourceDescriptor) -> SourceJson:
     owner = source.owner
     group = source.governanceGroup
-    return EventSource(
-        id=source.id,
-        name=source.name,
-        alias=source.alias,
-        owner=None
+    return {
+        "id": source.id,
+        "name": source.name,
+        "alias": source.alias,
+        "type": "SOURCE",
+        "owner": None
         if owner is None
-        else EventSourceOwner(id=owner.id, name=owner.name, email=owner.email),
-        governanceGroup=None
+        else {"id": owner.id, "name": owner.name, "type": "IDENTITY", "email": owner.email},
+        "governanceGroup": None
         if group is None
-        else EventGovernanceGroup(id=group.id, name=group.name),
-    )
+        else {"id": group.id, "name": group.name, "type": "GOVERNANCE_GROUP"},
+    }

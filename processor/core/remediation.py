@@ -15,9 +15,9 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 
 from processor.core.detect import event_id
+from processor.core.event import Event
 from processor.core.values import has_value, single_key
 from processor.models import (
-    AccountEvent,
     AttributeValue,
     ChangeOp,
     ChangeType,
@@ -41,40 +41,40 @@ def wanted(config: RemediationConfig | None) -> frozenset[ChangeType]:
     return frozenset() if config is None else frozenset(config.revert)
 
 
-def remediation_command(
-    event: AccountEvent, revert: Collection[ChangeType]
-) -> RemediationCommand | None:
+def remediation_command(event: Event, revert: Collection[ChangeType]) -> RemediationCommand | None:
     """The command that reverts the event's changes of the given types, or ``None``."""
-    if event.eventType is Operation.ACCOUNT_DELETED or not revert:
+    if event.operation is Operation.ACCOUNT_DELETED or not revert:
         return None
+    body = event.body
     changes: list[CommandChange] = []
     if ChangeType.ATTRIBUTES_CHANGED in revert:
-        for single in event.singleValueAttributeChanges:
-            changes.append(_revert_single(single.name, single.oldValue, single.newValue))
-        for multi in event.multiValueAttributeChanges:
-            changes.extend(_revert_set(multi.name, multi.addedValues, multi.removedValues))
-    for ent in event.entitlementChanges:
-        added = [ref.value for ref in ent.added] if ChangeType.ENTITLEMENTS_ADDED in revert else []
-        removed = (
-            [ref.value for ref in ent.removed] if ChangeType.ENTITLEMENTS_REMOVED in revert else []
-        )
-        changes.extend(_revert_set(ent.attributeName, added, removed))
+        for single in body["singleValueAttributeChanges"]:
+            changes.append(_revert_single(single["name"], single["oldValue"], single["newValue"]))
+        for multi in body["multiValueAttributeChanges"]:
+            changes.extend(_revert_set(multi["name"], multi["addedValues"], multi["removedValues"]))
+    add_back = ChangeType.ENTITLEMENTS_REMOVED in revert
+    take_away = ChangeType.ENTITLEMENTS_ADDED in revert
+    for ent in body["entitlementChanges"]:
+        added = [ref["value"] for ref in ent["added"]] if take_away else []
+        removed = [ref["value"] for ref in ent["removed"]] if add_back else []
+        changes.extend(_revert_set(ent["attributeName"], added, removed))
     if not changes:
         return None
     changes.sort(key=lambda change: (change.attribute, _OP_ORDER[change.op]))
-    body = {
+    types = [t for t in ChangeType if t in revert and t.value in body["accountChangeTypes"]]
+    command = {
         "id": "",
-        "sourceId": event.source.id,
+        "sourceId": event.source_id,
         "eventId": event.id,
-        "eventType": event.eventType,
-        "accountChangeTypes": sorted(set(event.accountChangeTypes) & set(revert)),
-        "uuid": event.account.uuid,
+        "eventType": event.operation,
+        "accountChangeTypes": sorted(types),
+        "uuid": event.uuid,
         "input": CommandInput(
-            key=CommandKey(simple=CommandSimpleKey(id=event.account.nativeIdentity)),
+            key=CommandKey(simple=CommandSimpleKey(id=event.native_identity)),
             changes=changes,
         ),
     }
-    draft = RemediationCommand.model_validate(body)
+    draft = RemediationCommand.model_validate(command)
     return draft.model_copy(update={"id": event_id(draft.model_dump(mode="json"), ID_CONTEXT)})
 
 

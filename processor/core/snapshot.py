@@ -8,10 +8,11 @@ from decimal import Decimal
 
 from processor.core.catalog import EntitlementCatalog
 from processor.core.detect import decide_event
+from processor.core.event import Event
 from processor.core.match import AccountKeys, account_keys, match_keys, uuid_key
 from processor.core.policy import SourcePolicy
 from processor.core.provisioning import apply_provisioning, is_completed, provisioning_order
-from processor.models import Account, AccountEvent, ProvisioningRecord, SourceDescriptor
+from processor.models import Account, ProvisioningRecord, SourceDescriptor
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +52,7 @@ class SnapshotDiff:
     """The events of a diff, sorted by account nativeIdentity then eventType, and R10's
     verdict: how many accounts would be deleted and, when their events were dropped, why."""
 
-    events: list[AccountEvent] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
     would_delete: int = 0
     guard: DeleteGuard | None = None
 
@@ -172,14 +173,14 @@ def diff_events(
     current: Callable[[int], Account],
     catalog: EntitlementCatalog,
     same: Callable[[int, int], bool] | None = None,
-) -> Iterator[AccountEvent]:
+) -> Iterator[Event]:
     """The events of a plan, sorted by account nativeIdentity then eventType (then id).
 
     ``previous`` and ``current`` give the account at a position: each is asked only for
     the accounts that may have an event. ``same(i, j)``, when given, tells that two paired
     accounts are equal as read, so that (without provisioning records) they have none.
     """
-    group: list[AccountEvent] = []
+    group: list[Event] = []
     name: str | None = None
     for native_identity, i, j in plan.items:
         if native_identity != name:
@@ -195,8 +196,8 @@ def diff_events(
     yield from sorted(group, key=_event_order)
 
 
-def _event_order(event: AccountEvent) -> tuple[str, str, str]:
-    return (event.account.nativeIdentity, event.eventType, event.id)
+def _event_order(event: Event) -> tuple[str, str, str]:
+    return (event.native_identity, event.operation, event.id)
 
 
 def diff_snapshots(

@@ -3,9 +3,7 @@ no unknown fields; field order is the serialisation order)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from functools import cached_property
-from typing import Any, Literal, Self
+from typing import Literal
 
 from processor.models.common import (
     AttributeValue,
@@ -156,20 +154,6 @@ class _EventBase(OutputModel):
     entitlementChanges: list[EntitlementChange]
     #: ``ext``: deterministic id (same inputs, same id); also the CloudEvents ``ce_id``.
     id: str
-
-    @cached_property
-    def json_body(self) -> dict[str, Any]:
-        """The event as JSON data (``model_dump(mode="json")``), computed once per event: the
-        core fills it in as it computes the id (:func:`processor.core.build_event`), the
-        outputs serialize it. (Not a field: pydantic leaves it out of equality and dumps.)"""
-        return self.model_dump(mode="json")
-
-    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
-        """A copy; one with fields changed computes its :attr:`json_body` anew."""
-        copy = super().model_copy(update=update, deep=deep)
-        if update:
-            copy.__dict__.pop("json_body", None)
-        return copy
 
 
 class AccountUpdatedEvent(_EventBase):

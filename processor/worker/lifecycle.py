@@ -153,7 +153,7 @@ class AggregationLifecycle(Flow):
             event = decide_event(policy, previous, None, catalog, context=record.aggregationId)
             if event is not None:
                 events.append(event)
-        events.sort(key=lambda e: (e.account.nativeIdentity, e.eventType))
+        events.sort(key=lambda e: (e.native_identity, e.operation))
         outcome.events = list(events)
         if events:
             outcome.verdict = Verdict.EMITTED

@@ -6,8 +6,8 @@ from enum import StrEnum
 
 import msgspec
 
-from processor.core import DeleteGuard, SourcePolicy, remediation_command, wanted
-from processor.models import AccountEvent, RemediationCommand
+from processor.core import DeleteGuard, Event, SourcePolicy, remediation_command, wanted
+from processor.models import RemediationCommand
 
 #: The reason of a record whose source has no descriptor (yet): the runner reads the
 #: configuration topics once more and decides it again.
@@ -33,7 +33,7 @@ class Outcome(msgspec.Struct):
     built in C, it costs a third as much, once per record.)"""
 
     verdict: Verdict
-    events: list[AccountEvent] = msgspec.field(default_factory=list)
+    events: list[Event] = msgspec.field(default_factory=list)
     reason: str | None = None
     source_id: str | None = None
     #: Set on a completion whose deletions the delete guard suppressed: how many.
@@ -54,13 +54,13 @@ def dead(reason: str, source_id: str | None = None) -> Outcome:
     return Outcome(Verdict.DEAD_LETTERED, reason=reason, source_id=source_id)
 
 
-def commands(policy: SourcePolicy, events: list[AccountEvent]) -> list[RemediationCommand]:
+def commands(policy: SourcePolicy, events: list[Event]) -> list[RemediationCommand]:
     """The remediation commands reverting ``events``, as far as the source asks for them."""
     revert = wanted(policy.source.remediation)
     return [c for e in events if (c := remediation_command(e, revert)) is not None]
 
 
-def emitted(policy: SourcePolicy, events: list[AccountEvent], source_id: str) -> Outcome:
+def emitted(policy: SourcePolicy, events: list[Event], source_id: str) -> Outcome:
     """An EMITTED outcome with the remediation commands the source asks for."""
     return Outcome(
         Verdict.EMITTED, events=events, source_id=source_id, remediations=commands(policy, events)

@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from processor import codec
+from processor.core import Event
 from processor.keys import command_key, event_key
-from processor.models import AccountEvent, RemediationCommand
+from processor.models import RemediationCommand
 from processor.transport import InRecord, OutRecord
 
 CE_SPECVERSION = b"1.0"
@@ -48,10 +49,10 @@ def cloud_event_headers(
     )
 
 
-def event_record(topic: str, event: AccountEvent, timestamp_ms: int) -> OutRecord:
+def event_record(topic: str, event: Event, timestamp_ms: int) -> OutRecord:
     """An event as an output record, keyed like its account."""
-    headers = cloud_event_headers(event.id, event.source.id, ce_type(event.eventType), timestamp_ms)
-    return OutRecord(topic, event_key(event), codec.dumps(event.json_body), headers)
+    headers = cloud_event_headers(event.id, event.source_id, ce_type(event.operation), timestamp_ms)
+    return OutRecord(topic, event_key(event), codec.dumps(event.body), headers)
 
 
 def remediation_record(topic: str, command: RemediationCommand, timestamp_ms: int) -> OutRecord:
@@ -110,7 +111,7 @@ class Outputs:
 def outputs_of(
     topics: OutputTopics,
     record: InRecord,
-    events: list[AccountEvent],
+    events: list[Event],
     remediations: list[RemediationCommand],
     dead_letter_reason: str | None = None,
 ) -> Outputs:
@@ -126,7 +127,7 @@ def outputs_of(
     for event in events:
         built = event_record(topics.events, event, record.timestamp_ms)
         if _fits(out, topics, record, built):
-            out.event_types.append(event.eventType)
+            out.event_types.append(event.operation)
     for command in remediations:  # keyed like the event, same transaction
         built = remediation_record(topics.remediations, command, record.timestamp_ms)
         if _fits(out, topics, record, built):

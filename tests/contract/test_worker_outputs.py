@@ -99,7 +99,7 @@ def test_worker_events_and_commands_validate_against_schemas_and_models() -> Non
     """Every event and remediation command the worker decides validates against its
     published schema and re-validates into its pydantic model unchanged."""
     outcomes = _outcomes()
-    events = [event.model_dump(mode="json") for o in outcomes for event in o.events]
+    events = [dict(event.body) for o in outcomes for event in o.events]
     commands = [c.model_dump(mode="json") for o in outcomes for c in o.remediations]
     assert {e["eventType"] for e in events} == {op.value for op in Operation}
     assert commands
@@ -107,7 +107,8 @@ def test_worker_events_and_commands_validate_against_schemas_and_models() -> Non
         stem = event["eventType"].lower().replace("_", "-", 1) + "-event"
         _validator(stem).validate(event)
         model = event_class(Operation(event["eventType"]))
-        assert model.model_validate_json(codec.dumps(event)).model_dump(mode="json") == event
+        dumped = model.model_validate_json(codec.dumps(event)).model_dump(mode="json")
+        assert codec.dumps(dumped) == codec.dumps(event)
     for command in commands:
         _validator("remediation-command").validate(command)
         assert RemediationCommand.model_validate(command).model_dump(mode="json") == command

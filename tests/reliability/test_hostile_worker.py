@@ -72,7 +72,7 @@ def test_partition_processor_decides_every_hostile_record(values: list[bytes]) -
             assert outcome.reason and len(outcome.reason) <= 300
     after = _run(processor, store, _good("a2", "t2"))
     assert [o.verdict for o in after] == [Verdict.MARKER, Verdict.EMITTED, Verdict.MARKER]
-    assert after[1].events[0].singleValueAttributeChanges[0].newValue == "t2"
+    assert after[1].events[0].body["singleValueAttributeChanges"][0]["newValue"] == "t2"
 
 
 def test_extreme_records_are_dead_lettered_with_a_reason() -> None:

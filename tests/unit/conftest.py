@@ -5,15 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from processor.core import EntitlementCatalog, SourcePolicy, decide_event
+from processor.core import EntitlementCatalog, Event, SourcePolicy, decide_event
 from processor.models import (
     Account,
-    AccountEvent,
     CatalogEntry,
     Operation,
     ProvisioningRecord,
     SourceDescriptor,
 )
+from tests.helpers import event_model
 
 SOURCE_ID = "2c91808a78efc63e0178fb8624b248c5"
 ALL_OPERATIONS = [op.value for op in Operation]
@@ -136,7 +136,7 @@ def update_event(
     *,
     catalog: EntitlementCatalog | None = None,
     **source: Any,
-) -> AccountEvent | None:
+) -> Event | None:
     """The event (or ``None``) of one matched account whose attributes went from A to B."""
     policy = make_policy(**source)
     return decide_event(
@@ -147,6 +147,9 @@ def update_event(
     )
 
 
-def dump(event: AccountEvent | None) -> dict[str, Any] | None:
-    """An event as JSON-mode data (``None`` stays ``None``)."""
-    return None if event is None else event.model_dump(mode="json")
+def dump(event: Event | None) -> dict[str, Any] | None:
+    """An event's JSON data, checked with its published model (``None`` stays ``None``)."""
+    if event is None:
+        return None
+    event_model(event)
+    return dict(event.body)

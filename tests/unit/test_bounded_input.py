@@ -194,5 +194,5 @@ def test_seen_accounts_are_written_in_chunks_under_the_size_limit() -> None:
     assert all(len(value) <= limit // 2 for _, value in chunks)
     assert sum(len(codec.loads(value)) for _, value in chunks) == 999
     [outcome] = p.batch(completed("a2"))
-    assert [e.account.nativeIdentity for e in outcome.events] == [natives[0]]
-    assert json.loads(json.dumps([e.eventType for e in outcome.events])) == ["ACCOUNT_DELETED"]
+    assert [e.native_identity for e in outcome.events] == [natives[0]]
+    assert json.loads(json.dumps([e.operation for e in outcome.events])) == ["ACCOUNT_DELETED"]

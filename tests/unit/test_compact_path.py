@@ -165,7 +165,7 @@ def test_a_compact_deletion_with_the_stored_bytes_is_a_deletion() -> None:
         start(agg, T2, "DELTA"), compact(agg, ACCOUNTS[0], deleted=True), completed(agg)
     )
     assert outcomes[1].verdict == Verdict.STORED
-    assert [(e.eventType, e.account.nativeIdentity) for e in outcomes[-1].events] == [
+    assert [(e.operation, e.native_identity) for e in outcomes[-1].events] == [
         ("ACCOUNT_DELETED", ACCOUNTS[0]["nativeIdentity"])
     ]
 

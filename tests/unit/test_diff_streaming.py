@@ -34,6 +34,7 @@ from processor.diffing import DiffFiles, write_diff
 from processor.errors import FileInputError, InputError
 from processor.files import read_document
 from processor.models import Account, CatalogEntry, ProvisioningRecord, SourceDescriptor
+from tests.helpers import event_model
 from tests.unit.test_cli_diff import _args
 from tests.unit.test_core_properties import (
     PROPERTY_SETTINGS,
@@ -176,7 +177,7 @@ def test_unchanged_pairs_are_not_read_again(fixture_dir: Path) -> None:
         )
     )
     assert sorted(asked) == [("current", 1), ("previous", 1)]
-    assert [e.account.nativeIdentity for e in events] == ["b"]
+    assert [e.native_identity for e in events] == ["b"]
 
 
 def _write_jsonl(path: Path, models: Sequence[BaseModel], blank_every: int) -> Path:
@@ -236,7 +237,7 @@ def test_streaming_diff_equals_the_in_memory_diff(
         out = io.BytesIO()
         write_diff(out, files)
     assert out.getvalue() == b"".join(
-        codec.dumps(event.model_dump(mode="json")) + b"\n" for event in expected.events
+        codec.dumps(event_model(event).model_dump(mode="json")) + b"\n" for event in expected.events
     )
 
 

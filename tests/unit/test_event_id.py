@@ -1,4 +1,4 @@
-"""The event id's canonical encoding (orjson, UTF-8) and the event's JSON form kept once."""
+"""The event id's canonical encoding (orjson, UTF-8) and the event built as its JSON form."""
 
 from __future__ import annotations
 
@@ -8,9 +8,12 @@ import uuid
 
 import orjson
 
+from processor import codec
 from processor.core import EntitlementCatalog, decide_event, event_id
 from processor.core.detect import uuid_text
-from tests.unit.conftest import make_account, make_policy
+from processor.models import Operation
+from tests.helpers import event_model
+from tests.unit.conftest import SOURCE_ID, make_account, make_policy
 
 BEFORE = {"title": "Manager", "department": "Sales"}
 AFTER = {"title": "Leiterin Vertrieb \u00e9\u4e2d", "department": "Support"}
@@ -45,25 +48,26 @@ def test_event_id_of_bodies_orjson_refuses_is_deterministic() -> None:
     assert event_id(big, "") != event_id({"value": 2**70 + 1}, "")
 
 
-def test_a_built_event_keeps_its_json_body_and_id() -> None:
-    """A decided event carries its JSON form, equal to its dump, whose id is its id."""
+def test_a_built_event_is_its_models_json_form_with_its_id_last() -> None:
+    """A decided event's body is what its model dumps (same bytes, field order too), and its
+    id, the last field, is the id of that body."""
     previous, current = make_account(attributes=BEFORE), make_account(attributes=AFTER)
-    event = decide_event(make_policy(), previous, current, EntitlementCatalog())
+    event = decide_event(make_policy(), previous, current, EntitlementCatalog(), context="agg")
     assert event is not None
-    assert event.json_body == event.model_dump(mode="json")
-    assert list(event.json_body) == list(event.model_dump(mode="json"))  # field order too
-    assert event.json_body["id"] == event.id == event_id(event.model_dump(mode="json"), "")
+    dumped = event_model(event).model_dump(mode="json")
+    assert codec.dumps(event.body) == codec.dumps(dumped)
+    assert list(event.body)[-1] == "id"
+    assert event.body["id"] == event.id == event_id(dumped, "agg")
 
 
-def test_a_copy_with_changes_computes_its_json_body_anew() -> None:
-    """model_copy with an update does not keep the original's JSON form."""
-    previous, current = make_account(attributes=BEFORE), make_account(attributes=AFTER)
-    event = decide_event(make_policy(), previous, current, EntitlementCatalog())
+def test_an_event_names_its_operation_source_and_account_from_its_body() -> None:
+    """The event's operation, source id, nativeIdentity and uuid are those its body holds."""
+    previous = make_account("CN=Ann", attributes=BEFORE, uuid="{u-1}")
+    event = decide_event(make_policy(), previous, None, EntitlementCatalog())
     assert event is not None
-    copy = event.model_copy(update={"id": "other"})
-    assert copy.json_body["id"] == "other"
-    assert copy == event.model_copy(update={"id": "other"})
-    assert event.json_body["id"] == event.id
+    assert event.operation is Operation.ACCOUNT_DELETED
+    assert event.body["eventType"] == "ACCOUNT_DELETED"
+    assert (event.source_id, event.native_identity, event.uuid) == (SOURCE_ID, "CN=Ann", "{u-1}")
 
 
 def test_uuid_text_is_the_standard_librarys_version_5_uuid() -> None:

@@ -13,6 +13,7 @@ from processor.keys import record_key
 from processor.worker import partition as partition_module
 from processor.worker.partition import Verdict
 from processor.worker.state import NO_INPUT_DIGEST, StoredAccount
+from tests.helpers import event_model
 from tests.unit.test_partition import ACCOUNTS, SRC, Partition, acct
 
 T1, T2, T3 = "2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z", "2026-01-03T00:00:00Z"
@@ -94,8 +95,8 @@ def test_seen_accounts_on_the_fast_path_are_not_deleted() -> None:
     p = Partition()
     p.aggregation("a1", T1, ACCOUNTS)
     outcomes = p.aggregation("a2", T2, ACCOUNTS[:-1])
-    assert [e.eventType for o in outcomes for e in o.events] == ["ACCOUNT_DELETED"]
-    assert outcomes[-1].events[0].account.nativeIdentity == ACCOUNTS[-1]["nativeIdentity"]
+    assert [e.operation for o in outcomes for e in o.events] == ["ACCOUNT_DELETED"]
+    assert outcomes[-1].events[0].native_identity == ACCOUNTS[-1]["nativeIdentity"]
 
 
 def test_state_written_by_provisioning_never_matches_an_input(
@@ -110,7 +111,7 @@ def test_state_written_by_provisioning_never_matches_an_input(
     # The source still shows the old title after the platform's change: a native revert.
     outcomes = p.aggregation("a2", T2, ACCOUNTS[:2])
     assert validations.accounts >= 1
-    [event] = [e for o in outcomes for e in o.events]
+    [event] = [event_model(e) for o in outcomes for e in o.events]
     assert [(c.name, c.oldValue, c.newValue) for c in event.singleValueAttributeChanges] == [
         ("title", "Lead", "Engineer")
     ]
@@ -213,7 +214,7 @@ def test_changed_bytes_are_decided(decodes: CountingLoads) -> None:
     outcomes = p.batch(*_records("a2", [acct(0, title="Lead"), ACCOUNTS[1]]))
     assert [o.verdict for o in outcomes] == [Verdict.EMITTED, Verdict.UNCHANGED]
     assert decodes.calls == 1
-    [event] = outcomes[0].events
+    [event] = map(event_model, outcomes[0].events)
     assert [(c.name, c.newValue) for c in event.singleValueAttributeChanges] == [("title", "Lead")]
 
 
@@ -222,7 +223,7 @@ def test_repeated_bytes_of_a_deletion_are_not_taken_for_unchanged() -> None:
     p = Partition()
     p.aggregation("a1", T1, ACCOUNTS)
     outcomes = p.aggregation("a2", T2, [], mode="DELTA", deleted=[ACCOUNTS[0]])
-    assert [(e.eventType, e.account.nativeIdentity) for o in outcomes for e in o.events] == [
+    assert [(e.operation, e.native_identity) for o in outcomes for e in o.events] == [
         ("ACCOUNT_DELETED", ACCOUNTS[0]["nativeIdentity"])
     ]
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from processor.core import EntitlementCatalog, decide_event, remediation_command
+from processor.core import EntitlementCatalog, Event, decide_event, remediation_command
 from processor.keys import command_key, event_key
-from processor.models import AccountEvent, ChangeType, RemediationCommand
+from processor.models import ChangeType, RemediationCommand
 from processor.worker.outputs import event_record, remediation_record
 from tests.unit.conftest import make_account, make_policy
 
@@ -14,7 +14,7 @@ GUID = "{08EE6C6D-5B8A-4F1C-9E6B-1A2B3C4D5E6F}"
 TIMESTAMP_MS = 1_795_334_400_000
 
 
-def _event_and_command() -> tuple[AccountEvent, RemediationCommand]:
+def _event_and_command() -> tuple[Event, RemediationCommand]:
     event = decide_event(
         make_policy(),
         make_account(ANN, {"title": "a"}, uuid=GUID),

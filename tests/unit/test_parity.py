@@ -33,6 +33,7 @@ from processor.state.overlay import BatchOverlay
 from processor.state.store import InMemoryStateStore
 from processor.worker.partition import Outcome, PartitionProcessor, Verdict
 from processor.worker.registry import SourceRegistry
+from tests.helpers import event_model
 from tests.unit.conftest import SOURCE_ID, make_source
 from tests.unit.test_core_properties import (
     FINITE_SCALARS,
@@ -159,8 +160,8 @@ def both_paths(
     for outcome in baseline + provisioned + second:
         assert outcome.verdict is not Verdict.DEAD_LETTERED, outcome.reason
     assert not any(o.events for o in baseline)
-    worker_events = [e.model_dump(mode="json") for o in second for e in o.events]
-    offline_events = [e.model_dump(mode="json") for e in offline.events]
+    worker_events = [event_model(e).model_dump(mode="json") for o in second for e in o.events]
+    offline_events = [event_model(e).model_dump(mode="json") for e in offline.events]
     expected = _sorted([_without_id(e) for e in offline_events])
     assert _sorted([_without_id(e) for e in worker_events]) == expected
     assert _guard(second[-1].guard) == _guard(offline.guard)

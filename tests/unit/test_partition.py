@@ -11,7 +11,7 @@ from processor.models import SourceDescriptor
 from processor.state import BatchOverlay, InMemoryStateStore
 from processor.worker.partition import Outcome, PartitionProcessor, Verdict
 from processor.worker.registry import SourceRegistry
-from tests.helpers import small_source
+from tests.helpers import event_model, small_source
 
 SRC = "src-1"
 
@@ -78,7 +78,7 @@ def acct(
 
 
 def events(outcomes: list[Outcome]) -> list[tuple[str, str]]:
-    return [(e.eventType, e.account.nativeIdentity) for o in outcomes for e in o.events]
+    return [(e.operation, e.native_identity) for o in outcomes for e in o.events]
 
 
 ACCOUNTS = [acct(i) for i in range(20)]
@@ -240,7 +240,7 @@ def test_provisioning_is_applied_to_the_baseline() -> None:
     assert applied.verdict == Verdict.APPLIED
     native = acct(4, title="Lead", groups=("g1", "g2", "g3"))
     outcomes = p.aggregation("a2", "2026-01-02T00:00:00Z", [*ACCOUNTS[:4], native, *ACCOUNTS[5:]])
-    [event] = [e for o in outcomes for e in o.events]
+    [event] = [event_model(e) for o in outcomes for e in o.events]
     assert event.singleValueAttributeChanges == []
     assert [r.value for c in event.entitlementChanges for r in c.added] == ["g3"]
 

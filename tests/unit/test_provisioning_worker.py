@@ -7,6 +7,7 @@ from typing import Any
 
 from processor.state import BatchOverlay
 from processor.worker.partition import PartitionProcessor, Verdict
+from tests.helpers import event_model
 from tests.unit.test_partition import ACCOUNTS, SRC, Partition, _source, acct, events
 
 T0 = "2026-01-01T00:00:00Z"
@@ -103,14 +104,16 @@ def test_race_window_hides_touched_attributes_from_an_older_aggregation() -> Non
     native = acct(4, groups=("g1", "g3"))
     native["attributes"]["department"] = "Ops"
     outcomes = p.aggregation("a1", T1, with_user4(native))
-    [event] = [e for o in outcomes for e in o.events]
+    [event] = [event_model(e) for o in outcomes for e in o.events]
     assert [c.name for c in event.singleValueAttributeChanges] == ["department"]
     assert event.entitlementChanges == []
     # The baseline was not rolled back; the next aggregation compares normally: it reports
     # the native g3 and nothing of the platform's own change.
     latest = acct(4, title="Lead", groups=("g1", "g2", "g3"))
     latest["attributes"]["department"] = "Ops"
-    [event] = [e for o in p.aggregation("a2", T3, with_user4(latest)) for e in o.events]
+    [event] = [
+        event_model(e) for o in p.aggregation("a2", T3, with_user4(latest)) for e in o.events
+    ]
     assert event.singleValueAttributeChanges == []
     [change] = event.entitlementChanges
     assert ([r.value for r in change.added], change.removed) == (["g3"], [])
@@ -123,7 +126,7 @@ def test_after_the_race_window_attributes_compare_normally() -> None:
     p.batch(prov(ADD_G2_SET_LEAD), provisioning=True)
     p.aggregation("a1", T1, ACCOUNTS)
     outcomes = p.aggregation("a2", T3, ACCOUNTS)  # title and groups back to the old values
-    [event] = [e for o in outcomes for e in o.events]
+    [event] = [event_model(e) for o in outcomes for e in o.events]
     assert [(c.oldValue, c.newValue) for c in event.singleValueAttributeChanges] == [
         ("Lead", "Engineer")
     ]
@@ -150,7 +153,7 @@ def test_pending_changes_shown_by_an_aggregation_are_absorbed() -> None:
     shown = acct(4, title="Lead", groups=("g1", "g2"), name="renamed-display")
     shown["attributes"]["department"] = "Ops"
     outcomes = p.aggregation("a1", T1, with_user4(shown))
-    [event] = [e for o in outcomes for e in o.events]
+    [event] = [event_model(e) for o in outcomes for e in o.events]
     assert [c.name for c in event.singleValueAttributeChanges] == ["department"]
     assert event.entitlementChanges == []
     assert stored_keys(p, f"q/{SRC}/".encode()) == []
@@ -162,7 +165,7 @@ def test_pending_changes_not_shown_exactly_are_reported() -> None:
     p.aggregation("a0", T0, ACCOUNTS)
     p.batch(prov(ADD_G2_SET_LEAD, status="PENDING"), provisioning=True)
     outcomes = p.aggregation("a1", T1, with_user4(acct(4, title="Other", groups=("g1", "g2"))))
-    [event] = [e for o in outcomes for e in o.events]
+    [event] = [event_model(e) for o in outcomes for e in o.events]
     assert [c.name for c in event.singleValueAttributeChanges] == ["title"]
     assert [r.value for c in event.entitlementChanges for r in c.added] == ["g2"]
 
@@ -197,9 +200,7 @@ def test_not_found_reports_the_deletion_at_once_and_only_once() -> None:
     p = Partition()
     p.aggregation("a0", T0, ACCOUNTS)
     [gone] = p.batch(prov(ADD_G2_SET_LEAD, **NOT_FOUND), provisioning=True)
-    assert [(e.eventType, e.account.nativeIdentity) for e in gone.events] == [
-        ("ACCOUNT_DELETED", U4)
-    ]
+    assert [(e.operation, e.native_identity) for e in gone.events] == [("ACCOUNT_DELETED", U4)]
     [again] = p.batch(prov(ADD_G2_SET_LEAD, **NOT_FOUND), provisioning=True)
     assert again.verdict == Verdict.IGNORED and again.events == []
     without = [a for a in ACCOUNTS if a["nativeIdentity"] != U4]

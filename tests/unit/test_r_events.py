@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from processor import codec
 from processor.core import EntitlementCatalog, SourcePolicy, decide_event, system_identity_id
 from processor.models import (
     AccountCreatedEvent,
@@ -15,7 +16,9 @@ from processor.models import (
     ChangeType,
     Operation,
     SourceDescriptor,
+    event_class,
 )
+from tests.helpers import event_model
 from tests.unit.conftest import (
     ANN_IDENTITY,
     SOURCE_ID,
@@ -117,7 +120,7 @@ def test_r7_update_lists_only_changed_monitored_attributes() -> None:
         all_others=False,
         selected_others=["title", "department"],
     )
-    assert isinstance(event, AccountUpdatedEvent)
+    assert event is not None and isinstance(event_model(event), AccountUpdatedEvent)
     assert changed_names(event) == ["title"]
 
 
@@ -202,8 +205,9 @@ def test_r8_created_reports_every_monitored_value_as_new() -> None:
         }
     )
     event = decide_event(policy, None, account, EntitlementCatalog())
-    assert isinstance(event, AccountCreatedEvent)
-    data = event.model_dump(mode="json")
+    assert event is not None and isinstance(event_model(event), AccountCreatedEvent)
+    data = dump(event)
+    assert data is not None
     assert data["accountChangeTypes"] == ["ATTRIBUTES_CHANGED", "ENTITLEMENTS_ADDED"]
     assert data["singleValueAttributeChanges"] == [
         {"name": "title", "oldValue": None, "newValue": "Lead"}
@@ -234,8 +238,9 @@ def test_r9_deleted_mirrors_created() -> None:
     policy = make_policy()
     account = make_account(attributes={"title": "Lead", "accountFlags": "x", "memberOf": ["CN=A"]})
     event = decide_event(policy, account, None, EntitlementCatalog())
-    assert isinstance(event, AccountDeletedEvent)
-    data = event.model_dump(mode="json")
+    assert event is not None and isinstance(event_model(event), AccountDeletedEvent)
+    data = dump(event)
+    assert data is not None
     assert data["accountChangeTypes"] == ["ATTRIBUTES_CHANGED", "ENTITLEMENTS_REMOVED"]
     assert data["singleValueAttributeChanges"] == [
         {"name": "title", "oldValue": "Lead", "newValue": None}
@@ -284,7 +289,7 @@ def test_r11_change_types_follow_the_changes_in_order(
     """ATTRIBUTES_CHANGED, ENTITLEMENTS_ADDED, ENTITLEMENTS_REMOVED: present when due, in order."""
     event = update_event(before, after)
     assert event is not None
-    assert event.accountChangeTypes == expected
+    assert event_model(event).accountChangeTypes == expected
 
 
 # --------------------------------------------------------------------------- R12
@@ -314,7 +319,8 @@ def test_r12_same_inputs_give_the_same_event_and_id() -> None:
     first = update_event(BEFORE, AFTER)
     second = update_event(dict(reversed(BEFORE.items())), dict(reversed(AFTER.items())))
     assert first is not None and second is not None
-    assert first.model_dump_json() == second.model_dump_json()
+    assert first == second
+    assert codec.dumps(first.body) == codec.dumps(second.body)
     policy = make_policy()
     previous, current = make_account(attributes=BEFORE), make_account(attributes=AFTER)
     catalog = EntitlementCatalog()
@@ -323,7 +329,7 @@ def test_r12_same_inputs_give_the_same_event_and_id() -> None:
     assert one is not None and other is not None
     assert one.id != other.id
     assert one.id != first.id
-    assert one.model_copy(update={"id": ""}) == other.model_copy(update={"id": ""})
+    assert {**one.body, "id": ""} == {**other.body, "id": ""}
 
 
 def test_r12_different_changes_give_different_ids() -> None:
@@ -335,11 +341,11 @@ def test_r12_different_changes_give_different_ids() -> None:
 
 
 def test_r12_events_validate_against_their_models() -> None:
-    """Events built without validation pass the models' own validation unchanged."""
+    """Events built as plain data pass the models' own validation and dump back the same."""
     event = update_event(BEFORE, AFTER)
     assert event is not None
-    again = type(event).model_validate(event.model_dump())
-    assert again.model_dump_json() == event.model_dump_json()
+    model = event_class(event.operation).model_validate(event.body)
+    assert codec.dumps(model.model_dump(mode="json")) == codec.dumps(event.body)
 
 
 # --------------------------------------------------------------------------- R13
@@ -366,8 +372,8 @@ def test_r13_catalog_miss_gives_a_ref_named_after_the_value() -> None:
     """A value missing from the catalog gives id null, name = value, owner null."""
     catalog = make_catalog({"value": "CN=A", "id": "ent-a", "name": "Group A"})
     ref = catalog.ref("memberOf", "CN=B", case_insensitive=False)
-    assert ref.model_dump() == {"id": None, "name": "CN=B", "value": "CN=B", "owner": None}
-    assert catalog.ref("other", "CN=A", case_insensitive=False).id is None
+    assert ref == {"id": None, "name": "CN=B", "value": "CN=B", "owner": None}
+    assert catalog.ref("other", "CN=A", case_insensitive=False)["id"] is None
 
 
 def test_r13_catalog_matches_case_insensitively_only_when_the_source_does() -> None:
@@ -375,9 +381,9 @@ def test_r13_catalog_matches_case_insensitively_only_when_the_source_does() -> N
     catalog = make_catalog(
         {"value": "CN=A", "id": "upper", "name": "A"}, {"value": "cn=a", "id": "lower", "name": "a"}
     )
-    assert catalog.ref("memberOf", "Cn=A", case_insensitive=False).id is None
-    assert catalog.ref("memberOf", "Cn=A", case_insensitive=True).id == "upper"
-    assert catalog.ref("memberOf", "cn=a", case_insensitive=True).id == "lower"
+    assert catalog.ref("memberOf", "Cn=A", case_insensitive=False)["id"] is None
+    assert catalog.ref("memberOf", "Cn=A", case_insensitive=True)["id"] == "upper"
+    assert catalog.ref("memberOf", "cn=a", case_insensitive=True)["id"] == "lower"
 
 
 def test_r13_catalog_follows_put_and_remove() -> None:
@@ -385,25 +391,25 @@ def test_r13_catalog_follows_put_and_remove() -> None:
     catalog = make_catalog({"value": "CN=A", "id": "v1", "name": "A"})
     catalog.put(CatalogEntry(attribute="memberOf", value="CN=A", id="v2", name="A2"))
     catalog.put(CatalogEntry(attribute="memberOf", value="cn=b", id="b"))
-    assert catalog.ref("memberOf", "CN=A", case_insensitive=False).id == "v2"
-    assert catalog.ref("memberOf", "CN=B", case_insensitive=True).name == "CN=B"
+    assert catalog.ref("memberOf", "CN=A", case_insensitive=False)["id"] == "v2"
+    assert catalog.ref("memberOf", "CN=B", case_insensitive=True)["name"] == "CN=B"
     catalog.remove("memberOf", "CN=A")
     catalog.remove("memberOf", "CN=missing")
-    assert catalog.ref("memberOf", "cn=a", case_insensitive=True).id is None
+    assert catalog.ref("memberOf", "cn=a", case_insensitive=True)["id"] is None
     assert len(catalog) == 1
 
 
 def test_r13_refs_asked_before_a_put_or_remove_follow_it() -> None:
     """A ref asked for, then changed by put or remove, is given as the catalog now says."""
     catalog = make_catalog({"value": "CN=A", "id": "v1", "name": "A"})
-    assert catalog.ref("memberOf", "CN=A", case_insensitive=False).id == "v1"
-    assert catalog.ref("memberOf", "cn=b", case_insensitive=True).id is None
+    assert catalog.ref("memberOf", "CN=A", case_insensitive=False)["id"] == "v1"
+    assert catalog.ref("memberOf", "cn=b", case_insensitive=True)["id"] is None
     catalog.put(CatalogEntry(attribute="memberOf", value="CN=A", id="v2", name="A2"))
     catalog.put(CatalogEntry(attribute="memberOf", value="CN=B", id="b"))
-    assert catalog.ref("memberOf", "CN=A", case_insensitive=False).id == "v2"
-    assert catalog.ref("memberOf", "cn=b", case_insensitive=True).id == "b"
+    assert catalog.ref("memberOf", "CN=A", case_insensitive=False)["id"] == "v2"
+    assert catalog.ref("memberOf", "cn=b", case_insensitive=True)["id"] == "b"
     catalog.remove("memberOf", "CN=A")
-    assert catalog.ref("memberOf", "CN=A", case_insensitive=False).id is None
+    assert catalog.ref("memberOf", "CN=A", case_insensitive=False)["id"] is None
 
 
 # --------------------------------------------------------------------------- R14
@@ -417,7 +423,8 @@ def test_r14_correlated_account_carries_its_identity() -> None:
     )
     event = decide_event(policy, None, account, EntitlementCatalog())
     assert event is not None
-    data = event.model_dump(mode="json")
+    data = dump(event)
+    assert data is not None
     assert data["identity"] == {
         "id": ANN_IDENTITY["id"],
         "name": "Ann English",
@@ -460,15 +467,16 @@ def test_r14_uncorrelated_account_gets_a_deterministic_system_identity() -> None
     account = make_account(attributes={"title": "x"}, uuid="{u-9}", correlated=True)
     event = decide_event(policy, None, account, EntitlementCatalog())
     assert event is not None
-    assert event.account.correlated is False
-    assert event.identity.id == system_identity_id(SOURCE_ID, account)
-    assert len(event.identity.id) == 32
-    assert event.identity.id == event.identity.id.lower()
-    int(event.identity.id, 16)
-    assert event.identity.manager is None and event.identity.email is None
+    model = event_model(event)
+    assert model.account.correlated is False
+    assert model.identity.id == system_identity_id(SOURCE_ID, account)
+    assert len(model.identity.id) == 32
+    assert model.identity.id == model.identity.id.lower()
+    int(model.identity.id, 16)
+    assert model.identity.manager is None and model.identity.email is None
     renamed = make_account("CN=Other", attributes={"title": "x"}, uuid="{u-9}")
-    assert system_identity_id(SOURCE_ID, renamed) == event.identity.id
-    assert system_identity_id(SOURCE_ID, make_account("CN=Other")) != event.identity.id
+    assert system_identity_id(SOURCE_ID, renamed) == model.identity.id
+    assert system_identity_id(SOURCE_ID, make_account("CN=Other")) != model.identity.id
 
 
 def test_r14_account_name_falls_back_to_display_attribute_then_native_identity() -> None:
@@ -478,11 +486,13 @@ def test_r14_account_name_falls_back_to_display_attribute_then_native_identity()
     with_display = make_account("CN=D", attributes={"sAMAccountName": "dee", "title": "t"})
     event = decide_event(policy, None, with_display, catalog)
     assert event is not None
-    assert (event.account.name, event.identity.name, event.identity.alias) == ("dee", "dee", "dee")
+    model = event_model(event)
+    assert (model.account.name, model.identity.name, model.identity.alias) == ("dee", "dee", "dee")
     bare = make_account("CN=E", attributes={"sAMAccountName": ["list"], "title": "t"})
     event = decide_event(policy, None, bare, catalog)
     assert event is not None
-    assert event.account.name == "CN=E"
+    model = event_model(event)
+    assert model.account.name == "CN=E"
 
 
 def test_r14_explicit_correlated_flag_is_kept() -> None:
@@ -490,8 +500,9 @@ def test_r14_explicit_correlated_flag_is_kept() -> None:
     account = make_account(attributes={"title": "x"}, identity=ANN_IDENTITY, correlated=False)
     event = decide_event(make_policy(), None, account, EntitlementCatalog())
     assert event is not None
-    assert event.account.correlated is False
-    assert event.identity.id == ANN_IDENTITY["id"]
+    model = event_model(event)
+    assert model.account.correlated is False
+    assert model.identity.id == ANN_IDENTITY["id"]
 
 
 def test_r14_deletion_takes_identity_from_previous_update_from_current() -> None:
@@ -503,7 +514,8 @@ def test_r14_deletion_takes_identity_from_previous_update_from_current() -> None
     deleted = decide_event(policy, old, None, catalog)
     updated = decide_event(policy, old, new, catalog)
     assert deleted is not None and updated is not None
-    assert deleted.identity.id == ANN_IDENTITY["id"]
-    assert deleted.account.nativeIdentity == "CN=Old"
-    assert updated.account.nativeIdentity == "CN=New"
-    assert updated.account.correlated is False
+    deleted_model, updated_model = event_model(deleted), event_model(updated)
+    assert deleted_model.identity.id == ANN_IDENTITY["id"]
+    assert deleted_model.account.nativeIdentity == "CN=Old"
+    assert updated_model.account.nativeIdentity == "CN=New"
+    assert updated_model.account.correlated is False

@@ -8,6 +8,7 @@ import pytest
 
 from processor.core import EntitlementCatalog, apply_provisioning, diff_snapshots
 from processor.models import AttributeValue
+from tests.helpers import event_model
 from tests.unit.conftest import SOURCE_ID, make_account, make_policy, make_record, make_source
 
 ANN = "CN=Ann English,OU=Call Center,DC=example,DC=com"
@@ -212,7 +213,7 @@ def test_r15_own_changes_are_not_reported_but_later_native_ones_are() -> None:
     ]
     result = diff_snapshots(make_source(), previous, current, EntitlementCatalog(), records)
     assert len(result.events) == 1
-    data = result.events[0].model_dump(mode="json")
+    data = event_model(result.events[0]).model_dump(mode="json")
     assert data["singleValueAttributeChanges"] == [
         {"name": "department", "oldValue": "d1", "newValue": "d2"}
     ]

@@ -23,7 +23,7 @@ def events_of(
 ) -> list[tuple[str, str]]:
     """(nativeIdentity, eventType) of every event of a diff."""
     result = diff_snapshots(make_source(**source), previous, current, EntitlementCatalog())
-    return [(e.account.nativeIdentity, str(e.eventType)) for e in result.events]
+    return [(e.native_identity, str(e.operation)) for e in result.events]
 
 
 # --------------------------------------------------------------------------- R1
@@ -202,7 +202,7 @@ def test_r10_default_threshold_is_ten_percent() -> None:
     previous = _population(100)
     at = diff_snapshots(source, previous, previous[10:], EntitlementCatalog())
     assert (at.would_delete, at.deletes_suppressed, len(at.events)) == (10, False, 10)
-    assert {str(e.eventType) for e in at.events} == {"ACCOUNT_DELETED"}
+    assert {str(e.operation) for e in at.events} == {"ACCOUNT_DELETED"}
     over = diff_snapshots(source, previous, previous[11:], EntitlementCatalog())
     assert (over.would_delete, over.deletes_suppressed, over.events) == (11, True, [])
 
@@ -218,7 +218,7 @@ def test_r10_suppression_drops_only_deletions() -> None:
         make_source(delete_threshold=50), previous, current, EntitlementCatalog()
     )
     assert result.deletes_suppressed and result.would_delete == 3
-    assert [(e.account.nativeIdentity, str(e.eventType)) for e in result.events] == [
+    assert [(e.native_identity, str(e.operation)) for e in result.events] == [
         ("CN=New", "ACCOUNT_CREATED"),
         ("CN=U000", "ACCOUNT_UPDATED"),
     ]

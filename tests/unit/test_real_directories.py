@@ -92,7 +92,7 @@ def test_worker_state_written_under_an_old_guid_spelling_is_re_keyed_not_recreat
         "agg-2", "2026-01-02T00:00:00Z", [_ann("08ee6c6d-7d02-4978-9417-d92ba6a5ed50", "b")]
     )
     events = [e for o in outcomes for e in o.events]
-    assert [e.eventType.value for e in events] == ["ACCOUNT_UPDATED"]
+    assert [e.operation.value for e in events] == ["ACCOUNT_UPDATED"]
     new_key = "u:{08ee6c6d-7d02-4978-9417-d92ba6a5ed50}"
     assert worker.store.get(k_account(SOURCE_ID, new_key)) is not None
     assert worker.store.get(k_account(SOURCE_ID, old_key)) is None
@@ -139,11 +139,11 @@ def test_catalog_topic_records_in_nfc_and_nfd_resolve_alike_in_any_order() -> No
     refs = set()
     for entries in ([nfc_entry, nfd_entry], [nfd_entry, nfc_entry]):
         catalog = EntitlementCatalog(entries)
-        refs.add(catalog.ref("memberOf", "CN=Zoe\u0308", case_insensitive=False).id)
+        refs.add(catalog.ref("memberOf", "CN=Zoe\u0308", case_insensitive=False)["id"])
     assert len(refs) == 1
     catalog = EntitlementCatalog([nfc_entry, nfd_entry])
     catalog.remove("memberOf", min(nfc_entry.value, nfd_entry.value))
     remaining = max(nfc_entry, nfd_entry, key=lambda e: e.value)
-    assert catalog.ref("memberOf", "CN=Zo\u00eb", case_insensitive=True).id == remaining.id
+    assert catalog.ref("memberOf", "CN=Zo\u00eb", case_insensitive=True)["id"] == remaining.id
     catalog.remove("memberOf", remaining.value)
-    assert catalog.ref("memberOf", "CN=Zo\u00eb", case_insensitive=True).id is None
+    assert catalog.ref("memberOf", "CN=Zo\u00eb", case_insensitive=True)["id"] is None

@@ -170,7 +170,7 @@ def test_an_output_that_cannot_be_built_undoes_its_record(
     real = processor.worker.outputs.event_record
 
     def failing(topic: str, event: Any, timestamp_ms: int) -> OutRecord:
-        if event.account.nativeIdentity == "CN=boom":
+        if event.native_identity == "CN=boom":
             raise ValueError("cannot build")
         return real(topic, event, timestamp_ms)
 

@@ -9,6 +9,7 @@ import pytest
 
 from processor.cli import main
 from processor.core import EntitlementCatalog, decide_event
+from tests.helpers import event_model
 from tests.unit.conftest import make_account, make_policy, make_source
 
 SENTINEL = "SENTINEL-secret-value-42"
@@ -26,7 +27,7 @@ def _events(tmp_path: Path) -> Path:
             EntitlementCatalog(),
         )
         assert event is not None
-        lines.append(json.dumps(event.model_dump(mode="json")))
+        lines.append(json.dumps(event_model(event).model_dump(mode="json")))
     path = tmp_path / "events.jsonl"
     path.write_text("\n".join(lines) + "\n")
     return path
