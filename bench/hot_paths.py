@@ -1,9 +1,10 @@
 """Per-record microseconds of the hot paths, best of several passes, for before/after checks.
 
 The worker's step on unchanged records (the fast path) and on changed ones, the core's
-``decide_event`` on unchanged and changed pairs, and ``processor.codec.loads`` on the same
-records, all from ``bench.report.core_bench``'s data and set-up, timed with ``timeit`` (best
-of ``--repeat`` passes: on a shared machine the best pass is the least disturbed one).
+``decide_event`` on unchanged and changed pairs (alone, and with the event's output record
+as the worker builds it), and ``processor.codec.loads`` on the same records, all from
+``bench.report.core_bench``'s data and set-up, timed with ``timeit`` (best of ``--repeat``
+passes: on a shared machine the best pass is the least disturbed one).
 
 ``--repo`` measures another checkout with this script, e.g. the commit a branch started from::
 
@@ -32,12 +33,18 @@ def _best_us(items: Sequence[Any], work: Callable[[Any], object], repeat: int) -
     return min(timeit.repeat(one_pass, number=1, repeat=repeat)) / len(items) * 1e6
 
 
+def _with_record(event: Any, event_record: Callable[[str, Any, int], object]) -> object:
+    """The output record of a decided event (what the worker writes), or ``None``."""
+    return None if event is None else event_record("ncd.events", event, 0)
+
+
 def measure(accounts: int, limit: int, repeat: int) -> dict[str, float]:
     """Microseconds per record of each hot path."""
     generate = importlib.import_module("bench.generate").generate
     core_bench = importlib.import_module("bench.report.core_bench")
     decide_event = importlib.import_module("processor.core").decide_event
     loads = importlib.import_module("processor.codec").loads
+    event_record = importlib.import_module("processor.worker.outputs").event_record
     dataset = generate(accounts, 0.05, 7)
     policy, catalog = core_bench.policy_and_catalog(dataset)
     out: dict[str, float] = {}
@@ -46,6 +53,13 @@ def measure(accounts: int, limit: int, repeat: int) -> dict[str, float]:
         models = list(zip(pairs.previous_models, pairs.current_models, strict=True))
         out[f"core decide_event, {kind} pair"] = _best_us(
             models, lambda pc: decide_event(policy, pc[0], pc[1], catalog, context="b"), repeat
+        )
+        out[f"core decide_event + event_record, {kind} pair"] = _best_us(
+            models,
+            lambda pc: _with_record(
+                decide_event(policy, pc[0], pc[1], catalog, context="b"), event_record
+            ),
+            repeat,
         )
         out[f"codec.loads, {kind} account"] = _best_us(pairs.current_bytes, loads, repeat)
 
