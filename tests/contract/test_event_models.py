@@ -32,6 +32,14 @@ GROUPS = st.one_of(st.sampled_from(["CN=A", "cn=a", "CN=B", "CN=Zo\u00eb", "CN=Z
 NAMES = [str(attribute["name"]) for attribute in SCHEMA] + ["extra", "\u540d\u524d"]
 ENTITLEMENT_NAMES = {"memberOf", "profile"}
 
+#: An optional person block (a manager, a source owner) and an optional named block (a
+#: governance group, a catalog entry's owner).
+PERSON = st.one_of(
+    st.none(),
+    st.fixed_dictionaries({"id": OPTIONAL_TEXT, "name": OPTIONAL_TEXT, "email": OPTIONAL_TEXT}),
+)
+NAMED = st.one_of(st.none(), st.fixed_dictionaries({"id": OPTIONAL_TEXT, "name": OPTIONAL_TEXT}))
+
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -50,15 +58,11 @@ def attributes(draw: st.DrawFn) -> dict[str, Any]:
 @st.composite
 def accounts(draw: st.DrawFn) -> Account:
     """An account with or without uuid, name, id, identity (and its manager) and flag."""
-    manager = st.one_of(
-        st.none(),
-        st.fixed_dictionaries({"id": OPTIONAL_TEXT, "name": OPTIONAL_TEXT, "email": OPTIONAL_TEXT}),
-    )
     identity = st.one_of(
         st.none(),
         st.fixed_dictionaries(
             {"id": OPTIONAL_TEXT, "name": OPTIONAL_TEXT, "alias": OPTIONAL_TEXT},
-            optional={"email": OPTIONAL_TEXT, "manager": manager},
+            optional={"email": OPTIONAL_TEXT, "manager": PERSON},
         ),
     )
     document = {
@@ -76,18 +80,11 @@ def accounts(draw: st.DrawFn) -> Account:
 @st.composite
 def sources(draw: st.DrawFn) -> SourceDescriptor:
     """A source monitoring everything, with or without alias, owner and governance group."""
-    owner = st.one_of(
-        st.none(),
-        st.fixed_dictionaries({"id": OPTIONAL_TEXT, "name": OPTIONAL_TEXT, "email": OPTIONAL_TEXT}),
-    )
-    group = st.one_of(
-        st.none(), st.fixed_dictionaries({"id": OPTIONAL_TEXT, "name": OPTIONAL_TEXT})
-    )
     return make_source(
         case_insensitive=draw(st.booleans()),
         alias=draw(OPTIONAL_TEXT),
-        owner=draw(owner),
-        governanceGroup=draw(group),
+        owner=draw(PERSON),
+        governanceGroup=draw(NAMED),
         name=draw(st.text(min_size=1, max_size=12)),
     )
 
@@ -97,11 +94,7 @@ def catalogs(draw: st.DrawFn) -> EntitlementCatalog:
     """Catalog entries for some groups: with or without id, name and owner."""
     entries = []
     for value in draw(st.lists(GROUPS, unique=True, max_size=4)):
-        owner = draw(
-            st.one_of(
-                st.none(), st.fixed_dictionaries({"id": OPTIONAL_TEXT, "name": OPTIONAL_TEXT})
-            )
-        )
+        owner = draw(NAMED)
         entries.append(
             CatalogEntry.model_validate(
                 {
