@@ -133,7 +133,7 @@ class EventJson(TypedDict):
     id: str
 
 
-@dataclass(frozen=True, slots=True, eq=True)
+@dataclass(frozen=True, slots=True)
 class Event:
     """One event: its operation and its body, the JSON the outputs write as it is."""
 
