@@ -275,6 +275,18 @@ def ready_at(lines: list[dict[str, Any]]) -> float | None:
     return max([_timestamp(lines[last]), *(_timestamp(x) for x in restored)])
 
 
+def first_batch_at(lines: list[dict[str, Any]]) -> float | None:
+    """When the worker began its first batch: the first ``batch_committed`` line's time less
+    that batch's duration. Counting from here leaves start-up out the same way for every
+    guarantee: exactly-once spends it restoring (before "ready"), at-least-once has nothing
+    to restore and spends it (the config's settle) after "ready", before its first batch.
+    """
+    for line in lines:
+        if line.get("event") == "batch_committed":
+            return _timestamp(line) - float(line.get("duration_ms", 0.0)) / 1000
+    return None
+
+
 def run_worker_mode(
     bench: Bench, dataset: Dataset, models: dict[str, Any], n_records: int
 ) -> dict[str, Any]:

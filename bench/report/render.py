@@ -277,7 +277,8 @@ def _broker_md(b: dict[str, Any]) -> list[str]:
         match = row["events_by_type"] == row["expected_events_by_type"]
         lines.append(
             f"| worker {row['transport']} {row['guarantee']} | {row['records_per_s']:,.0f} | "
-            f"{row['records_per_s'] / consume:.2f} | from ready (assigned, restored); "
+            f"{row['records_per_s'] / consume:.2f} | from its first batch; "
+            f"{row.get('from_ready_s', 0):.1f} s from ready (assigned, restored), "
             f"{row['from_process_start_s']:.1f} s from process start; events "
             f"{row['events_by_type']} ({'as expected' if match else 'expected ' + str(row['expected_events_by_type'])}); "
             f"dead letters {row['dead_letters']} |"

@@ -115,7 +115,9 @@ def topic_config(spec: TopicSpec) -> dict[str, str]:
 
 def headers_of(raw: Iterable[tuple[str, bytes | None]] | None) -> tuple[tuple[str, bytes], ...]:
     """A client's record headers as ours: a header without a value reads as ``b""``."""
-    return () if raw is None else tuple((name, bytes(value or b"")) for name, value in raw)
+    if not raw:  # the common case: none (kafka-python gives [], librdkafka None)
+        return ()
+    return tuple((name, bytes(value or b"")) for name, value in raw)
 
 
 class WrittenEnds:

@@ -99,3 +99,35 @@ def test_state_summary_slope() -> None:
     summary = render.state_summary("w", samples, 40_000)
     assert summary["anon_kb_per_1k_accounts"] == 0
     assert summary["rss_kb_per_1k_accounts"] == 1000
+
+
+def test_rate_counts_from_the_first_batch_not_from_ready() -> None:
+    """The report's worker rate starts at the first batch (its commit time less its
+    duration), so start-up spent after "ready" is left out like start-up spent restoring."""
+    from bench.worker_bench import first_batch_at, ready_at
+
+    lines = [
+        {
+            "event": "partitions_assigned",
+            "timestamp": "2026-11-26T10:00:00.000000Z",
+            "partitions": [0],
+        },
+        {"event": "state_restored", "partition": 0, "timestamp": "2026-11-26T10:00:00.100000Z"},
+        {"event": "config_loaded", "timestamp": "2026-11-26T10:00:01.000000Z"},
+        {
+            "event": "batch_committed",
+            "records": 10,
+            "duration_ms": 250.0,
+            "timestamp": "2026-11-26T10:00:02.000000Z",
+        },
+        {
+            "event": "batch_committed",
+            "records": 10,
+            "duration_ms": 900.0,
+            "timestamp": "2026-11-26T10:00:03.000000Z",
+        },
+    ]
+    began, ready = first_batch_at(lines), ready_at(lines)
+    assert began is not None and ready is not None
+    assert round(began - ready, 3) == 1.65
+    assert first_batch_at(lines[:3]) is None
