@@ -13,6 +13,7 @@ from processor.core.detect import (
     decide_event,
     detect_changes,
     event_id,
+    update_event,
 )
 from processor.core.event import Event, EventJson
 from processor.core.identity import event_account, event_identity, system_identity_id
@@ -98,6 +99,7 @@ __all__ = [
     "shows_changes",
     "system_identity_id",
     "touched_attributes",
+    "update_event",
     "uuid_key",
     "wanted",
 ]

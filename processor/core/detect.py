@@ -152,8 +152,10 @@ def decide_event(
     ``context`` (e.g. the aggregation id) goes into the deterministic event id.
     """
     if current is not None:
+        if previous is not None:
+            return update_event(policy, previous.attributes, current, catalog, context=context)
         subject = current
-        operation = Operation.ACCOUNT_UPDATED if previous is not None else Operation.ACCOUNT_CREATED
+        operation = Operation.ACCOUNT_CREATED
     elif previous is not None:
         subject = previous
         operation = Operation.ACCOUNT_DELETED
@@ -170,6 +172,25 @@ def decide_event(
     if changes.is_empty:
         return None
     return build_event(policy, operation, subject, changes, context=context)
+
+
+def update_event(
+    policy: SourcePolicy,
+    previous: Mapping[str, AttributeValue],
+    current: Account,
+    catalog: EntitlementCatalog,
+    *,
+    context: str = "",
+) -> Event | None:
+    """:func:`decide_event` of an update, from the previous state's attributes alone: an
+    update's event names the current account, so the worker need not rebuild the stored
+    one as a model (its attributes, read from trusted state, are the same values)."""
+    if not policy.operation_monitored(Operation.ACCOUNT_UPDATED):
+        return None
+    changes = detect_changes(policy, previous, current.attributes, catalog)
+    if changes.is_empty:
+        return None
+    return build_event(policy, Operation.ACCOUNT_UPDATED, current, changes, context=context)
 
 
 def build_event(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 
 from processor.core.match import uuid_key
@@ -152,12 +152,13 @@ def shows_changes(
     )
 
 
-def shield(current: Account, stored: Account, names: Iterable[str]) -> Account:
-    """``current`` with the given attributes taken from ``stored`` (the race window)."""
+def shield(current: Account, stored: Mapping[str, AttributeValue], names: Iterable[str]) -> Account:
+    """``current`` with the given attributes taken from ``stored`` (the stored account's
+    attributes: the race window)."""
     attributes = dict(current.attributes)
     for name in names:
-        if name in stored.attributes:
-            attributes[name] = _copy(stored.attributes[name])
+        if name in stored:
+            attributes[name] = _copy(stored[name])
         else:
             attributes.pop(name, None)
     return current.model_copy(update={"attributes": attributes})

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from processor import codec
-from processor.core import decide_event, uuid_key
+from processor.core import decide_event, update_event, uuid_key
 from processor.core.policy import SourcePolicy
 from processor.errors import InputError
 from processor.keys import record_key
@@ -233,7 +233,7 @@ class AccountFlow(Flow):
         if record.deleted:
             return self._flag_deleted(record, agg, key, stored_raw is not None, state)
         draft = _Draft.of(record.account, inputs, canonical)
-        previous: Account | None = None
+        previous: dict[str, Any] | None = None  # the stored account as plain data
         window: dict[str, int] = {}
         if stored_raw is not None:
             found = self._against_stored(
@@ -249,7 +249,7 @@ class AccountFlow(Flow):
             draft, window = made
             self._memory.changing(source_id)
             agg.created += 1
-        old_identity = None if previous is None else policy.identity_key(previous.nativeIdentity)
+        old_identity = None if previous is None else policy.identity_key(previous["nativeIdentity"])
         stored = StoredAccount(agg.started_ms, draft.digest, draft.json, *draft.inputs)
         new_key = accounts.store(
             state, source_id, key, (identity, old_identity), draft.account.uuid, stored
@@ -285,17 +285,20 @@ class AccountFlow(Flow):
         stored: StoredAccount,
         draft: _Draft,
         state: BatchOverlay,
-    ) -> Outcome | tuple[Account, _Draft]:
-        """A known account: stale, unchanged, or (its previous state, what to store)."""
+    ) -> Outcome | tuple[dict[str, Any], _Draft]:
+        """A known account: stale, unchanged, or (its previous state as plain data, what to
+        store)."""
         if stored.as_of_ms > agg.started_ms:
             return Outcome(Verdict.STALE, source_id=source_id)
         if stored.digest == draft.digest:
             # Same account, perhaps in a new input form (or state written by provisioning).
             accounts.learn(source_id, key, stored, draft.inputs, state)
             return Outcome(Verdict.UNCHANGED, source_id=source_id)
-        previous = accounts.stored_account(stored)
+        previous = accounts.stored_data(stored)
         current = draft.account
-        shielded = self._own.shielded(state, source_id, key, agg.started_ms, current, previous)
+        shielded = self._own.shielded(
+            state, source_id, key, agg.started_ms, current, previous["attributes"]
+        )
         if shielded is not current:  # the race window: keep what provisioning set
             draft = _Draft.of(shielded, NO_INPUTS)  # the state is no longer this input
             if stored.digest == draft.digest:
@@ -331,21 +334,19 @@ class AccountFlow(Flow):
         policy: SourcePolicy,
         record: AccountRecord,
         identity: str,
-        previous: Account | None,
+        previous: dict[str, Any] | None,
         current: Account,
         state: BatchOverlay,
     ) -> Outcome:
-        """The event of a stored account after the baseline (pending provisioning absorbed)."""
+        """The event of a stored account after the baseline (pending provisioning absorbed);
+        ``previous``: its stored state as plain data (``None``: created)."""
         source_id = record.sourceId
-        if previous is not None:
-            previous = self._own.absorb(policy, state, source_id, identity, previous, current)
-        event = decide_event(
-            policy,
-            previous,
-            current,
-            self._registry.catalog(source_id),
-            context=record.aggregationId,
-        )
+        catalog, context = self._registry.catalog(source_id), record.aggregationId
+        if previous is None:
+            event = decide_event(policy, None, current, catalog, context=context)
+        else:
+            before = self._own.absorb(policy, state, source_id, identity, previous, current)
+            event = update_event(policy, before, current, catalog, context=context)
         if event is None:
             return Outcome(Verdict.STORED, source_id=source_id)
         return emitted(policy, [event], source_id)

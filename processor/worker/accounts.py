@@ -8,7 +8,7 @@ key to that key, so that a record naming only a nativeIdentity still finds it.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from processor import codec
 from processor.core import SourcePolicy
@@ -80,7 +80,15 @@ def lookup(
 
 def stored_account(stored: StoredAccount) -> Account:
     """The account a stored state holds."""
-    return Account.model_validate(codec.loads(stored.account_json))
+    return Account.model_validate(stored_data(stored))
+
+
+def stored_data(stored: StoredAccount) -> dict[str, Any]:
+    """The account a stored state holds as the plain JSON data it was stored as: the
+    canonical dump of an account validated before it was stored (trusted state), so its
+    ``nativeIdentity`` and ``attributes`` are those :func:`stored_account` would give."""
+    data: dict[str, Any] = codec.loads(stored.account_json)
+    return data
 
 
 def learn(

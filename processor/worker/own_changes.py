@@ -27,12 +27,13 @@ have something read the state.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from processor import codec
 from processor.core import SourcePolicy, apply_provisioning, shield, shows_changes
 from processor.core.provisioning import provisioning_order, touched_attributes
-from processor.models import Account, ProvisioningRecord, epoch_ms
+from processor.models import Account, AttributeValue, ProvisioningRecord, epoch_ms
 from processor.state.overlay import BatchOverlay
 from processor.worker.state import Held, k_gone, k_held, k_pending, k_shield, record_id
 
@@ -168,9 +169,10 @@ class OwnChanges:
         key: str,
         started_ms: int,
         current: Account,
-        stored: Account,
+        stored: Mapping[str, AttributeValue],
     ) -> Account:
-        """``current`` with the attributes still in a race window taken from ``stored``."""
+        """``current`` with the attributes still in a race window taken from ``stored`` (the
+        stored account's attributes)."""
         if not self._present.may_hold(state, k_shield(source_id), k_shield(source_id, key)):
             return current
         raw = state.get(k_shield(source_id, key))
@@ -186,18 +188,24 @@ class OwnChanges:
         state: BatchOverlay,
         source_id: str,
         identity: str,
-        previous: Account,
+        stored: dict[str, Any],
         current: Account,
-    ) -> Account:
-        """``previous`` with every pending record that ``current`` shows applied (absorbed)."""
+    ) -> Mapping[str, AttributeValue]:
+        """The attributes of ``stored`` (the previous account as stored: plain JSON data,
+        validated when it was stored) with every pending record that ``current`` shows
+        applied (absorbed). Almost no account has one: only then is it made a model."""
         prefix = k_pending(source_id, identity, "")
+        attributes: Mapping[str, AttributeValue] = stored["attributes"]
         if not self._present.may_hold(state, k_pending(source_id), prefix):
-            return previous
+            return attributes
+        previous: Account | None = None
         for raw_key, record in self._records(policy, state, prefix, identity):
+            if previous is None:
+                previous = Account.model_validate(stored)
             if shows_changes(policy, previous, current, record):
                 previous = apply_provisioning(policy, previous, record)
                 state.delete(raw_key)
-        return previous
+        return attributes if previous is None else previous.attributes
 
     def release(
         self,

@@ -141,18 +141,19 @@ def test_a_failure_after_state_writes_undoes_them(
     """A decision failing after it wrote state leaves none: the next aggregation reports again."""
     up = Upstream(tmp_path)
     _baseline(up, "CN=a", "CN=boom")
-    real = processor.worker.account_flow.decide_event
+    # The worker decides an update's event with update_event (the stored state as plain data).
+    real = processor.worker.account_flow.update_event
 
     def failing(policy: Any, previous: Any, current: Any, *args: Any, **kwargs: Any) -> Any:
         if current is not None and current.nativeIdentity == "CN=boom":
             raise RuntimeError("a bug that quotes a value: secret-title")
         return real(policy, previous, current, *args, **kwargs)
 
-    monkeypatch.setattr(processor.worker.account_flow, "decide_event", failing)
+    monkeypatch.setattr(processor.worker.account_flow, "update_event", failing)
     up.aggregation("a2", T2, [account("CN=a", "t2", agg="a2"), account("CN=boom", "t2", agg="a2")])
     up.run()
     assert up.dead() == ["could not be decided (RuntimeError in failing)"]
-    monkeypatch.setattr(processor.worker.account_flow, "decide_event", real)
+    monkeypatch.setattr(processor.worker.account_flow, "update_event", real)
     up.aggregation("a3", T3, [account("CN=a", "t2", agg="a3"), account("CN=boom", "t2", agg="a3")])
     up.run()
     assert up.changes() == [
