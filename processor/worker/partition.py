@@ -57,7 +57,7 @@ from processor.models import (
     AggregationStarted,
 )
 from processor.state.overlay import BatchOverlay
-from processor.worker.account_flow import AccountFlow
+from processor.worker.account_flow import AccountFlow, Given
 from processor.worker.accounts import NO_INPUTS, Looked
 from processor.worker.batch_memory import BatchMemory
 from processor.worker.envelope import account_bytes, account_digest, compact_account
@@ -197,11 +197,12 @@ class PartitionProcessor:
         if (too_big := self._too_big(value)) is not None:
             self._reject(obj, state)
             return too_big
-        inputs, canonical = NO_INPUTS, None
+        inputs, given = NO_INPUTS, None
         if isinstance(obj, dict) and obj.get("type") == "account":
             account = obj.get("account")
             if isinstance(account, dict):
                 canonical = codec.dumps_canonical(account)  # state.digest(account), kept
+                given = Given(canonical, account)
                 inputs = (canonical_digest(canonical), bytes_digest)
                 fast = self._accounts.unchanged_input(obj, account, inputs, state, looked)
                 if fast is not None:
@@ -216,7 +217,7 @@ class PartitionProcessor:
         if isinstance(record, AggregationStarted):
             return self._lifecycle.started(record, state)
         if isinstance(record, AccountRecord):
-            outcome = self._accounts.decide(policy, record, state, inputs, looked, canonical)
+            outcome = self._accounts.decide(policy, record, state, inputs, looked, given)
             outcome.record_key = account_record_key(record.sourceId, record.account)
             return outcome
         return self._lifecycle.completed(policy, record, state)

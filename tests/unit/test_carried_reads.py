@@ -10,13 +10,15 @@ from unittest import mock
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from processor import codec
 from processor.keys import record_key
+from processor.models import Account
 from processor.state import BatchOverlay
 from processor.worker import account_flow, accounts
 from processor.worker import partition as partition_module
 from processor.worker.accounts import Looked
 from processor.worker.envelope import NOT_DELETED, account_bytes, account_digest
-from processor.worker.state import bytes_digest, k_account
+from processor.worker.state import bytes_digest, canonical_digest, k_account
 from tests.unit.test_compact_path import compact
 from tests.unit.test_fast_path import T1
 from tests.unit.test_partition import SRC
@@ -118,3 +120,38 @@ def test_a_carried_read_is_used_only_for_its_source_and_key() -> None:
     assert accounts.lookup(SRC, uuid, native, state, other) == (f"u:{uuid}", stored)
     elsewhere = looked._replace(key="u:else")
     assert accounts.lookup(SRC, uuid, native, state, elsewhere) == (f"u:{uuid}", stored)
+
+
+#: Members besides ``attributes`` in the forms validation keeps and in those it changes
+#: (lax booleans, ``null``, an unknown member, an identity whose email default fills in).
+_HEADS = st.fixed_dictionaries(
+    {"nativeIdentity": st.sampled_from(["CN=a", "cn=\u00e9"])},
+    optional={
+        "uuid": st.sampled_from([None, "u-1"]),
+        "name": st.sampled_from([None, "A", ""]),
+        "correlated": st.sampled_from([True, False, None, 1, 0, "true"]),
+        "identity": st.sampled_from(
+            [None, {"id": "i1"}, {"id": "i1", "email": ""}, {"id": "i1", "email": None}]
+        ),
+        "extra": st.sampled_from([None, 1, "x"]),
+    },
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(head=_HEADS, attributes=st.sampled_from([{}, {"title": "T", "n": [1, 1.5, None, True]}]))
+def test_an_account_stores_its_model_s_canonical_json(
+    head: dict[str, Any], attributes: dict[str, Any]
+) -> None:
+    """The JSON an account is stored as is its model's canonical dump, with that JSON's digest,
+    whether or not validation changed the record's ``account`` (its given JSON is used only
+    when it is the same)."""
+    data = {**head, "attributes": attributes}
+    model = Account.model_validate(data)
+    canonical = codec.dumps_canonical(data)
+    inputs = (canonical_digest(canonical), b"bytes")
+    draft = account_flow._Draft.of(model, inputs, account_flow.Given(canonical, data))
+    expected = codec.dumps_canonical(model.model_dump(mode="json", exclude_none=True))
+    assert draft.json == expected
+    assert draft.digest == canonical_digest(expected)
+    assert draft.inputs == inputs
