@@ -83,27 +83,31 @@ def detect_changes(
     entitlements: list[EntitlementChangeJson] = []
     # The attributes whose raw values differ (same_raw, its commonest cases inline: most
     # attributes of a changed account are equal, and one comprehension skips them in C).
+    # Equal scalars of one type are raw-equal (a bool meets a bool); lists need a look.
     differing = [
         name
         for name, new in after.items()
         if (old := before.get(name)) != new
-        or not (type(old) is str or old is None or same_raw(old, new))
+        or not (
+            type(old) is str
+            or old is None
+            or type(old) is type(new) is not list
+            or same_raw(old, new)
+        )
     ]
     differing += [name for name in before.keys() - after.keys() if before[name] is not None]
     for name in sorted(differing):
         old = before.get(name)
         new = after.get(name)
-        kind = policy.kind(name, old, new)
-        if not policy.monitored(name, kind):
+        kind, monitored, normalise, fold = policy.plan(name, old, new)
+        if not monitored:
             continue
-        normalise = policy.normaliser(name)
         if kind is Kind.SINGLE:
             if single_key(old, normalise) != single_key(new, normalise):
                 single.append({"name": name, "oldValue": _own(old), "newValue": _own(new)})
             continue
         if same_items(old, new):
             continue
-        fold = policy.text_fold(name)
         old_set = value_set(old, normalise, fold)
         new_set = value_set(new, normalise, fold)
         added = [new_set[key] for key in sorted(new_set.keys() - old_set.keys())]

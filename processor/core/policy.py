@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 from processor.core.event import SourceJson
 from processor.core.values import Normaliser, make_normaliser
@@ -31,6 +32,17 @@ class _SchemaEntry:
     text_fold: bool | None
 
 
+class Plan(NamedTuple):
+    """How change detection treats one attribute: :meth:`SourcePolicy.kind`,
+    :meth:`SourcePolicy.monitored`, :meth:`SourcePolicy.normaliser` and
+    :meth:`SourcePolicy.text_fold` in one look (:meth:`SourcePolicy.plan`)."""
+
+    kind: Kind
+    monitored: bool
+    normalise: Normaliser
+    text_fold: bool | None
+
+
 class SourcePolicy:
     """The rules of one source: attribute kinds, monitoring, normalisers, identity keys."""
 
@@ -40,6 +52,7 @@ class SourcePolicy:
         "_default_normalise",
         "_enabled",
         "_operations",
+        "_plans",
         "_schema",
         "_selected_entitlements",
         "_selected_others",
@@ -78,6 +91,13 @@ class SourcePolicy:
                 self.case_insensitive if attribute.type is AttributeType.STRING else None,
             )
         self.event_source = _event_source(source)
+        #: The plans of the schema's attributes, fixed (those outside it depend on values).
+        self._plans = {
+            name: Plan(
+                entry.kind, self.monitored(name, entry.kind), entry.normalise, entry.text_fold
+            )
+            for name, entry in self._schema.items()
+        }
 
     @classmethod
     def from_source(cls, source: SourceDescriptor) -> SourcePolicy:
@@ -100,6 +120,16 @@ class SourcePolicy:
         if kind is Kind.ENTITLEMENT:
             return self._all_entitlements or name in self._selected_entitlements
         return self._all_others or name in self._selected_others
+
+    def plan(self, name: str, previous: AttributeValue, current: AttributeValue) -> Plan:
+        """How an attribute whose values differ is compared and whether it is reported."""
+        plan = self._plans.get(name)
+        if plan is not None:
+            return plan
+        kind = self.kind(name, previous, current)
+        return Plan(
+            kind, self.monitored(name, kind), self._default_normalise, self.case_insensitive
+        )
 
     def operation_monitored(self, op: Operation) -> bool:
         """R6/R7-R9: whether NCD is enabled and this operation is monitored."""
