@@ -23,6 +23,7 @@ from processor.core.identity import event_account, event_identity
 from processor.core.policy import Kind, SourcePolicy
 from processor.core.values import (
     as_text,
+    exact_text_changes,
     same_attributes,
     same_items,
     same_raw,
@@ -108,10 +109,14 @@ def detect_changes(
             continue
         if same_items(old, new):
             continue
-        old_set = value_set(old, normalise, fold)
-        new_set = value_set(new, normalise, fold)
-        added = [new_set[key] for key in sorted(new_set.keys() - old_set.keys())]
-        removed = [old_set[key] for key in sorted(old_set.keys() - new_set.keys())]
+        plain = exact_text_changes(old, new) if fold is False else None
+        if plain is not None:
+            added, removed = plain
+        else:
+            old_set = value_set(old, normalise, fold)
+            new_set = value_set(new, normalise, fold)
+            added = [new_set[key] for key in sorted(new_set.keys() - old_set.keys())]
+            removed = [old_set[key] for key in sorted(old_set.keys() - new_set.keys())]
         if not added and not removed:
             continue
         if kind is Kind.MULTI:

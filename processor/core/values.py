@@ -206,6 +206,30 @@ def value_set(
     return found
 
 
+def exact_text_changes(
+    previous: AttributeValue, current: AttributeValue
+) -> tuple[list[Scalar], list[Scalar]] | None:
+    """(added, removed) of two lists of ASCII strings on an attribute compared exactly (a
+    STRING attribute, not case-folded), as :func:`value_set` would find them: the key of
+    such a string is ``(rank, the string)``, one for one, so the sets' differences are those
+    of the strings themselves, in the same order. ``None`` for any other values.
+
+    Group lists are the commonest multi-valued change; this skips building their keys.
+    """
+    if type(previous) is not list or type(current) is not list:
+        return None
+    try:  # every item a string (else str.join raises), all of them ASCII
+        if not ("".join(previous).isascii() and "".join(current).isascii()):  # type: ignore[arg-type]
+            return None
+    except TypeError:
+        return None
+    before: set[Scalar] = set(previous)
+    after: set[Scalar] = set(current)
+    before.discard("")  # no value (R3)
+    after.discard("")
+    return sorted(after - before), sorted(before - after)  # type: ignore[type-var]
+
+
 def _all_text(items: list[Scalar]) -> bool:
     """Whether every item is a string: then no boolean can meet a number among them.
 

@@ -26,9 +26,11 @@ from processor.core import (
     diff_snapshots,
     uuid_key,
 )
+from processor.core.values import exact_text_changes, make_normaliser, value_set
 from processor.errors import InputError
 from processor.models import (
     Account,
+    AttributeType,
     CatalogEntry,
     ProvisioningRecord,
     SourceDescriptor,
@@ -508,3 +510,41 @@ _HEX_GUID = st.uuids().map(str)
 def test_uuid_key_shortcut_gives_what_the_pattern_gives(uuid: str) -> None:
     """uuid_key's shortcut for braced lower-case text returns what R1's pattern returns."""
     assert uuid_key(uuid) == _uuid_key_by_pattern(uuid)
+
+
+#: Lists of strings with the awkward members: empty strings, duplicates, case variants,
+#: non-ASCII text (not the quick way's), and a non-string now and then (not its either).
+_GROUP_LISTS = st.lists(
+    st.one_of(
+        st.sampled_from(["", "CN=A", "cn=a", "CN=B", "CN=Zo\u00eb", "CN=Zoe\u0308"]),
+        st.text(alphabet="ab=,", max_size=3),
+        st.sampled_from([None, 1, True]),
+    ),
+    max_size=6,
+)
+
+
+@PROPERTY_SETTINGS
+@given(old=st.one_of(_GROUP_LISTS, st.just("CN=A")), new=_GROUP_LISTS)
+def test_the_quick_text_list_changes_are_the_value_sets_changes(old: Any, new: Any) -> None:
+    """Where the quick way for lists of ASCII strings answers, its added and removed values
+    are those the value sets of an exactly compared STRING attribute give, in their order."""
+    normalise = make_normaliser(AttributeType.STRING, False)
+    quick = exact_text_changes(old, new)
+    if quick is None:
+        return
+    old_set, new_set = value_set(old, normalise, False), value_set(new, normalise, False)
+    added = [new_set[key] for key in sorted(new_set.keys() - old_set.keys())]
+    removed = [old_set[key] for key in sorted(old_set.keys() - new_set.keys())]
+    assert quick == (added, removed)
+
+
+def test_the_quick_text_list_changes_answer_only_for_ascii_strings() -> None:
+    """The quick way answers lists of ASCII strings and leaves any other values to the sets."""
+    assert exact_text_changes(["CN=A", "", "CN=B"], ["CN=B", "CN=C", "CN=C"]) == (
+        ["CN=C"],
+        ["CN=A"],
+    )
+    assert exact_text_changes(["CN=Zo\u00eb"], []) is None
+    assert exact_text_changes(["CN=A", None], []) is None
+    assert exact_text_changes("CN=A", ["CN=A"]) is None
