@@ -212,10 +212,15 @@ def exact_text_changes(
     """(added, removed) of two lists of ASCII strings on an attribute compared exactly (a
     STRING attribute, not case-folded), as :func:`value_set` would find them: the key of
     such a string is ``(rank, the string)``, one for one, so the sets' differences are those
-    of the strings themselves, in the same order. ``None`` for any other values.
+    of the strings themselves, in the same order. No value (``None``: a created or deleted
+    account's side) is an empty list. ``None`` for any other values.
 
     Group lists are the commonest multi-valued change; this skips building their keys.
     """
+    if previous is None:
+        previous = []
+    if current is None:
+        current = []
     if type(previous) is not list or type(current) is not list:
         return None
     try:  # every item a string (else str.join raises), all of them ASCII

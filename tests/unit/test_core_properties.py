@@ -525,7 +525,10 @@ _GROUP_LISTS = st.lists(
 
 
 @PROPERTY_SETTINGS
-@given(old=st.one_of(_GROUP_LISTS, st.just("CN=A")), new=_GROUP_LISTS)
+@given(
+    old=st.one_of(_GROUP_LISTS, st.sampled_from(["CN=A", None])),
+    new=st.one_of(_GROUP_LISTS, st.none()),
+)
 def test_the_quick_text_list_changes_are_the_value_sets_changes(old: Any, new: Any) -> None:
     """Where the quick way for lists of ASCII strings answers, its added and removed values
     are those the value sets of an exactly compared STRING attribute give, in their order."""
@@ -548,3 +551,4 @@ def test_the_quick_text_list_changes_answer_only_for_ascii_strings() -> None:
     assert exact_text_changes(["CN=Zo\u00eb"], []) is None
     assert exact_text_changes(["CN=A", None], []) is None
     assert exact_text_changes("CN=A", ["CN=A"]) is None
+    assert exact_text_changes(None, ["CN=B", "CN=A"]) == (["CN=A", "CN=B"], [])
