@@ -2,7 +2,8 @@
 
 It imports only :mod:`processor.models`, :mod:`processor.errors`, the standard library
 and orjson (a pure JSON encoder, for the event id). Entry points: :func:`decide_event` (one
-account against its stored state, for the streaming worker) and :func:`diff_snapshots` (two
+account against its stored state, for the streaming worker; :func:`update_event` for an update
+from the stored account's attributes alone) and :func:`diff_snapshots` (two
 whole snapshots, for ``diff``).
 """
 
