@@ -161,6 +161,21 @@ def test_r4_typed_multi_values_compare_by_meaning() -> None:
     assert list(changes.multi) == [{"name": "codes", "addedValues": [3], "removedValues": []}]
 
 
+def test_r4_typed_multi_values_compare_by_meaning_when_every_item_is_ascii_text() -> None:
+    """Lists of ASCII strings on a typed multi-valued attribute are still compared by meaning
+    (the quick string-for-string comparison is only for STRING attributes)."""
+    policy = make_policy(
+        schema=[
+            {"name": "codes", "type": "INT", "isMulti": True},
+            {"name": "dates", "type": "DATE", "isMulti": True},
+        ]
+    )
+    previous = {"codes": ["1", "2"], "dates": ["2026-01-01T00:00:00Z"]}
+    current = {"codes": ["01", "2", "3"], "dates": ["2026-01-01T00:00:00.000Z"]}
+    changes = detect_changes(policy, previous, current, EntitlementCatalog())
+    assert list(changes.multi) == [{"name": "codes", "addedValues": ["3"], "removedValues": []}]
+
+
 # --------------------------------------------------------------------------- R5
 
 
