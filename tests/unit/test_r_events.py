@@ -519,3 +519,16 @@ def test_r14_deletion_takes_identity_from_previous_update_from_current() -> None
     assert deleted_model.account.nativeIdentity == "CN=Old"
     assert updated_model.account.nativeIdentity == "CN=New"
     assert updated_model.account.correlated is False
+
+
+def test_an_event_holds_its_own_list_values() -> None:
+    """A single-valued change's list values are the event's own copies: changing the accounts'
+    lists after the event was built leaves the event (and its id's body) as it was."""
+    before = make_account(attributes={"title": ["a", "b"]})
+    after = make_account(attributes={"title": ["c"]})
+    event = decide_event(make_policy(), before, after, EntitlementCatalog())
+    assert event is not None
+    written = codec.dumps(event.body)
+    before.attributes["title"].append("x")  # type: ignore[union-attr]
+    after.attributes["title"].append("y")  # type: ignore[union-attr]
+    assert codec.dumps(event.body) == written
