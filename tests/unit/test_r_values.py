@@ -170,8 +170,11 @@ def test_r4_typed_multi_values_compare_by_meaning_when_every_item_is_ascii_text(
             {"name": "dates", "type": "DATE", "isMulti": True},
         ]
     )
-    previous = {"codes": ["1", "2"], "dates": ["2026-01-01T00:00:00Z"]}
-    current = {"codes": ["01", "2", "3"], "dates": ["2026-01-01T00:00:00.000Z"]}
+    previous: dict[str, AttributeValue] = {"codes": ["1", "2"], "dates": ["2026-01-01T00:00:00Z"]}
+    current: dict[str, AttributeValue] = {
+        "codes": ["01", "2", "3"],
+        "dates": ["2026-01-01T00:00:00.000Z"],
+    }
     changes = detect_changes(policy, previous, current, EntitlementCatalog())
     assert list(changes.multi) == [{"name": "codes", "addedValues": ["3"], "removedValues": []}]
 
