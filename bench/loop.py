@@ -17,7 +17,8 @@ figures of one run only)::
 
     git worktree add /tmp/base BASE
     python -m bench.loop --base /tmp/base --runs 3
-    python -m bench.loop --profile            # cProfile of the timed run, top frames
+    python -m bench.loop --profile            # cProfile of the timed run, top frames; the
+                                              # whole profile in $TMPDIR/ncd-bench-loop.prof
 """
 
 from __future__ import annotations
@@ -113,6 +114,7 @@ def measure(accounts: int, profile: bool = False) -> dict[str, Any]:
 
             pstats.Stats(profiler, stream=sys.stderr).sort_stats("tottime").print_stats(35)
             pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumtime").print_stats(45)
+            profiler.dump_stats(str(Path(tempfile.gettempdir()) / "ncd-bench-loop.prof"))
     verdicts = {str(v.value): n for v, n in runner.stats.verdicts.items()}
     return {
         "records": second,
