@@ -4,7 +4,8 @@ It imports only :mod:`processor.models`, :mod:`processor.errors`, the standard l
 and orjson (a pure JSON encoder, for the event id). Entry points: :func:`decide_event` (one
 account against its stored state, for the streaming worker; :func:`update_event` for an update
 from the stored account's attributes alone) and :func:`diff_snapshots` (two
-whole snapshots, for ``diff``).
+whole snapshots, for ``diff``). Events come out as :class:`Event` values: the operation and
+the body as plain JSON data, written as they are (:mod:`processor.core.event`).
 """
 
 from processor.core.catalog import EntitlementCatalog, catalog_key

@@ -13,7 +13,10 @@ under the key it read), which the later ones use rather than read and hash again
 3. The full path (:meth:`AccountFlow.decide`): the record validated, matched to its stored
    state (R1), the platform's own changes applied (race window, held provisioning), the
    state written and the event decided by the core. Until the source's baseline the state
-   is only stored.
+   is only stored. The stored account is read as the plain JSON data it was stored as (it
+   was validated before it was stored; a model is made of it only for a pending
+   provisioning record), and the state written is the record's own canonical JSON when
+   validation left the account as it came (:class:`Given`), else the model's dump.
 """
 
 from __future__ import annotations
