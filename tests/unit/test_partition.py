@@ -180,6 +180,19 @@ def test_rename_keeps_the_account() -> None:
     assert events(outcomes) == [("ACCOUNT_UPDATED", "CN=user3,OU=New,DC=example")]
 
 
+def test_rename_on_a_case_insensitive_source_frees_the_old_name() -> None:
+    """After a rename on a caseInsensitive source, the old nativeIdentity (in any case) no
+    longer finds the renamed account: an account without uuid under it is a new one."""
+    p = Partition(_source(caseInsensitive=True))
+    p.aggregation("a1", "2026-01-01T00:00:00Z", ACCOUNTS)
+    moved = {**acct(3), "nativeIdentity": "CN=user3,OU=New,DC=example"}
+    renamed = [*ACCOUNTS[:3], moved, *ACCOUNTS[4:]]
+    assert events(p.aggregation("a2", "2026-01-02T00:00:00Z", renamed)) == []
+    newcomer = {"nativeIdentity": "CN=User3,DC=Example", "attributes": {"title": "Engineer"}}
+    outcomes = p.aggregation("a3", "2026-01-03T00:00:00Z", [*renamed, newcomer])
+    assert events(outcomes) == [("ACCOUNT_CREATED", "CN=User3,DC=Example")]
+
+
 def test_records_of_an_older_aggregation_are_stale() -> None:
     """A record from an aggregation that started before the stored state's is ignored."""
     p = Partition()
