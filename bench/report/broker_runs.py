@@ -360,10 +360,6 @@ def percentile(values: list[float], q: float) -> float | None:
     return values[rank]
 
 
-def publish_inputs(bench: Contender, action: Any) -> Any:
-    return bench.publish(action)
-
-
 def publish_second(
     first: Contender, dataset: Dataset, base_ends: dict[TopicPartition, int]
 ) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
