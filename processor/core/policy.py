@@ -33,9 +33,10 @@ class _SchemaEntry:
 
 
 class Plan(NamedTuple):
-    """How change detection treats one attribute: :meth:`SourcePolicy.kind`,
-    :meth:`SourcePolicy.monitored`, :meth:`SourcePolicy.normaliser` and
-    :meth:`SourcePolicy.text_fold` in one look (:meth:`SourcePolicy.plan`)."""
+    """How one attribute's values are compared and whether its changes are reported:
+    :meth:`SourcePolicy.kind`, :meth:`SourcePolicy.monitored`, :meth:`SourcePolicy.normaliser`
+    and ``text_fold`` (for STRING attributes whether strings are case-folded, ``None`` for
+    typed ones) in one look (:meth:`SourcePolicy.plan`)."""
 
     kind: Kind
     monitored: bool
@@ -122,7 +123,8 @@ class SourcePolicy:
         return self._all_others or name in self._selected_others
 
     def plan(self, name: str, previous: AttributeValue, current: AttributeValue) -> Plan:
-        """How an attribute whose values differ is compared and whether it is reported."""
+        """How an attribute is compared and whether its changes are reported (outside the
+        schema its kind depends on the values, R2)."""
         plan = self._plans.get(name)
         if plan is not None:
             return plan
@@ -143,11 +145,6 @@ class SourcePolicy:
         """The R4 key function of an attribute (STRING outside the schema)."""
         entry = self._schema.get(name)
         return self._default_normalise if entry is None else entry.normalise
-
-    def text_fold(self, name: str) -> bool | None:
-        """For STRING attributes whether strings are case-folded; ``None`` for typed ones."""
-        entry = self._schema.get(name)
-        return self.case_insensitive if entry is None else entry.text_fold
 
     def multi_valued(self, name: str, current: AttributeValue, value: AttributeValue) -> bool:
         """Whether a provisioning change treats the attribute as a list (R15).

@@ -127,10 +127,9 @@ def same_value(
     policy: SourcePolicy, name: str, left: AttributeValue, right: AttributeValue
 ) -> bool:
     """Whether two values of an attribute compare equal under R2-R5 (monitored or not)."""
-    normalise = policy.normaliser(name)
-    if policy.kind(name, left, right) is Kind.SINGLE:
+    kind, _, normalise, fold = policy.plan(name, left, right)
+    if kind is Kind.SINGLE:
         return single_key(left, normalise) == single_key(right, normalise)
-    fold = policy.text_fold(name)
     return value_set(left, normalise, fold).keys() == value_set(right, normalise, fold).keys()
 
 
