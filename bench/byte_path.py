@@ -19,16 +19,20 @@ created or deleted: runs as short as they really are)::
 
     python -m bench.byte_path --base /tmp/base --runs 3 --batch --limit 3000
     python -m bench.byte_path --base /tmp/base --runs 3 --batch --changed --limit 3000
+    python -m bench.byte_path --base /tmp/base --runs 3 --batch --lmdb   # the worker's store
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
 import importlib
 import json
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -38,12 +42,13 @@ _ROW = "worker PartitionProcessor.process (bytes)"
 
 
 def measure(
-    accounts: int, limit: int, passes: int, changed: int = 0, batch: int = 0
+    accounts: int, limit: int, passes: int, changed: int = 0, batch: int = 0, lmdb: int = 0
 ) -> dict[str, float]:
     """Records/s of the worker's step on unchanged (``changed`` 0) or changed records in the
-    imported checkout; ``batch``: of the batch step (:func:`measure_batch`)."""
+    imported checkout; ``batch``: of the batch step (:func:`measure_batch`, ``lmdb``: on an
+    LMDB store)."""
     if batch:
-        return measure_batch(accounts, limit, passes, changed)
+        return measure_batch(accounts, limit, passes, changed, lmdb)
     generate = importlib.import_module("bench.generate").generate
     core_bench = importlib.import_module("bench.report.core_bench")
     captured: dict[str, list[tuple[Sequence[Any], Callable[[Any], object]]]] = {}
@@ -80,9 +85,12 @@ def _rates(n: int, passes: int, one_pass: Callable[[], object]) -> dict[str, flo
     }
 
 
-def measure_batch(accounts: int, limit: int, passes: int, mixed: int) -> dict[str, float]:
+def measure_batch(
+    accounts: int, limit: int, passes: int, mixed: int, lmdb: int = 0
+) -> dict[str, float]:
     """Records/s of ``BatchDecider.decide`` on one batch of unchanged records (``mixed``: the
-    second aggregation's account records as they come) in the imported checkout.
+    second aggregation's account records as they come) in the imported checkout; ``lmdb``: the
+    state in the worker's LMDB store (in a temporary directory), else in memory.
 
     Self-contained (not ``core_bench``'s set-up): an older checkout has no helper for it."""
     from bench.generate import CURRENT_AT, PREVIOUS_AT, generate
@@ -98,12 +106,19 @@ def measure_batch(accounts: int, limit: int, passes: int, mixed: int) -> dict[st
     from processor.worker.registry import SourceRegistry
 
     dataset = generate(accounts, 0.05, 7)
+    if lmdb:
+        from processor.state.lmdb_store import LmdbStateStore
+
+        where = tempfile.mkdtemp(prefix="ncd-byte-path-")
+        atexit.register(shutil.rmtree, where, True)
+        store: Any = LmdbStateStore.open(Path(where) / "state", verify=False)
+    else:
+        store = InMemoryStateStore()
     registry = SourceRegistry()
     source = SourceDescriptor.model_validate(dataset.source)
     registry.put_source(source)
     for entry in dataset.catalog():
         registry.catalog(source.id).put(CatalogEntry.model_validate(entry))
-    store = InMemoryStateStore()
     proc = PartitionProcessor(registry)
     overlay = BatchOverlay(store)
     proc.begin_batch()
@@ -151,6 +166,7 @@ def _child(repo: Path, args: argparse.Namespace) -> dict[str, Any]:
     argv = [str(repo), __file__, str(args.accounts), str(args.limit), str(args.passes)]
     argv.append("1" if args.changed else "0")
     argv.append("1" if args.batch else "0")
+    argv.append("1" if args.lmdb else "0")
     # -I: neither this checkout nor the working directory shadows ``repo``'s modules.
     out = subprocess.run(
         [sys.executable, "-I", "-c", code, *argv], check=True, capture_output=True, text=True
@@ -170,6 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--batch", action="store_true", help="the batch step (--changed: records as they come)"
     )
+    parser.add_argument("--lmdb", action="store_true", help="--batch on an LMDB store")
     args = parser.parse_args(argv)
     this = Path(__file__).resolve().parents[1]
     print("run | checkout | best wall /s | median wall /s | best CPU /s")

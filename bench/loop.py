@@ -18,6 +18,7 @@ figures of one run only)::
     git worktree add /tmp/base BASE
     python -m bench.loop --base /tmp/base --runs 3
     python -m bench.loop --profile            # cProfile of the timed run, top frames
+                                              # (and /tmp/ncd-bench-loop.prof, for pstats)
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from typing import Any
 
 PARTITIONS = 3
 ISO = "%Y-%m-%dT%H:%M:%SZ"
+#: Where ``--profile`` writes the timed run's profile (``pstats.Stats(PROFILE_FILE)``).
+PROFILE_FILE = "/tmp/ncd-bench-loop.prof"
 
 
 def _gc_timer() -> list[float]:
@@ -111,6 +114,7 @@ def measure(accounts: int, profile: bool = False) -> dict[str, Any]:
             profiler.disable()
             import pstats
 
+            profiler.dump_stats(PROFILE_FILE)  # for pstats: callers/callees of a function
             pstats.Stats(profiler, stream=sys.stderr).sort_stats("tottime").print_stats(35)
             pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumtime").print_stats(45)
     verdicts = {str(v.value): n for v, n in runner.stats.verdicts.items()}
