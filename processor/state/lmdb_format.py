@@ -11,7 +11,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import crc32c
 import lmdb
@@ -32,6 +32,8 @@ LOCK_FILE = "lock.mdb"
 CHECKPOINT = struct.Struct(">Q")
 #: The CRC32C in front of every stored value.
 CRC = struct.Struct(">I")
+#: A stored entry: bytes, or a view of LMDB's map (see ``LmdbStateStore.viewer``).
+_Stored = TypeVar("_Stored", bytes, memoryview)
 
 #: Exit status of the verifier child when it found damage (its reason is on stdout).
 VERIFY_CORRUPT_EXIT = 3
@@ -70,8 +72,9 @@ def seal(key: bytes, value: bytes) -> bytes:
     return CRC.pack(crc32c.crc32c(value, crc32c.crc32c(key))) + value
 
 
-def unseal(key: bytes, stored: bytes) -> bytes:
-    """The value of a stored entry; ``StateCorruptError`` if its checksum does not match."""
+def unseal(key: bytes, stored: _Stored) -> _Stored:
+    """The value of a stored entry; ``StateCorruptError`` if its checksum does not match.
+    ``stored`` as bytes gives a copy, as a view of LMDB's map a view (no copy)."""
     if len(stored) < CRC.size:
         raise StateCorruptError("state store entry is shorter than its checksum")
     value = stored[CRC.size :]

@@ -51,7 +51,7 @@ import re
 import shutil
 import threading
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from itertools import chain, islice, takewhile
 from operator import methodcaller
 from pathlib import Path
@@ -112,6 +112,8 @@ class LmdbStateStore:
         self._closed = False
         # The read transaction every read uses until the next write (see ``_read``).
         self._reader: Any = None
+        # Its twin whose reads are views of the map (see ``viewer``), begun and ended with it.
+        self._viewer: Any = None
         self.store_id = store_id
 
     @classmethod
@@ -164,9 +166,10 @@ class LmdbStateStore:
         return txn
 
     def _end_read(self) -> None:
-        txn, self._reader = self._reader, None
-        if txn is not None:
-            txn.abort()
+        for txn in (self._reader, self._viewer):
+            if txn is not None:
+                txn.abort()
+        self._reader = self._viewer = None
 
     def get(self, key: bytes) -> bytes | None:
         """Return the value stored under ``key``, or ``None``."""
@@ -180,6 +183,32 @@ class LmdbStateStore:
         except lmdb.Error as exc:
             raise state_error(exc, "get") from exc
         return None if stored is None else unseal(key, stored)
+
+    def viewer(self) -> Callable[[bytes], memoryview | None]:
+        """:meth:`get` for a loop of reads with no write between them (a run of unchanged
+        records), with the same checks (the key's, the value's checksum) and errors, but each
+        value a view of LMDB's map, not a copy: valid only until the next write or the close
+        (it then points at freed pages), so compared and dropped, never kept (``bytes()`` of
+        it is)."""
+        txn = self._viewer
+        if txn is None:
+            self._read()  # the same snapshot as ``get``'s: begun (or checked live) first
+            try:
+                txn = self._viewer = self._env.begin(db=self._data, buffers=True)
+            except lmdb.Error as exc:
+                raise state_error(exc, "read") from exc
+        txn_get = txn.get
+
+        def view(key: bytes) -> memoryview | None:
+            if type(key) is not bytes or not 0 < len(key) <= MAX_KEY_BYTES:
+                check_key(key)  # raises, unless a subclass of bytes
+            try:
+                stored: memoryview | None = txn_get(key)
+            except lmdb.Error as exc:
+                raise state_error(exc, "get") from exc
+            return None if stored is None else unseal(key, stored)
+
+        return view
 
     def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         """Yield every ``(key, value)`` whose key starts with ``prefix``, sorted by key."""

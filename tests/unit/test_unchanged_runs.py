@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections import Counter
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, ExitStack
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
+import lmdb
 import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -16,10 +18,11 @@ from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from processor.config import Settings, load_settings
-from processor.errors import StateError
+from processor.errors import StateCorruptError, StateError
 from processor.keys import record_key
 from processor.runner import Runner
-from processor.state import BatchOverlay, InMemoryStateStore, InMemoryStoreFactory
+from processor.state import BatchOverlay, InMemoryStateStore, InMemoryStoreFactory, open_store
+from processor.state.lmdb_format import DATA_DB
 from processor.transport import InRecord, OutRecord
 from processor.worker import partition as partition_module
 from processor.worker.batch import BatchDecider
@@ -144,11 +147,13 @@ def _second(
     runs: bool,
     alter: Callable[[str, dict[str, Any], str], tuple[bytes | None, bytes | None]] = _record,
     patches: Sequence[AbstractContextManager[Any]] = (),
+    store: Any = None,
 ) -> tuple[Any, ...]:
     """The second aggregation (each account's record altered by ``alter`` as its kind says)
     in two batches split at ``split``: what :func:`_outcome` says; ``runs=False``: one record
-    at a time; ``patches`` are in force while it is decided."""
-    worker = Worker()
+    at a time; ``patches`` are in force while it is decided; ``store``: the state's (else in
+    memory)."""
+    worker = Worker(store)
     worker.aggregation("a1", T1, ACCOUNTS)
     marker = record_key(SRC, None, "a2")
     records = [
@@ -185,6 +190,52 @@ def test_runs_decide_a_batch_as_one_record_at_a_time(kinds: list[str], split: in
     unreadable ones, in two batches split anywhere, gives the same outputs (dead letters and
     events, in order), counts and state with runs as one record at a time."""
     assert _second(kinds, split, runs=True) == _second(kinds, split, runs=False)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    kinds=st.lists(
+        st.sampled_from(["same"] * 4 + KINDS),
+        min_size=len(ACCOUNTS),
+        max_size=len(ACCOUNTS),
+    ),
+    split=st.integers(0, len(ACCOUNTS) + 2),
+)
+def test_runs_on_lmdb_decide_as_one_record_at_a_time_in_memory(
+    kinds: list[str], split: int
+) -> None:
+    """On the worker's LMDB store (whose runs read views of its map) a second aggregation
+    gives the same outputs, counts and state with runs as one record at a time in memory."""
+    with tempfile.TemporaryDirectory() as tmp:
+        store = open_store(Path(tmp), "acc", 0, map_size_bytes=1 << 22, verify=False)
+        try:
+            on_disk = _second(kinds, split, runs=True, store=store)
+        finally:
+            store.close()
+    assert on_disk == _second(kinds, split, runs=False)
+
+
+def test_a_damaged_stored_account_fails_a_run_on_lmdb(tmp_path: Path) -> None:
+    """A stored account damaged on disk (a byte of its JSON, not of its digests) fails its
+    checksum when a run reads it: the batch fails, nothing is decided unchanged."""
+    store = open_store(tmp_path, "acc", 0, map_size_bytes=1 << 22, verify=False)
+    worker = Worker(store)
+    worker.aggregation("a1", T1, ACCOUNTS)
+    store.close()
+    env = lmdb.open(str(tmp_path / "acc-0"), max_dbs=2)
+    try:
+        with env.begin(write=True, db=env.open_db(DATA_DB)) as txn:
+            key = k_account(SRC, f"u:{ACCOUNTS[3]['uuid']}")
+            stored = txn.get(key)
+            txn.put(key, stored[:-2] + bytes([stored[-2] ^ 1]) + stored[-1:])
+    finally:
+        env.close()
+    worker.store = worker.partitions[0].store = open_store(tmp_path, "acc", 0, verify=False)
+    try:
+        with pytest.raises(StateCorruptError, match="checksum"):
+            worker.aggregation("a2", T2, ACCOUNTS)
+    finally:
+        worker.store.close()
 
 
 def test_unchanged_records_are_decided_in_one_run_without_the_per_record_path() -> None:
