@@ -60,29 +60,23 @@ from typing import Any
 import lmdb
 
 from processor.errors import StateCorruptError, StateError
-from processor.files import PRIVATE_FILE_MODE, private_dir
 from processor.state.lmdb_format import (
     CHECKPOINT,
     CHECKPOINT_KEY,
     CORRUPT_ERRORS,
     CRC,
-    DATA_FILE,
-    LOCK_FILE,
-    check_existing,
-    create_meta,
     mapped_errors,
+    open_env,
+    round_map_size,
     seal,
     state_error,
     unseal,
-    verify_in_child,
 )
 from processor.state.store import MAX_KEY_BYTES, check_key, check_partition, check_writes
 
 # Initial map size. Without writemap the file grows with the data, not with the map, so this
 # only reserves virtual address space; 1 GiB holds ~250k 3 KB values before the first growth.
 DEFAULT_MAP_SIZE_BYTES = 1 << 30
-# Map sizes are rounded up to this (a multiple of every OS page size in use).
-_MAP_ROUND_BYTES = 1 << 20
 # Each growth at least doubles the map, so 40 attempts cannot be exhausted by real data.
 _MAX_GROWTHS = 40
 # Scans read this many entries per chunk: a chunk is read whole before it is yielded, so a
@@ -95,10 +89,6 @@ _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 _open_paths: set[str] = set()
 _open_lock = threading.Lock()
-
-
-def _round_up(size: int) -> int:
-    return -(-size // _MAP_ROUND_BYTES) * _MAP_ROUND_BYTES
 
 
 class LmdbStateStore:
@@ -141,7 +131,7 @@ class LmdbStateStore:
                 raise StateError(f"state store {store_id} is already open in this process")
             _open_paths.add(key)
         try:
-            env, data, meta = _open_env(directory, map_size_bytes, store_id, verify)
+            env, data, meta = open_env(directory, map_size_bytes, store_id, verify)
         except BaseException:
             with _open_lock:
                 _open_paths.discard(key)
@@ -310,7 +300,7 @@ class LmdbStateStore:
         current: int = env.info()["map_size"]
         batch = sum(len(k) + len(v or b"") + CRC.size for k, v in items)
         with mapped_errors("grow map"):
-            env.set_mapsize(_round_up(max(2 * current, current + 2 * batch)))
+            env.set_mapsize(round_map_size(max(2 * current, current + 2 * batch)))
 
     @property
     def map_size_bytes(self) -> int:
@@ -342,51 +332,6 @@ class LmdbStateStore:
         finally:
             with _open_lock:
                 _open_paths.discard(self._key)
-
-
-def _open_env(
-    directory: Path, map_size_bytes: int, store_id: str, verify: bool
-) -> tuple[Any, Any, Any]:
-    """Open the environment and check it is a whole store of ours (see module doc)."""
-    data_file = directory / DATA_FILE
-    existed = data_file.exists()
-    size = data_file.stat().st_size if existed else 0
-    if existed and size == 0:
-        # LMDB would silently initialise an empty file as a new environment.
-        raise StateCorruptError(f"state store {store_id} has an empty data file")
-    if existed and verify:
-        verify_in_child(directory, store_id, size)
-    try:
-        # Owner-only: the store holds every account's attributes (personal data).
-        private_dir(directory)
-        for name in (DATA_FILE, LOCK_FILE):  # made by an older version, or another umask
-            if (directory / name).exists():
-                (directory / name).chmod(PRIVATE_FILE_MODE)
-    except OSError as exc:
-        raise StateError(f"cannot create state directory for {store_id}: {exc}") from exc
-    with mapped_errors(f"open {store_id}"):
-        env = lmdb.open(
-            str(directory),
-            mode=PRIVATE_FILE_MODE,
-            map_size=_round_up(max(map_size_bytes, 2 * size)),
-            subdir=True,
-            max_dbs=2,
-            writemap=False,
-            sync=True,
-            metasync=False,
-            readahead=False,
-            lock=True,
-        )
-    try:
-        with mapped_errors(f"open {store_id}"):
-            if existed:
-                data, meta = check_existing(env, data_file, store_id)
-            else:
-                data, meta = create_meta(env, store_id)
-    except BaseException:
-        env.close()
-        raise
-    return env, data, meta
 
 
 def store_path(state_dir: Path, name: str, partition: int) -> Path:
