@@ -55,6 +55,7 @@ from collections.abc import Callable, Iterator, Mapping
 from itertools import chain, islice, takewhile
 from operator import methodcaller
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import lmdb
@@ -174,12 +175,14 @@ class LmdbStateStore:
             raise state_error(exc, "get") from exc
         return None if stored is None else unseal(key, stored)
 
-    def viewer(self) -> Callable[[bytes], memoryview | None]:
+    def viewer(
+        self, before: Mapping[bytes, bytes | None] = MappingProxyType({})
+    ) -> Callable[[bytes], bytes | memoryview | None]:
         """:meth:`get` for a loop of reads with no write between them (a run of unchanged
         records), with the same checks (the key's, the value's checksum) and errors, but each
         value a view of LMDB's map, not a copy: valid only until the next write or the close
         (it then points at freed pages), so compared and dropped, never kept (``bytes()`` of
-        it is)."""
+        it is). A key of ``before`` (a batch's pending writes) reads as it says there."""
         txn = self._viewer
         if txn is None:
             self._read()  # the same snapshot as ``get``'s: begun (or checked live) first
@@ -189,7 +192,9 @@ class LmdbStateStore:
                 raise state_error(exc, "read") from exc
         txn_get = txn.get
 
-        def view(key: bytes) -> memoryview | None:
+        def view(key: bytes) -> bytes | memoryview | None:
+            if key in before:
+                return before[key]
             if type(key) is not bytes or not 0 < len(key) <= MAX_KEY_BYTES:
                 check_key(key)  # raises, unless a subclass of bytes
             try:
