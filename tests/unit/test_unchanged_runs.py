@@ -176,15 +176,15 @@ def _second(
     return _outcome(worker)
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    kinds=st.lists(
-        st.sampled_from(["same"] * 4 + KINDS),
-        min_size=len(ACCOUNTS),
-        max_size=len(ACCOUNTS),
-    ),
-    split=st.integers(0, len(ACCOUNTS) + 2),
+#: Each account's record of a second aggregation as a kind says, and where its batches split.
+_KINDS = st.lists(
+    st.sampled_from(["same"] * 4 + KINDS), min_size=len(ACCOUNTS), max_size=len(ACCOUNTS)
 )
+_SPLIT = st.integers(0, len(ACCOUNTS) + 2)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(kinds=_KINDS, split=_SPLIT)
 def test_runs_decide_a_batch_as_one_record_at_a_time(kinds: list[str], split: int) -> None:
     """A second aggregation of unchanged records among changed, altered, wrongly keyed and
     unreadable ones, in two batches split anywhere, gives the same outputs (dead letters and
@@ -193,14 +193,7 @@ def test_runs_decide_a_batch_as_one_record_at_a_time(kinds: list[str], split: in
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    kinds=st.lists(
-        st.sampled_from(["same"] * 4 + KINDS),
-        min_size=len(ACCOUNTS),
-        max_size=len(ACCOUNTS),
-    ),
-    split=st.integers(0, len(ACCOUNTS) + 2),
-)
+@given(kinds=_KINDS, split=_SPLIT)
 def test_runs_on_lmdb_decide_as_one_record_at_a_time_in_memory(
     kinds: list[str], split: int
 ) -> None:
