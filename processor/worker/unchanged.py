@@ -37,7 +37,7 @@ from processor.worker.state import MAX_PART_BYTES, StoredAccount, bytes_digest, 
 
 #: An ASCII uuid up to this many bytes gives a state key ``u:<uuid>`` kept as it is.
 _SHORT_ASCII_UUID = MAX_PART_BYTES - 2
-_OPEN_BRACE = ord("{")
+_OPEN_BRACE, _BACKSLASH = ord("{"), ord("\\")
 
 
 class InputRecord(Protocol):
@@ -164,7 +164,7 @@ def _unchanged(
             if not (
                 uuid
                 and uuid.isascii()
-                and b"\\" not in uuid
+                and _BACKSLASH not in uuid  # (a byte's value: memchr, not a substring search)
                 and len(uuid) <= _SHORT_ASCII_UUID
                 and record.key == key_prefix + uuid
                 and ((uuid[0] == _OPEN_BRACE and uuid.islower()) or _own_key(uuid))

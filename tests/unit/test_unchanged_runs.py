@@ -43,7 +43,10 @@ ACCOUNTS = [
     {**acct(n), "uuid": f"{{08ee6c6d-1c2e-4b3a-9d8f-{n:012x}}}"} if n % 2 else acct(n)
     for n in range(10)
 ]
-KINDS = ["same", "changed", "space", "wrong_key", "no_key", "upper", "hint", "cut", "tombstone"]
+KINDS = [
+    *("same", "changed", "space", "wrong_key", "no_key", "upper", "hint", "cut", "tombstone"),
+    "escaped",
+]
 
 
 class _Checkpoint:
@@ -120,6 +123,9 @@ def _record(agg: str, account: dict[str, Any], kind: str) -> tuple[bytes | None,
     elif kind == "hint":
         head, _, rest = value.partition(b'"account":{')
         value = head + b'"account":{"x":{"uuid":"' + _key(ACCOUNTS[0])[6:] + b'"},' + rest
+    elif kind == "escaped":  # its uuid's first character escaped, and keyed as its bytes
+        escaped = b"\\u00" + uuid[:1].hex().encode() + uuid[1:]
+        key, value = f"{SRC}/".encode() + escaped, value.replace(uuid, escaped)
     elif kind == "cut":
         value = value[:-20]
     elif kind == "tombstone":
