@@ -264,34 +264,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     this = Path(__file__).resolve().parents[1]
     if args.parts:
-        return _print_parts(args, this)
-    print("run | checkout | best wall /s | median wall /s | best CPU /s")
-    for run in range(args.runs):
-        order = [("base", args.base), ("new", this)]
-        if run % 2:
-            order.reverse()
-        for name, repo in order:
-            r = _child(repo.resolve(), args)
-            print(
-                f"{run + 1} | {name} | {r['wall_best']:,.0f} | {r['wall_median']:,.0f}"
-                f" | {r['cpu_best']:,.0f}",
-                flush=True,
-            )
-    return 0
-
-
-def _print_parts(args: argparse.Namespace, this: Path) -> int:
-    """``--parts``: a run's CPU ns per record and its parts', per checkout and run."""
-    print("run | checkout | run ns | checks ns | read ns | digest ns | rest ns")
+        columns = ["run", "checks", "read", "digest", "rest"]
+        print("run | checkout | " + " | ".join(f"{c} ns" for c in columns))
+    else:
+        columns = ["wall_best", "wall_median", "cpu_best"]
+        print("run | checkout | best wall /s | median wall /s | best CPU /s")
     for run in range(args.runs):
         order = [("base", args.base), ("new", this)]
         for name, repo in reversed(order) if run % 2 else order:
             r = _child(repo.resolve(), args)
-            print(
-                f"{run + 1} | {name} | {r['run']:,.0f} | {r['checks']:,.0f} | {r['read']:,.0f}"
-                f" | {r['digest']:,.0f} | {r['rest']:,.0f}",
-                flush=True,
-            )
+            cells = " | ".join(f"{r[c]:,.0f}" for c in columns)
+            print(f"{run + 1} | {name} | {cells}", flush=True)
     return 0
 
 
