@@ -19,16 +19,26 @@ created or deleted: runs as short as they really are)::
 
     python -m bench.byte_path --base /tmp/base --runs 3 --batch --limit 3000
     python -m bench.byte_path --base /tmp/base --runs 3 --batch --changed --limit 3000
+    python -m bench.byte_path --base /tmp/base --runs 3 --batch --lmdb   # the worker's store
+
+``--parts``: CPU ns per record of a run of unchanged records (``unchanged_run``) and of its
+parts, each timed alone over the same records (byte checks, state read, digest; the rest is
+the loop around them), in memory or (``--lmdb``) on LMDB::
+
+    python -m bench.byte_path --base /tmp/base --runs 3 --parts --lmdb --passes 40
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
 import importlib
 import json
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -38,12 +48,21 @@ _ROW = "worker PartitionProcessor.process (bytes)"
 
 
 def measure(
-    accounts: int, limit: int, passes: int, changed: int = 0, batch: int = 0
+    accounts: int,
+    limit: int,
+    passes: int,
+    changed: int = 0,
+    batch: int = 0,
+    lmdb: int = 0,
+    parts: int = 0,
 ) -> dict[str, float]:
     """Records/s of the worker's step on unchanged (``changed`` 0) or changed records in the
-    imported checkout; ``batch``: of the batch step (:func:`measure_batch`)."""
+    imported checkout; ``batch``: of the batch step (:func:`measure_batch`, ``lmdb``: on an
+    LMDB store); ``parts``: ns per record of a run and its parts (:func:`measure_parts`)."""
+    if parts:
+        return measure_parts(accounts, limit, passes, lmdb)
     if batch:
-        return measure_batch(accounts, limit, passes, changed)
+        return measure_batch(accounts, limit, passes, changed, lmdb)
     generate = importlib.import_module("bench.generate").generate
     core_bench = importlib.import_module("bench.report.core_bench")
     captured: dict[str, list[tuple[Sequence[Any], Callable[[Any], object]]]] = {}
@@ -80,11 +99,11 @@ def _rates(n: int, passes: int, one_pass: Callable[[], object]) -> dict[str, flo
     }
 
 
-def measure_batch(accounts: int, limit: int, passes: int, mixed: int) -> dict[str, float]:
-    """Records/s of ``BatchDecider.decide`` on one batch of unchanged records (``mixed``: the
-    second aggregation's account records as they come) in the imported checkout.
-
-    Self-contained (not ``core_bench``'s set-up): an older checkout has no helper for it."""
+def _batch_setup(accounts: int, limit: int, mixed: int, lmdb: int) -> tuple[Any, ...]:
+    """(store, partition processor, records, settings) of :func:`measure_batch`: a first
+    aggregation stored, the second started, ``limit`` of its records (unchanged ones unless
+    ``mixed``). Self-contained (not ``core_bench``'s set-up): an older checkout has no helper
+    for it."""
     from bench.generate import CURRENT_AT, PREVIOUS_AT, generate
     from bench.report.core_bench import _iso, _records
     from processor.config import load_settings
@@ -92,18 +111,23 @@ def measure_batch(accounts: int, limit: int, passes: int, mixed: int) -> dict[st
     from processor.state.overlay import BatchOverlay
     from processor.state.store import InMemoryStateStore
     from processor.transport import InRecord
-    from processor.worker.batch import BatchDecider
     from processor.worker.partition import PartitionProcessor, Verdict
-    from processor.worker.partitions import Partition
     from processor.worker.registry import SourceRegistry
 
     dataset = generate(accounts, 0.05, 7)
+    if lmdb:
+        from processor.state.lmdb_store import LmdbStateStore
+
+        where = tempfile.mkdtemp(prefix="ncd-byte-path-")
+        atexit.register(shutil.rmtree, where, True)
+        store: Any = LmdbStateStore.open(Path(where) / "state", verify=False)
+    else:
+        store = InMemoryStateStore()
     registry = SourceRegistry()
     source = SourceDescriptor.model_validate(dataset.source)
     registry.put_source(source)
     for entry in dataset.catalog():
         registry.catalog(source.id).put(CatalogEntry.model_validate(entry))
-    store = InMemoryStateStore()
     proc = PartitionProcessor(registry)
     overlay = BatchOverlay(store)
     proc.begin_batch()
@@ -126,6 +150,20 @@ def measure_batch(accounts: int, limit: int, passes: int, mixed: int) -> dict[st
             records.append(
                 InRecord(settings.topic_aggregations, 0, offset, key, value, (), 1_700_000_000_000)
             )
+    return store, proc, records, settings
+
+
+def measure_batch(
+    accounts: int, limit: int, passes: int, mixed: int, lmdb: int = 0
+) -> dict[str, float]:
+    """Records/s of ``BatchDecider.decide`` on one batch of unchanged records (``mixed``: the
+    second aggregation's account records as they come) in the imported checkout; ``lmdb``: the
+    state in the worker's LMDB store (in a temporary directory), else in memory."""
+    from processor.worker.batch import BatchDecider
+    from processor.worker.partition import Verdict
+    from processor.worker.partitions import Partition
+
+    store, proc, records, settings = _batch_setup(accounts, limit, mixed, lmdb)
     decider = BatchDecider(settings, None)  # type: ignore[arg-type]  # never caught up
     partitions = {0: Partition(store, proc)}
 
@@ -140,6 +178,55 @@ def measure_batch(accounts: int, limit: int, passes: int, mixed: int) -> dict[st
     return _rates(len(records), passes, one_pass)
 
 
+def measure_parts(accounts: int, limit: int, passes: int, lmdb: int) -> dict[str, float]:
+    """CPU ns per record of a run of ``limit`` unchanged records (``unchanged_run`` from the
+    first) and of its parts each timed alone over the same records: the head's and uuid's
+    byte checks (``compact_span``), the state read (``viewer()`` where the checkout has it,
+    else ``get``) and the digest; the rest is the loop around them (best pass of each)."""
+    from processor.state.overlay import BatchOverlay
+    from processor.worker.envelope import COMPACT_HEAD, compact_span
+    from processor.worker.state import bytes_digest, k_account
+
+    store, proc, records, _ = _batch_setup(accounts, limit, 0, lmdb)
+    head = COMPACT_HEAD.match(records[0].value)
+    assert head is not None
+    opens, source_id = head.end() - 1, head.group(1).decode()
+    keys, views = [], []
+    for record in records:
+        span = compact_span(record.value, opens)
+        assert span is not None, "a record the run would not take"
+        keys.append(k_account(source_id, "u:") + span[1])
+        views.append(memoryview(record.value)[opens : span[0]])
+    topic = records[0].topic
+
+    def run() -> None:
+        proc.begin_batch()
+        proc.unchanged_run(records, 0, topic, BatchOverlay(store))
+
+    def read() -> None:
+        overlay = BatchOverlay(store)
+        get = overlay.viewer() if hasattr(overlay, "viewer") else overlay.get
+        for key in keys:
+            get(key)
+
+    parts = {
+        "run": run,
+        "checks": lambda: [compact_span(r.value, opens) for r in records],
+        "read": read,
+        "digest": lambda: [bytes_digest(v) for v in views],
+    }
+    ns = {}
+    for name, work in parts.items():
+        cpus = []
+        for _ in range(passes):
+            cpu = time.process_time()
+            work()
+            cpus.append(time.process_time() - cpu)
+        ns[name] = min(cpus) / len(records) * 1e9
+    ns["rest"] = ns["run"] - ns["checks"] - ns["read"] - ns["digest"]
+    return ns
+
+
 def _child(repo: Path, args: argparse.Namespace) -> dict[str, Any]:
     # This file is loaded by its path, so that ``bench`` and ``processor`` come from ``repo``
     # (which need not have this file).
@@ -151,6 +238,8 @@ def _child(repo: Path, args: argparse.Namespace) -> dict[str, Any]:
     argv = [str(repo), __file__, str(args.accounts), str(args.limit), str(args.passes)]
     argv.append("1" if args.changed else "0")
     argv.append("1" if args.batch else "0")
+    argv.append("1" if args.lmdb else "0")
+    argv.append("1" if args.parts else "0")
     # -I: neither this checkout nor the working directory shadows ``repo``'s modules.
     out = subprocess.run(
         [sys.executable, "-I", "-c", code, *argv], check=True, capture_output=True, text=True
@@ -170,20 +259,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--batch", action="store_true", help="the batch step (--changed: records as they come)"
     )
+    parser.add_argument("--lmdb", action="store_true", help="--batch on an LMDB store")
+    parser.add_argument("--parts", action="store_true", help="ns per record of a run and its parts")
     args = parser.parse_args(argv)
     this = Path(__file__).resolve().parents[1]
-    print("run | checkout | best wall /s | median wall /s | best CPU /s")
+    if args.parts:
+        columns = ["run", "checks", "read", "digest", "rest"]
+        print("run | checkout | " + " | ".join(f"{c} ns" for c in columns))
+    else:
+        columns = ["wall_best", "wall_median", "cpu_best"]
+        print("run | checkout | best wall /s | median wall /s | best CPU /s")
     for run in range(args.runs):
         order = [("base", args.base), ("new", this)]
-        if run % 2:
-            order.reverse()
-        for name, repo in order:
+        for name, repo in reversed(order) if run % 2 else order:
             r = _child(repo.resolve(), args)
-            print(
-                f"{run + 1} | {name} | {r['wall_best']:,.0f} | {r['wall_median']:,.0f}"
-                f" | {r['cpu_best']:,.0f}",
-                flush=True,
-            )
+            cells = " | ".join(f"{r[c]:,.0f}" for c in columns)
+            print(f"{run + 1} | {name} | {cells}", flush=True)
     return 0
 
 

@@ -36,6 +36,8 @@ from typing import Any
 
 PARTITIONS = 3
 ISO = "%Y-%m-%dT%H:%M:%SZ"
+#: Where ``--profile`` writes the timed run's profile (``pstats.Stats(PROFILE_FILE)``).
+PROFILE_FILE = str(Path(tempfile.gettempdir()) / "ncd-bench-loop.prof")
 
 
 def _gc_timer() -> list[float]:
@@ -112,9 +114,9 @@ def measure(accounts: int, profile: bool = False) -> dict[str, Any]:
             profiler.disable()
             import pstats
 
+            profiler.dump_stats(PROFILE_FILE)  # for pstats: callers/callees of a function
             pstats.Stats(profiler, stream=sys.stderr).sort_stats("tottime").print_stats(35)
             pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumtime").print_stats(45)
-            profiler.dump_stats(str(Path(tempfile.gettempdir()) / "ncd-bench-loop.prof"))
     verdicts = {str(v.value): n for v, n in runner.stats.verdicts.items()}
     return {
         "records": second,

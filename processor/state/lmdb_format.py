@@ -1,6 +1,7 @@
 """The on-disk format of a state store: its metadata record, the CRC32C that guards every
-value and the checkpoint, and the verifier that walks a closed store in a child process
-before the worker maps it (see :mod:`processor.state.lmdb_store` for why)."""
+value and the checkpoint, the verifier that walks a closed store in a child process
+before the worker maps it, and the opening of an environment that checks all this (see
+:mod:`processor.state.lmdb_store` for why)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,13 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import crc32c
 import lmdb
 
 from processor.errors import StateCorruptError, StateError
+from processor.files import PRIVATE_FILE_MODE, private_dir
 
 FORMAT_VERSION = 1
 MAGIC = "ncd-processor-state"
@@ -30,8 +32,12 @@ DATA_FILE = "data.mdb"
 LOCK_FILE = "lock.mdb"
 #: The checkpoint as stored: 8 big-endian bytes.
 CHECKPOINT = struct.Struct(">Q")
+#: Map sizes are rounded up to this (a multiple of every OS page size in use).
+MAP_ROUND_BYTES = 1 << 20
 #: The CRC32C in front of every stored value.
 CRC = struct.Struct(">I")
+#: A stored entry: bytes, or a view of LMDB's map (see ``LmdbStateStore.viewer``).
+_Stored = TypeVar("_Stored", bytes, memoryview)
 
 #: Exit status of the verifier child when it found damage (its reason is on stdout).
 VERIFY_CORRUPT_EXIT = 3
@@ -70,8 +76,9 @@ def seal(key: bytes, value: bytes) -> bytes:
     return CRC.pack(crc32c.crc32c(value, crc32c.crc32c(key))) + value
 
 
-def unseal(key: bytes, stored: bytes) -> bytes:
-    """The value of a stored entry; ``StateCorruptError`` if its checksum does not match."""
+def unseal(key: bytes, stored: _Stored) -> _Stored:
+    """The value of a stored entry; ``StateCorruptError`` if its checksum does not match.
+    ``stored`` as bytes gives a copy, as a view of LMDB's map a view (no copy)."""
     if len(stored) < CRC.size:
         raise StateCorruptError("state store entry is shorter than its checksum")
     value = stored[CRC.size :]
@@ -210,3 +217,54 @@ def verify_main(directory: Path, store_id: str) -> int:
         print(str(exc), flush=True)
         return VERIFY_CORRUPT_EXIT
     return 0
+
+
+def round_map_size(size: int) -> int:
+    """``size`` rounded up to a whole number of :data:`MAP_ROUND_BYTES`."""
+    return -(-size // MAP_ROUND_BYTES) * MAP_ROUND_BYTES
+
+
+def open_env(
+    directory: Path, map_size_bytes: int, store_id: str, verify: bool
+) -> tuple[Any, Any, Any]:
+    """Open the environment and check it is a whole store of ours (see
+    :mod:`processor.state.lmdb_store`); ``(env, data db, meta db)``."""
+    data_file = directory / DATA_FILE
+    existed = data_file.exists()
+    size = data_file.stat().st_size if existed else 0
+    if existed and size == 0:
+        # LMDB would silently initialise an empty file as a new environment.
+        raise StateCorruptError(f"state store {store_id} has an empty data file")
+    if existed and verify:
+        verify_in_child(directory, store_id, size)
+    try:
+        # Owner-only: the store holds every account's attributes (personal data).
+        private_dir(directory)
+        for name in (DATA_FILE, LOCK_FILE):  # made by an older version, or another umask
+            if (directory / name).exists():
+                (directory / name).chmod(PRIVATE_FILE_MODE)
+    except OSError as exc:
+        raise StateError(f"cannot create state directory for {store_id}: {exc}") from exc
+    with mapped_errors(f"open {store_id}"):
+        env = lmdb.open(
+            str(directory),
+            mode=PRIVATE_FILE_MODE,
+            map_size=round_map_size(max(map_size_bytes, 2 * size)),
+            subdir=True,
+            max_dbs=2,
+            writemap=False,
+            sync=True,
+            metasync=False,
+            readahead=False,
+            lock=True,
+        )
+    try:
+        with mapped_errors(f"open {store_id}"):
+            if existed:
+                data, meta = check_existing(env, data_file, store_id)
+            else:
+                data, meta = create_meta(env, store_id)
+    except BaseException:
+        env.close()
+        raise
+    return env, data, meta

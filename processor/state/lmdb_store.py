@@ -51,38 +51,33 @@ import re
 import shutil
 import threading
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from itertools import chain, islice, takewhile
 from operator import methodcaller
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import lmdb
 
 from processor.errors import StateCorruptError, StateError
-from processor.files import PRIVATE_FILE_MODE, private_dir
 from processor.state.lmdb_format import (
     CHECKPOINT,
     CHECKPOINT_KEY,
     CORRUPT_ERRORS,
     CRC,
-    DATA_FILE,
-    LOCK_FILE,
-    check_existing,
-    create_meta,
     mapped_errors,
+    open_env,
+    round_map_size,
     seal,
     state_error,
     unseal,
-    verify_in_child,
 )
 from processor.state.store import MAX_KEY_BYTES, check_key, check_partition, check_writes
 
 # Initial map size. Without writemap the file grows with the data, not with the map, so this
 # only reserves virtual address space; 1 GiB holds ~250k 3 KB values before the first growth.
 DEFAULT_MAP_SIZE_BYTES = 1 << 30
-# Map sizes are rounded up to this (a multiple of every OS page size in use).
-_MAP_ROUND_BYTES = 1 << 20
 # Each growth at least doubles the map, so 40 attempts cannot be exhausted by real data.
 _MAX_GROWTHS = 40
 # Scans read this many entries per chunk: a chunk is read whole before it is yielded, so a
@@ -97,10 +92,6 @@ _open_paths: set[str] = set()
 _open_lock = threading.Lock()
 
 
-def _round_up(size: int) -> int:
-    return -(-size // _MAP_ROUND_BYTES) * _MAP_ROUND_BYTES
-
-
 class LmdbStateStore:
     """A :class:`~processor.state.store.StateStore` in one LMDB environment (see module doc)."""
 
@@ -112,6 +103,8 @@ class LmdbStateStore:
         self._closed = False
         # The read transaction every read uses until the next write (see ``_read``).
         self._reader: Any = None
+        # Its twin whose reads are views of the map (see ``viewer``), begun and ended with it.
+        self._viewer: Any = None
         self.store_id = store_id
 
     @classmethod
@@ -139,7 +132,7 @@ class LmdbStateStore:
                 raise StateError(f"state store {store_id} is already open in this process")
             _open_paths.add(key)
         try:
-            env, data, meta = _open_env(directory, map_size_bytes, store_id, verify)
+            env, data, meta = open_env(directory, map_size_bytes, store_id, verify)
         except BaseException:
             with _open_lock:
                 _open_paths.discard(key)
@@ -164,9 +157,10 @@ class LmdbStateStore:
         return txn
 
     def _end_read(self) -> None:
-        txn, self._reader = self._reader, None
-        if txn is not None:
-            txn.abort()
+        for txn in (self._reader, self._viewer):
+            if txn is not None:
+                txn.abort()
+        self._reader = self._viewer = None
 
     def get(self, key: bytes) -> bytes | None:
         """Return the value stored under ``key``, or ``None``."""
@@ -180,6 +174,36 @@ class LmdbStateStore:
         except lmdb.Error as exc:
             raise state_error(exc, "get") from exc
         return None if stored is None else unseal(key, stored)
+
+    def viewer(
+        self, before: Mapping[bytes, bytes | None] = MappingProxyType({})
+    ) -> Callable[[bytes], bytes | memoryview | None]:
+        """:meth:`get` for a loop of reads with no write between them (a run of unchanged
+        records), with the same checks (the key's, the value's checksum) and errors, but each
+        value a view of LMDB's map, not a copy: valid only until the next write or the close
+        (it then points at freed pages), so compared and dropped, never kept (``bytes()`` of
+        it is). A key of ``before`` (a batch's pending writes) reads as it says there."""
+        txn = self._viewer
+        if txn is None:
+            self._read()  # the same snapshot as ``get``'s: begun (or checked live) first
+            try:
+                txn = self._viewer = self._env.begin(db=self._data, buffers=True)
+            except lmdb.Error as exc:
+                raise state_error(exc, "read") from exc
+        txn_get = txn.get
+
+        def view(key: bytes) -> bytes | memoryview | None:
+            if key in before:
+                return before[key]
+            if type(key) is not bytes or not 0 < len(key) <= MAX_KEY_BYTES:
+                check_key(key)  # raises, unless a subclass of bytes
+            try:
+                stored: memoryview | None = txn_get(key)
+            except lmdb.Error as exc:
+                raise state_error(exc, "get") from exc
+            return None if stored is None else unseal(key, stored)
+
+        return view
 
     def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         """Yield every ``(key, value)`` whose key starts with ``prefix``, sorted by key."""
@@ -281,7 +305,7 @@ class LmdbStateStore:
         current: int = env.info()["map_size"]
         batch = sum(len(k) + len(v or b"") + CRC.size for k, v in items)
         with mapped_errors("grow map"):
-            env.set_mapsize(_round_up(max(2 * current, current + 2 * batch)))
+            env.set_mapsize(round_map_size(max(2 * current, current + 2 * batch)))
 
     @property
     def map_size_bytes(self) -> int:
@@ -313,51 +337,6 @@ class LmdbStateStore:
         finally:
             with _open_lock:
                 _open_paths.discard(self._key)
-
-
-def _open_env(
-    directory: Path, map_size_bytes: int, store_id: str, verify: bool
-) -> tuple[Any, Any, Any]:
-    """Open the environment and check it is a whole store of ours (see module doc)."""
-    data_file = directory / DATA_FILE
-    existed = data_file.exists()
-    size = data_file.stat().st_size if existed else 0
-    if existed and size == 0:
-        # LMDB would silently initialise an empty file as a new environment.
-        raise StateCorruptError(f"state store {store_id} has an empty data file")
-    if existed and verify:
-        verify_in_child(directory, store_id, size)
-    try:
-        # Owner-only: the store holds every account's attributes (personal data).
-        private_dir(directory)
-        for name in (DATA_FILE, LOCK_FILE):  # made by an older version, or another umask
-            if (directory / name).exists():
-                (directory / name).chmod(PRIVATE_FILE_MODE)
-    except OSError as exc:
-        raise StateError(f"cannot create state directory for {store_id}: {exc}") from exc
-    with mapped_errors(f"open {store_id}"):
-        env = lmdb.open(
-            str(directory),
-            mode=PRIVATE_FILE_MODE,
-            map_size=_round_up(max(map_size_bytes, 2 * size)),
-            subdir=True,
-            max_dbs=2,
-            writemap=False,
-            sync=True,
-            metasync=False,
-            readahead=False,
-            lock=True,
-        )
-    try:
-        with mapped_errors(f"open {store_id}"):
-            if existed:
-                data, meta = check_existing(env, data_file, store_id)
-            else:
-                data, meta = create_meta(env, store_id)
-    except BaseException:
-        env.close()
-        raise
-    return env, data, meta
 
 
 def store_path(state_dir: Path, name: str, partition: int) -> Path:

@@ -61,6 +61,8 @@ class BatchMemory:
         if self._max_record_bytes is None:
             return [keys] if keys else []
         budget = self._max_record_bytes // 2
+        if _fits(keys, budget):
+            return [keys] if keys else []
         chunks: list[list[str]] = []
         size = budget
         for key in keys:
@@ -170,3 +172,11 @@ class BatchMemory:
         ):
             for key in list(state.keys(prefix)):
                 state.delete(key)
+
+
+def _fits(keys: list[str], budget: int) -> bool:
+    """Whether the JSON of ``keys`` (as ``_chunks`` counts it) fits ``budget``, told without a
+    step per key when they are ASCII (as uuid keys are): one chunk, as the step per key makes
+    it then."""
+    joined = "".join(keys)
+    return joined.isascii() and 2 + len(joined) + 3 * len(keys) <= budget

@@ -49,6 +49,8 @@ _HEADER_V1 = struct.Struct(">Bq16s")
 _HEADER_V2 = struct.Struct(">Bq16s16s")
 _HEADER = struct.Struct(">Bq16s16s16s")
 _AS_OF = struct.Struct(">q")
+#: Where a stored account (version 3) holds its bytes digest.
+_BYTES_DIGEST = slice(_HEADER_V2.size, _HEADER.size)
 #: The input digest of state not stored from an aggregation record: matches no input.
 NO_INPUT_DIGEST = bytes(16)
 #: Longest key part kept verbatim; longer ones are hashed (LMDB keys max out at 511 bytes).
@@ -207,13 +209,13 @@ class StoredAccount:
         return bool(stored_input == input_digest and as_of <= as_of_limit_ms)
 
     @staticmethod
-    def matches_bytes(value: bytes, as_of_limit_ms: int, bytes_digest: bytes) -> bool:
-        """Whether an encoded value was stored from these very ``account`` bytes, no later
-        than the limit."""
+    def matches_bytes(value: bytes | memoryview, as_of_limit_ms: int, bytes_digest: bytes) -> bool:
+        """Whether an encoded value (or a view of one) was stored from these very ``account``
+        bytes, no later than the limit."""
         # Once per unchanged record: the digest's bytes are compared where they lie (a value
         # too short to hold them has a shorter slice, which matches no digest).
         return bool(
-            value[_HEADER_V2.size : _HEADER.size] == bytes_digest
+            value[_BYTES_DIGEST] == bytes_digest
             and value[0] == ACCOUNT_VERSION
             and _AS_OF.unpack_from(value, 1)[0] <= as_of_limit_ms
         )

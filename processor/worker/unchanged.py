@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from itertools import islice
 from typing import NamedTuple, Protocol
 
 from processor.core import uuid_key
@@ -36,6 +37,7 @@ from processor.worker.state import MAX_PART_BYTES, StoredAccount, bytes_digest, 
 
 #: An ASCII uuid up to this many bytes gives a state key ``u:<uuid>`` kept as it is.
 _SHORT_ASCII_UUID = MAX_PART_BYTES - 2
+_OPEN_BRACE, _BACKSLASH = ord("{"), ord("\\")
 
 
 class InputRecord(Protocol):
@@ -141,10 +143,9 @@ def _unchanged(
     key_prefix, state_prefix = f"{source_id}/".encode(), k_account(source_id, "u:")
     started_ms, max_bytes = limits
     opens = len(head) - 1  # the account's "{"
-    get, matches = state.get, StoredAccount.matches_bytes
+    view, matches = state.viewer(), StoredAccount.matches_bytes
     uuids: list[bytes] = []
-    for i in range(start, len(records)):
-        record = records[i]
+    for record in islice(records, start, None):
         value = record.value
         if (
             record.topic != topic
@@ -163,17 +164,17 @@ def _unchanged(
             if not (
                 uuid
                 and uuid.isascii()
-                and b"\\" not in uuid
+                and _BACKSLASH not in uuid  # (a byte's value: memchr, not a substring search)
                 and len(uuid) <= _SHORT_ASCII_UUID
                 and record.key == key_prefix + uuid
-                and ((uuid[:1] == b"{" and uuid.islower()) or _own_key(uuid))
+                and ((uuid[0] == _OPEN_BRACE and uuid.islower()) or _own_key(uuid))
             ):
                 break
-            raw = get(state_prefix + uuid)
+            raw = view(state_prefix + uuid)  # (a view: dropped, or copied to be kept)
             digest = bytes_digest(memoryview(value)[opens:stop])
             if raw is None or not matches(raw, started_ms, digest):
-                key = "u:" + uuid.decode()
-                return uuids, Looked(value, opens, stop, digest, source_id, key, raw)
+                key, kept = "u:" + uuid.decode(), None if raw is None else bytes(raw)
+                return uuids, Looked(value, opens, stop, digest, source_id, key, kept)
         except NOT_THE_RECORDS_FAULT:
             raise
         except Exception:  # the usual path decides this record, and says why

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from processor import codec
 from processor.errors import InputError
 from processor.models import MAX_AGGREGATION_ID_CHARS
 from processor.state import BatchOverlay, InMemoryStateStore
+from processor.worker.batch_memory import BatchMemory
 from processor.worker.partition import PartitionProcessor, Verdict
 from processor.worker.state import MAX_RUNNING, RUNNING_EXPIRY_MS, SourceMeta, k_meta, k_seen
 from tests.unit.conftest import SOURCE_ID, make_source
@@ -196,3 +200,31 @@ def test_seen_accounts_are_written_in_chunks_under_the_size_limit() -> None:
     [outcome] = p.batch(completed("a2"))
     assert [e.native_identity for e in outcome.events] == [natives[0]]
     assert json.loads(json.dumps([e.operation for e in outcome.events])) == ["ACCOUNT_DELETED"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    keys=st.lists(st.text(min_size=1, max_size=30), max_size=40, unique=True),
+    budget=st.integers(4, 400),
+)
+@example(keys=["ab", "cd"], budget=11)  # one byte short of one chunk
+@example(keys=["ab", "cd"], budget=12)  # just one chunk
+def test_seen_chunks_hold_every_key_within_the_budget_and_fill_each(
+    keys: list[str], budget: int
+) -> None:
+    """The seen keys of a batch are cut into chunks that hold them all, in order; each chunk
+    is within the budget (unless it is one key alone) and the next key would not have fit in
+    it, whether the keys are ASCII or not, one chunk or many."""
+    state = BatchOverlay(InMemoryStateStore())
+    memory = BatchMemory(max_record_bytes=2 * budget)
+    memory.saw_decided(SOURCE_ID, "a1", keys)
+    memory.end(state, 7)
+    written = dict(state.scan(k_seen(SOURCE_ID, "a1")))
+    chunks = [codec.loads(written[k_seen(SOURCE_ID, "a1", 7, n)]) for n in range(len(written))]
+    assert [key for chunk in chunks for key in chunk] == sorted(keys)
+
+    def size(chunk: list[str]) -> int:
+        return 2 + sum(len(key.encode()) + 3 for key in chunk)
+
+    assert all(size(chunk) <= budget or len(chunk) == 1 for chunk in chunks)
+    assert all(size(a + b[:1]) > budget for a, b in pairwise(chunks))

@@ -31,7 +31,7 @@ from processor.state import (
     open_store,
     store_path,
 )
-from processor.state.lmdb_format import META_DB, META_KEY
+from processor.state.lmdb_format import DATA_DB, META_DB, META_KEY
 from processor.state.lmdb_store import SCAN_CHUNK
 
 REPO = Path(__file__).resolve().parents[2]
@@ -569,3 +569,65 @@ def test_lmdb_and_memory_stores_agree(
             assert disk.checkpoint() == memory.checkpoint()
         finally:
             disk.close()
+
+
+def test_overlay_viewer_reads_pending_writes_then_the_store(store: StateStore) -> None:
+    """viewer() reads as get() does, the batch's pending puts and deletes first, then the
+    store, on disk as in memory."""
+    store.apply({b"a": b"stored", b"b": b"stored", b"e": b"kept"}, 1)
+    overlay = BatchOverlay(store)
+    plain = overlay.viewer()
+    overlay.put(b"a", b"pending")
+    overlay.delete(b"b")
+    view = overlay.viewer()
+    assert bytes(plain(b"e") or b"") == b"kept"
+    assert view(b"a") == b"pending"
+    assert view(b"b") is None
+    assert bytes(view(b"e") or b"") == b"kept"
+    assert view(b"d") is None
+    with pytest.raises(ValueError):
+        view(b"")
+
+
+def test_lmdb_viewer_reads_as_get_until_the_next_apply(tmp_path: Path) -> None:
+    """An LMDB viewer gives each value as get() does (as a view), and one taken after an
+    apply sees that apply."""
+    store = open_store(tmp_path, "acc", 0, map_size_bytes=SMALL_MAP, verify=False)
+    try:
+        store.apply({b"a": b"one" * 2000, b"b": b"two"}, 1)
+        view = store.viewer()
+        assert [bytes(view(k) or b"-") for k in (b"a", b"b", b"c")] == [
+            store.get(b"a"),
+            b"two",
+            b"-",
+        ]
+        store.apply({b"a": b"three", b"b": None}, 2)
+        view = store.viewer()
+        assert (bytes(view(b"a") or b""), view(b"b")) == (b"three", None)
+    finally:
+        store.close()
+
+
+def test_lmdb_viewer_detects_a_damaged_value(tmp_path: Path) -> None:
+    """A value whose bytes were changed on disk fails its checksum when viewed, as when read
+    with get()."""
+    store = open_store(tmp_path, "acc", 0, map_size_bytes=SMALL_MAP, verify=False)
+    store.apply({b"a": b"x" * 5000, b"b": b"fine"}, 1)
+    store.close()
+    env = lmdb.open(str(tmp_path / "acc-0"), max_dbs=2)
+    try:
+        with env.begin(write=True, db=env.open_db(DATA_DB)) as txn:
+            stored = txn.get(b"a")
+            txn.put(b"a", stored[:-1] + b"y")
+    finally:
+        env.close()
+    store = open_store(tmp_path, "acc", 0, map_size_bytes=SMALL_MAP, verify=False)
+    try:
+        view = store.viewer()
+        assert bytes(view(b"b") or b"") == b"fine"
+        with pytest.raises(StateCorruptError, match="checksum"):
+            view(b"a")
+        with pytest.raises(StateCorruptError, match="checksum"):
+            store.get(b"a")
+    finally:
+        store.close()

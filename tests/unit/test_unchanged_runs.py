@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections import Counter
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, ExitStack
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
+import lmdb
 import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -16,10 +18,11 @@ from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from processor.config import Settings, load_settings
-from processor.errors import StateError
+from processor.errors import StateCorruptError, StateError
 from processor.keys import record_key
 from processor.runner import Runner
-from processor.state import BatchOverlay, InMemoryStateStore, InMemoryStoreFactory
+from processor.state import BatchOverlay, InMemoryStateStore, InMemoryStoreFactory, open_store
+from processor.state.lmdb_format import DATA_DB
 from processor.transport import InRecord, OutRecord
 from processor.worker import partition as partition_module
 from processor.worker.batch import BatchDecider
@@ -40,7 +43,10 @@ ACCOUNTS = [
     {**acct(n), "uuid": f"{{08ee6c6d-1c2e-4b3a-9d8f-{n:012x}}}"} if n % 2 else acct(n)
     for n in range(10)
 ]
-KINDS = ["same", "changed", "space", "wrong_key", "no_key", "upper", "hint", "cut", "tombstone"]
+KINDS = [
+    *("same", "changed", "space", "wrong_key", "no_key", "upper", "hint", "cut", "tombstone"),
+    "escaped",
+]
 
 
 class _Checkpoint:
@@ -117,6 +123,9 @@ def _record(agg: str, account: dict[str, Any], kind: str) -> tuple[bytes | None,
     elif kind == "hint":
         head, _, rest = value.partition(b'"account":{')
         value = head + b'"account":{"x":{"uuid":"' + _key(ACCOUNTS[0])[6:] + b'"},' + rest
+    elif kind == "escaped":  # its uuid's first character escaped, and keyed as its bytes
+        escaped = b"\\u00" + uuid[:1].hex().encode() + uuid[1:]
+        key, value = f"{SRC}/".encode() + escaped, value.replace(uuid, escaped)
     elif kind == "cut":
         value = value[:-20]
     elif kind == "tombstone":
@@ -144,11 +153,13 @@ def _second(
     runs: bool,
     alter: Callable[[str, dict[str, Any], str], tuple[bytes | None, bytes | None]] = _record,
     patches: Sequence[AbstractContextManager[Any]] = (),
+    store: Any = None,
 ) -> tuple[Any, ...]:
     """The second aggregation (each account's record altered by ``alter`` as its kind says)
     in two batches split at ``split``: what :func:`_outcome` says; ``runs=False``: one record
-    at a time; ``patches`` are in force while it is decided."""
-    worker = Worker()
+    at a time; ``patches`` are in force while it is decided; ``store``: the state's (else in
+    memory)."""
+    worker = Worker(store)
     worker.aggregation("a1", T1, ACCOUNTS)
     marker = record_key(SRC, None, "a2")
     records = [
@@ -171,20 +182,59 @@ def _second(
     return _outcome(worker)
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    kinds=st.lists(
-        st.sampled_from(["same"] * 4 + KINDS),
-        min_size=len(ACCOUNTS),
-        max_size=len(ACCOUNTS),
-    ),
-    split=st.integers(0, len(ACCOUNTS) + 2),
+#: Each account's record of a second aggregation as a kind says, and where its batches split.
+_KINDS = st.lists(
+    st.sampled_from(["same"] * 4 + KINDS), min_size=len(ACCOUNTS), max_size=len(ACCOUNTS)
 )
+_SPLIT = st.integers(0, len(ACCOUNTS) + 2)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(kinds=_KINDS, split=_SPLIT)
 def test_runs_decide_a_batch_as_one_record_at_a_time(kinds: list[str], split: int) -> None:
     """A second aggregation of unchanged records among changed, altered, wrongly keyed and
     unreadable ones, in two batches split anywhere, gives the same outputs (dead letters and
     events, in order), counts and state with runs as one record at a time."""
     assert _second(kinds, split, runs=True) == _second(kinds, split, runs=False)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(kinds=_KINDS, split=_SPLIT)
+def test_runs_on_lmdb_decide_as_one_record_at_a_time_in_memory(
+    kinds: list[str], split: int
+) -> None:
+    """On the worker's LMDB store (whose runs read views of its map) a second aggregation
+    gives the same outputs, counts and state with runs as one record at a time in memory."""
+    with tempfile.TemporaryDirectory() as tmp:
+        store = open_store(Path(tmp), "acc", 0, map_size_bytes=1 << 22, verify=False)
+        try:
+            on_disk = _second(kinds, split, runs=True, store=store)
+        finally:
+            store.close()
+    assert on_disk == _second(kinds, split, runs=False)
+
+
+def test_a_damaged_stored_account_fails_a_run_on_lmdb(tmp_path: Path) -> None:
+    """A stored account damaged on disk (a byte of its JSON, not of its digests) fails its
+    checksum when a run reads it: the batch fails, nothing is decided unchanged."""
+    store = open_store(tmp_path, "acc", 0, map_size_bytes=1 << 22, verify=False)
+    worker = Worker(store)
+    worker.aggregation("a1", T1, ACCOUNTS)
+    store.close()
+    env = lmdb.open(str(tmp_path / "acc-0"), max_dbs=2)
+    try:
+        with env.begin(write=True, db=env.open_db(DATA_DB)) as txn:
+            key = k_account(SRC, f"u:{ACCOUNTS[3]['uuid']}")
+            stored = txn.get(key)
+            txn.put(key, stored[:-2] + bytes([stored[-2] ^ 1]) + stored[-1:])
+    finally:
+        env.close()
+    worker.store = worker.partitions[0].store = open_store(tmp_path, "acc", 0, verify=False)
+    try:
+        with pytest.raises(StateCorruptError, match="checksum"):
+            worker.aggregation("a2", T2, ACCOUNTS)
+    finally:
+        worker.store.close()
 
 
 def test_unchanged_records_are_decided_in_one_run_without_the_per_record_path() -> None:
