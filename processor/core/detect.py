@@ -163,24 +163,19 @@ def decide_event(
     if current is not None:
         if previous is not None:
             return update_event(policy, previous.attributes, current, catalog, context=context)
-        subject = current
-        operation = Operation.ACCOUNT_CREATED
-    elif previous is not None:
-        subject = previous
-        operation = Operation.ACCOUNT_DELETED
-    else:
-        return None
-    if not policy.operation_monitored(operation):
-        return None
-    changes = detect_changes(
-        policy,
-        None if previous is None else previous.attributes,
-        None if current is None else current.attributes,
-        catalog,
-    )
-    if changes.is_empty:
-        return None
-    return build_event(policy, operation, subject, changes, context=context)
+        return _event(
+            policy, Operation.ACCOUNT_CREATED, current, (None, current.attributes), catalog, context
+        )
+    if previous is not None:
+        return _event(
+            policy,
+            Operation.ACCOUNT_DELETED,
+            previous,
+            (previous.attributes, None),
+            catalog,
+            context,
+        )
+    return None
 
 
 def update_event(
@@ -194,12 +189,27 @@ def update_event(
     """:func:`decide_event` of an update, from the previous state's attributes alone: an
     update's event names the current account, so the worker need not rebuild the stored
     one as a model (its attributes, read from trusted state, are the same values)."""
-    if not policy.operation_monitored(Operation.ACCOUNT_UPDATED):
+    views = (previous, current.attributes)
+    return _event(policy, Operation.ACCOUNT_UPDATED, current, views, catalog, context)
+
+
+def _event(
+    policy: SourcePolicy,
+    operation: Operation,
+    subject: Account,
+    views: tuple[Mapping[str, AttributeValue] | None, Mapping[str, AttributeValue] | None],
+    catalog: EntitlementCatalog,
+    context: str,
+) -> Event | None:
+    """The event of ``operation`` on ``subject`` (the account it names), or ``None`` when the
+    operation is not monitored or no monitored attribute changed between ``views`` (the
+    previous and current attributes, ``None`` for no account)."""
+    if not policy.operation_monitored(operation):
         return None
-    changes = detect_changes(policy, previous, current.attributes, catalog)
+    changes = detect_changes(policy, *views, catalog)
     if changes.is_empty:
         return None
-    return build_event(policy, Operation.ACCOUNT_UPDATED, current, changes, context=context)
+    return build_event(policy, operation, subject, changes, context=context)
 
 
 def build_event(

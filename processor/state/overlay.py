@@ -91,23 +91,10 @@ class BatchOverlay:
 
     def viewer(self) -> Callable[[bytes], bytes | memoryview | None]:
         """:meth:`get` as one function, for a loop of reads with no write between them (a run
-        of unchanged records): the pending writes as they are now, then the store's. The
-        store's ``viewer(pending)`` if it has one (:meth:`LmdbStateStore.viewer
-        <processor.state.lmdb_store.LmdbStateStore.viewer>`: a value may be a view, valid
-        until the store's next write: compared and dropped, never kept), else its ``get``."""
-        pending = self._pending
-        make = getattr(self._store, "viewer", None)
-        if make is not None:
-            view: Callable[[bytes], bytes | memoryview | None] = make(pending)
-            return view
-        store_get = self._store.get
-        if not pending:
-            return store_get
-
-        def get(key: bytes) -> bytes | None:
-            return pending[key] if key in pending else store_get(key)
-
-        return get
+        of unchanged records): the pending writes as they are now, then the store's
+        (:meth:`StateReader.viewer <processor.state.store.StateReader.viewer>`: a value may be
+        a view, valid until the store's next write: compared and dropped, never kept)."""
+        return self._store.viewer(self._pending)
 
     def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         """Yield the store's entries under ``prefix`` merged with pending writes, sorted."""

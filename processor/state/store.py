@@ -22,8 +22,9 @@ Every store, on disk or in memory, has the same semantics, checked by the same t
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Protocol
 
 from processor.errors import StateCorruptError, StateError
@@ -46,6 +47,14 @@ class StateReader(Protocol):
 
     def keys(self, prefix: bytes) -> Iterator[bytes]:
         """Yield every key that starts with ``prefix``, sorted, without reading its value."""
+        ...
+
+    def viewer(
+        self, before: Mapping[bytes, bytes | None] = ...
+    ) -> Callable[[bytes], bytes | memoryview | None]:
+        """:meth:`get` as one function for a loop of reads with no write between them, a key
+        of ``before`` (a batch's pending writes) read as it says there. A value may be a view
+        of the store's memory, valid until its next write: compared and dropped, never kept."""
         ...
 
     def count(self, prefix: bytes) -> int:
@@ -159,6 +168,19 @@ class InMemoryStateStore:
     def keys(self, prefix: bytes) -> Iterator[bytes]:
         """Yield every key that starts with ``prefix``, sorted, without reading its value."""
         return iter(self._live().keys_with(prefix))  # a copy: writes cannot break it
+
+    def viewer(
+        self, before: Mapping[bytes, bytes | None] = MappingProxyType({})
+    ) -> Callable[[bytes], bytes | memoryview | None]:
+        """:meth:`get` as one function, ``before`` read first (values are copies here)."""
+        get = self.get
+        if not before:
+            return get
+
+        def view(key: bytes) -> bytes | None:
+            return before[key] if key in before else get(key)
+
+        return view
 
     def count(self, prefix: bytes) -> int:
         """Return how many keys start with ``prefix``."""

@@ -86,8 +86,9 @@ class Present:
 
     def moved(self, base: bytes, key: bytes, new_key: bytes) -> None:
         """``key``'s value may have been put under ``new_key`` too (an account re-keyed)."""
-        if self._keys.get(base) is not None and key in self._keys[base]:
-            self.add(base, new_key)
+        keys = self._keys.get(base)
+        if keys is not None and key in keys:
+            _note(keys, base, new_key)
 
     def rebuild(self, state: BatchOverlay, base: bytes) -> set[bytes]:
         """Index ``base`` afresh: the keys ``state`` shows and every key the batch wrote."""
