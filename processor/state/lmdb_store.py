@@ -64,22 +64,17 @@ from processor.errors import StateCorruptError, StateError
 from processor.state.lmdb_format import (
     CHECKPOINT,
     CHECKPOINT_KEY,
-    CORRUPT_ERRORS,
-    CRC,
     mapped_errors,
     open_env,
-    round_map_size,
-    seal,
     state_error,
     unseal,
 )
+from processor.state.lmdb_writer import Writer, write_growing
 from processor.state.store import MAX_KEY_BYTES, check_key, check_partition, check_writes
 
 # Initial map size. Without writemap the file grows with the data, not with the map, so this
 # only reserves virtual address space; 1 GiB holds ~250k 3 KB values before the first growth.
 DEFAULT_MAP_SIZE_BYTES = 1 << 30
-# Each growth at least doubles the map, so 40 attempts cannot be exhausted by real data.
-_MAX_GROWTHS = 40
 # Scans read this many entries per chunk: a chunk is read whole before it is yielded, so a
 # write between two yields (which ends the read transaction) can only fall between chunks.
 SCAN_CHUNK = 256
@@ -105,6 +100,11 @@ class LmdbStateStore:
         self._reader: Any = None
         # Its twin whose reads are views of the map (see ``viewer``), begun and ended with it.
         self._viewer: Any = None
+        self._writer = Writer(env, (data, meta), store_id)
+        # The writes of the last apply (and its checkpoint), read over the read snapshot
+        # until the next apply renews it: the writer may not have committed them yet.
+        self._pending: dict[bytes, bytes | None] = {}
+        self._pending_checkpoint: int | None = None
         self.store_id = store_id
 
     @classmethod
@@ -142,13 +142,15 @@ class LmdbStateStore:
     def _live(self) -> Any:
         if self._closed:
             raise StateError("state store is closed")
+        if self._writer.failed is not None:
+            raise self._writer.failure()
         return self._env
 
     def _read(self) -> Any:
         """The read transaction of the store as it is now: begun at the first read after a
         write (or open) and kept for every read until the next write or the close."""
         txn = self._reader
-        if txn is None:
+        if txn is None or self._writer.failed is not None:
             env = self._live()
             try:
                 txn = self._reader = env.begin(db=self._data)
@@ -165,10 +167,13 @@ class LmdbStateStore:
     def get(self, key: bytes) -> bytes | None:
         """Return the value stored under ``key``, or ``None``."""
         txn = self._reader
-        if txn is None:
+        if txn is None or self._writer.failed is not None:
             txn = self._read()
         if type(key) is not bytes or not 0 < len(key) <= MAX_KEY_BYTES:
             check_key(key)  # raises, unless a subclass of bytes
+        pending = self._pending
+        if key in pending:
+            return pending[key]
         try:
             stored: bytes | None = txn.get(key)
         except lmdb.Error as exc:
@@ -184,17 +189,19 @@ class LmdbStateStore:
         (it then points at freed pages), so compared and dropped, never kept (``bytes()`` of
         it is). A key of ``before`` (a batch's pending writes) reads as it says there."""
         txn = self._viewer
+        self._read()  # checked live (and begun, for the viewer's twin)
         if txn is None:
-            self._read()  # the same snapshot as ``get``'s: begun (or checked live) first
             try:
                 txn = self._viewer = self._env.begin(db=self._data, buffers=True)
             except lmdb.Error as exc:
                 raise state_error(exc, "read") from exc
-        txn_get = txn.get
+        txn_get, pending = txn.get, self._pending
 
         def view(key: bytes) -> bytes | memoryview | None:
             if key in before:
                 return before[key]
+            if key in pending:
+                return pending[key]
             if type(key) is not bytes or not 0 < len(key) <= MAX_KEY_BYTES:
                 check_key(key)  # raises, unless a subclass of bytes
             try:
@@ -228,6 +235,7 @@ class LmdbStateStore:
         after: bytes | None = None
         under = methodcaller("startswith", prefix)
         while True:
+            self._settle_reads()
             try:
                 cursor = self._cursor(prefix, after)
                 if cursor is None:
@@ -255,67 +263,74 @@ class LmdbStateStore:
         return cursor
 
     def count(self, prefix: bytes) -> int:
-        """Return how many keys start with ``prefix``."""
+        """Return how many keys start with ``prefix``.
+
+        All of them without waiting for the writer: the snapshot's count, corrected by the
+        pending writes as that snapshot has them (each read in the same snapshot)."""
         if prefix:
             self._live()
             return sum(map(len, self._key_chunks(prefix, KEYS_CHUNK)))
         txn = self._read()
         with mapped_errors("count"):
             entries: int = txn.stat(self._data)["entries"]
+            for key, value in self._pending.items():
+                entries += (value is not None) - (txn.get(key) is not None)
         return entries
 
     def apply(self, writes: Mapping[bytes, bytes | None], checkpoint: int | None) -> None:
         """Atomically apply puts (``bytes``), deletes (``None``) and, if given, the checkpoint.
 
-        On ``MapFullError`` the transaction is aborted, the map grown and the whole
-        transaction retried, so growth is invisible to the caller.
+        Validated here, then handed to the writer thread (the previous apply waited for
+        first): every read sees them at once, the disk a moment later (see module doc).
+        A map too small is grown and the write retried, invisible to the caller.
         """
-        env = self._live()
+        self._live()
         items = check_writes(writes, checkpoint)
-        self._end_read()  # its snapshot is about to be stale, and growth needs no reader
-        for _ in range(_MAX_GROWTHS):
+        self._settle()
+        self._end_read()  # its snapshot is about to be stale
+        self._pending, self._pending_checkpoint = dict(items), checkpoint
+        self._writer.submit(items, checkpoint)
+
+    def flush(self) -> None:
+        """Wait until the last apply is written; raise its error if it failed."""
+        self._live()
+        self._settle_reads()
+
+    def _settle(self) -> bool:
+        """Wait for the apply in flight, if any (whether there was one); one that did not
+        fit in the map is written here, the map grown first, with no read open (LMDB's
+        rule for growth)."""
+        written = self._writer.wait()
+        if written is False:
+            self._end_read()
+            items = list(self._pending.items())
             try:
-                self._write(env, items, checkpoint)
-                return
-            except lmdb.MapFullError:
-                self._grow(env, items)
-        raise StateError("state store map could not grow enough for one apply")
+                write_growing(self._env, (self._data, self._meta), items, self._pending_checkpoint)
+            except StateError as exc:
+                self._writer.fail(exc)
+                raise
+        return written is not None
 
-    def _write(
-        self, env: Any, items: list[tuple[bytes, bytes | None]], checkpoint: int | None
-    ) -> None:
-        try:
-            with env.begin(write=True) as txn:
-                for key, value in items:
-                    if value is None:
-                        txn.delete(key, db=self._data)
-                    else:
-                        txn.put(key, seal(key, value), db=self._data)
-                if checkpoint is not None:
-                    raw = seal(CHECKPOINT_KEY, CHECKPOINT.pack(checkpoint))
-                    txn.put(CHECKPOINT_KEY, raw, db=self._meta)
-        except lmdb.MapFullError:
-            raise
-        except CORRUPT_ERRORS as exc:
-            raise StateCorruptError(f"state store is damaged (apply): {exc}") from exc
-        except lmdb.Error as exc:
-            raise StateError(f"state store failed (apply): {exc}") from exc
-
-    def _grow(self, env: Any, items: list[tuple[bytes, bytes | None]]) -> None:
-        current: int = env.info()["map_size"]
-        batch = sum(len(k) + len(v or b"") + CRC.size for k, v in items)
-        with mapped_errors("grow map"):
-            env.set_mapsize(round_map_size(max(2 * current, current + 2 * batch)))
+    def _settle_reads(self) -> None:
+        """:meth:`_settle`; after an apply in flight, the reads of values that are copied
+        (``get``, scans, counts) go on in a snapshot that has it. The viewer's snapshot,
+        whose views may still be held, stays until the next apply."""
+        if self._settle() and self._reader is not None:
+            self._reader.abort()
+            self._reader = None
 
     @property
     def map_size_bytes(self) -> int:
         """The current size of the memory map (grows on demand)."""
-        size: int = self._live().info()["map_size"]
+        self.flush()  # the apply in flight may grow it
+        size: int = self._env.info()["map_size"]
         return size
 
     def checkpoint(self) -> int | None:
         """Return the next changelog offset to read, or ``None`` if never set."""
         txn = self._read()
+        if self._pending_checkpoint is not None:
+            return self._pending_checkpoint
         with mapped_errors("checkpoint"):
             raw: bytes | None = txn.get(CHECKPOINT_KEY, db=self._meta)
         if raw is None:
@@ -332,8 +347,12 @@ class LmdbStateStore:
             return
         self._closed = True
         try:
-            self._end_read()
-            self._env.close()
+            try:
+                self._settle()  # the apply in flight is written before the file is closed
+            finally:
+                self._writer.close()
+                self._end_read()
+                self._env.close()
         finally:
             with _open_lock:
                 _open_paths.discard(self._key)

@@ -73,6 +73,11 @@ class StateStore(StateReader, Protocol):
         """Return the next changelog offset to read, or ``None`` if never set."""
         ...
 
+    def flush(self) -> None:
+        """Wait until every apply is written (an apply may return before); raise the error
+        of one that failed. ``close`` flushes first."""
+        ...
+
     def close(self) -> None:
         """Release the store; further calls raise ``StateError``. Idempotent."""
         ...
@@ -206,6 +211,10 @@ class InMemoryStateStore:
     def checkpoint(self) -> int | None:
         """Return the next changelog offset to read, or ``None`` if never set."""
         return self._live().checkpoint
+
+    def flush(self) -> None:
+        """Nothing to wait for: every apply is done when it returns."""
+        self._live()
 
     def close(self) -> None:
         """Release the store; further calls raise ``StateError``. Idempotent."""

@@ -419,7 +419,8 @@ def test_killed_writer_leaves_whole_batches(tmp_path: Path) -> None:
     s = open_store(tmp_path, "acc", 0)
     try:
         checkpoint = s.checkpoint()
-        assert checkpoint is not None and checkpoint >= 5
+        # An apply returns before it is written, but only once the one before it is.
+        assert checkpoint is not None and checkpoint >= 4
         tag = str(checkpoint - 1).encode().rjust(8, b"0")
         assert s.count(b"") == 300
         assert all(value == tag * 400 for _, value in s.scan(b""))
