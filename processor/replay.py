@@ -30,9 +30,9 @@ Everything is checked before anything is replayed: bad input raises
 leaves the state untouched. Each record is decided as the worker decides it
 (:func:`~processor.worker.decision.decide_record`): one the worker would dead-letter (its
 decision failed) stops the replay with ``FILE:LINE`` and the worker's reason. Events are
-written as JSON Lines, batch by batch, each batch before its state is stored: an interrupted
-run, run again, may repeat the last batch's events (with the same deterministic ids), never
-lose one.
+written as JSON Lines, batch by batch, each batch before its state is stored (the store
+writes it while the next batch is decided): a killed run, run again, may repeat the last two
+batches' events (with the same deterministic ids), never lose one.
 """
 
 from __future__ import annotations

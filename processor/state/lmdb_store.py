@@ -6,10 +6,20 @@ metadata record with a magic string, the format version and the store id, plus t
 checkpoint as 8 big-endian bytes). Puts, deletes and the checkpoint of one ``apply`` are one
 LMDB write transaction, so a crash leaves all or none of them.
 
+Applies are written on a thread of the store's own (:mod:`processor.state.lmdb_writer`):
+``apply`` validates the writes, waits for the previous apply, hands this one over and
+returns; LMDB writes and fsyncs (without the GIL) while the worker decides its next batch.
+``flush``, ``close``, scans and keys walks wait for it. A write that fails there raises
+its error from the store's next call, and every later call but ``close`` refuses (the
+worker stops, as on any failed apply). A crash with an apply in flight loses it whole,
+checkpoint included: the worker commits a batch in Kafka before applying its state, so the
+changelog from the store's checkpoint holds what was lost (up to two batches: the one in
+flight and the one committed meanwhile), and the restore reads it again.
+
 Durability flags, and why: ``sync=True, metasync=False`` (fsync the data pages on every
 commit, the meta page only with the next one). ``apply`` runs once per committed Kafka
-transaction (a batch), so the fsync cost is paid per batch, not per record. ``sync=False``
-would allow a machine crash to *corrupt* the file (LMDB's own warning), forcing a full
+transaction (a batch), so the fsync cost is paid per batch, not per record, and on the
+writer thread, beside the next batch's work. ``sync=False`` would allow a machine crash to *corrupt* the file (LMDB's own warning), forcing a full
 rebuild of millions of 3 KB values from the changelog; ``metasync=False`` can only lose the
 last commit, and the checkpoint goes with it, so the restore reads that batch again from the
 changelog. It halves the fsyncs of a commit (20 puts: median 5.0-11.9 ms -> 3.2-3.4 ms on the
@@ -33,16 +43,20 @@ the key order and the entry count. A child that finds damage, crashes or hangs m
 one sequential read of the store per open (pass ``verify=False`` to skip it where the file
 is known good).
 
-Reads share one read transaction: the first read after the open or a write begins it, and
-every read uses it until the next ``apply`` (which ends it before its write transaction, so
-that no read sees a state older than the last apply, no reader pins the pages that write
-frees, and the map can grow) or the close. A get is then a lookup and a checksum, not a
-transaction per call. Scans read in chunks, each whole before it is yielded, so a write
-between two yields is seen from the next chunk on. ``keys`` walks the keys without copying
-or checking values: a value is checked when it is read.
+Reads share one read transaction: the first read after the open or an apply begins it, and
+every read uses it until the next ``apply`` (which ends it before handing its writes over,
+so that no reader pins the pages that write frees for longer than a batch) or the close.
+A get is then a lookup and a checksum, not a transaction per call. The snapshot may predate
+the last apply (in flight), so its writes are kept and read first (``get``, the viewer,
+``count``, ``checkpoint``): every read sees the state as of the last apply. Scans and walks,
+after waiting, read a new snapshot; the viewer's stays until the next apply (its views may
+be held until then). An apply too big for the map is aborted on the writer thread and
+written by the next call that waits for it, the map grown first with no read open. Scans
+read in chunks, each whole before it is yielded, so a write between two yields is seen from
+the next chunk on. ``keys`` walks the keys without copying or checking values.
 
-Not thread-safe: use each store from one thread. Opening the same directory twice in one
-process is refused (LMDB forbids it).
+Not thread-safe: use each store from one thread (its writer thread is its own). Opening the
+same directory twice in one process is refused (LMDB forbids it).
 """
 
 from __future__ import annotations

@@ -12,7 +12,13 @@ The order, and why:
    changelog offset reached. State is never persisted ahead of the output it implies (the
    KIP-557 lesson): if the worker dies between 3 and 4, the restore on start replays the
    changelog from the store's checkpoint and the store catches up; if it dies before 3,
-   nothing happened.
+   nothing happened. The LMDB store writes an apply on a thread of its own while the next
+   batch is decided (its reads see the apply at once; the next apply, a revoke and the
+   close wait for it), so a worker that dies may have lost the local state of two batches
+   committed in Kafka, the one being written and the one committed meanwhile: the restore
+   reads both again from the changelog, as it reads one. A write that fails raises from
+   the store's next call: inside the next batch, which is aborted, or at the next commit,
+   after its Kafka transaction (as a failed apply always did); the worker then stops.
 
 In at-least-once mode step 3 is a flush followed by a commit of the offsets on the
 consumer; a crash in between re-emits events with the same deterministic ids.
