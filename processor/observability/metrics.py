@@ -71,7 +71,8 @@ class Metrics:
         )
         self.state_keys = Gauge(
             "ncd_state_keys",
-            "Keys in the local state store, per partition",
+            "Keys in the local state store, per partition, as of its last apply written to"
+            " disk (the state of the batch before the last, while the last is being written)",
             ["partition"],
             registry=r,
         )
@@ -137,7 +138,7 @@ class Metrics:
             self.consumer_lag.labels(partition=str(partition)).set(behind)
 
     def state_size(self, partition: int, keys: int) -> None:
-        """Set the key count of a partition's store."""
+        """Set the key count of a partition's store (as last written)."""
         self.state_keys.labels(partition=str(partition)).set(keys)
 
     def restoring(self, partition: int, applied: int, remaining: int) -> None:

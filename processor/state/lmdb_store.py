@@ -9,7 +9,7 @@ LMDB write transaction, so a crash leaves all or none of them.
 Applies are written on a thread of the store's own (:mod:`processor.state.lmdb_writer`):
 ``apply`` validates the writes, waits for the previous apply, hands this one over and
 returns; LMDB writes and fsyncs (without the GIL) while the worker decides its next batch.
-``flush``, ``close``, scans and keys walks wait for it. A write that fails there raises
+``flush``, ``close``, scans, walks and counts wait for it. A write that fails there raises
 its error from the store's next call, and every later call but ``close`` refuses (the
 worker stops, as on any failed apply). A crash with an apply in flight loses it whole,
 checkpoint included: the worker commits a batch in Kafka before applying its state, so the
@@ -19,14 +19,14 @@ flight and the one committed meanwhile), and the restore reads it again.
 Durability flags, and why: ``sync=True, metasync=False`` (fsync the data pages on every
 commit, the meta page only with the next one). ``apply`` runs once per committed Kafka
 transaction (a batch), so the fsync cost is paid per batch, not per record, and on the
-writer thread, beside the next batch's work. ``sync=False`` would allow a machine crash to *corrupt* the file (LMDB's own warning), forcing a full
-rebuild of millions of 3 KB values from the changelog; ``metasync=False`` can only lose the
-last commit, and the checkpoint goes with it, so the restore reads that batch again from the
-changelog. It halves the fsyncs of a commit (20 puts: median 5.0-11.9 ms -> 3.2-3.4 ms on the
-shared machine; the state commit was 4-24 % of the worker's profile on Apache Kafka).
-``writemap=False`` so that a stray write through the map cannot damage the file
-and the file grows only with data, not with ``map_size``. ``readahead=False`` because the
-access pattern is random gets on a file that may be larger than RAM (LMDB's advice).
+writer thread, beside the next batch's work. ``sync=False`` would allow a machine crash to
+*corrupt* the file (LMDB's own warning), forcing a full rebuild of millions of 3 KB values
+from the changelog; ``metasync=False`` can only lose the last commit, and the checkpoint goes
+with it, so the restore reads that batch again from the changelog. It halves the fsyncs of a
+commit (20 puts: median 5.0-11.9 ms -> 3.2-3.4 ms on the shared machine; the state commit
+was 4-24 % of the worker's profile on Apache Kafka). ``writemap=False`` so that a stray
+write through the map cannot damage the file and the file grows only with data.
+``readahead=False``: random gets on a file that may be larger than RAM (LMDB's advice).
 
 Detected on open, as :class:`~processor.errors.StateCorruptError`: a file that is not LMDB
 (garbage or an unsupported LMDB version), an empty or truncated ``data.mdb`` (shorter than
@@ -48,7 +48,7 @@ every read uses it until the next ``apply`` (which ends it before handing its wr
 so that no reader pins the pages that write frees for longer than a batch) or the close.
 A get is then a lookup and a checksum, not a transaction per call. The snapshot may predate
 the last apply (in flight), so its writes are kept and read first (``get``, the viewer,
-``count``, ``checkpoint``): every read sees the state as of the last apply. Scans and walks,
+``checkpoint``): every read sees the state as of the last apply. Scans, walks and counts,
 after waiting, read a new snapshot; the viewer's stays until the next apply (its views may
 be held until then). An apply too big for the map is aborted on the writer thread and
 written by the next call that waits for it, the map grown first with no read open. Scans
@@ -277,19 +277,20 @@ class LmdbStateStore:
         return cursor
 
     def count(self, prefix: bytes) -> int:
-        """Return how many keys start with ``prefix``.
-
-        All of them without waiting for the writer: the snapshot's count, corrected by the
-        pending writes as that snapshot has them (each read in the same snapshot)."""
+        """Return how many keys start with ``prefix`` (:meth:`stored_entries` waits for none)."""
+        self._live()
         if prefix:
-            self._live()
             return sum(map(len, self._key_chunks(prefix, KEYS_CHUNK)))
-        txn = self._read()
+        self._settle_reads()
         with mapped_errors("count"):
-            entries: int = txn.stat(self._data)["entries"]
-            for key, value in self._pending.items():
-                entries += (value is not None) - (txn.get(key) is not None)
+            entries: int = self._read().stat(self._data)["entries"]
         return entries
+
+    def stored_entries(self) -> int:
+        """How many keys the store held when its last apply was written (cheap: no wait)."""
+        self._live()
+        entries = self._writer.entries
+        return self.count(b"") if entries is None else entries
 
     def apply(self, writes: Mapping[bytes, bytes | None], checkpoint: int | None) -> None:
         """Atomically apply puts (``bytes``), deletes (``None``) and, if given, the checkpoint.
@@ -319,7 +320,9 @@ class LmdbStateStore:
             self._end_read()
             items = list(self._pending.items())
             try:
-                write_growing(self._env, (self._data, self._meta), items, self._pending_checkpoint)
+                self._writer.entries = write_growing(
+                    self._env, (self._data, self._meta), items, self._pending_checkpoint
+                )
             except StateError as exc:
                 self._writer.fail(exc)
                 raise

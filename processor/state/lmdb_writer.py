@@ -42,8 +42,9 @@ Items = list[tuple[bytes, bytes | None]]
 _MAX_GROWTHS = 40
 
 
-def write(env: Any, dbs: tuple[Any, Any], items: Items, checkpoint: int | None) -> None:
-    """One write transaction of ``items`` into ``dbs`` (data, meta) and the checkpoint.
+def write(env: Any, dbs: tuple[Any, Any], items: Items, checkpoint: int | None) -> int:
+    """One write transaction of ``items`` into ``dbs`` (data, meta) and the checkpoint;
+    returns how many entries the data then holds.
 
     ``lmdb.MapFullError`` passes through (nothing is written); any other LMDB error is a
     ``StateCorruptError`` or ``StateError``.
@@ -59,23 +60,24 @@ def write(env: Any, dbs: tuple[Any, Any], items: Items, checkpoint: int | None) 
             if checkpoint is not None:
                 raw = seal(CHECKPOINT_KEY, CHECKPOINT.pack(checkpoint))
                 txn.put(CHECKPOINT_KEY, raw, db=meta)
+            entries: int = txn.stat(data)["entries"]
     except lmdb.MapFullError:
         raise
     except CORRUPT_ERRORS as exc:
         raise StateCorruptError(f"state store is damaged (apply): {exc}") from exc
     except lmdb.Error as exc:
         raise StateError(f"state store failed (apply): {exc}") from exc
+    return entries
 
 
-def write_growing(env: Any, dbs: tuple[Any, Any], items: Items, checkpoint: int | None) -> None:
+def write_growing(env: Any, dbs: tuple[Any, Any], items: Items, checkpoint: int | None) -> int:
     """:func:`write`, growing the map and trying again while it does not fit.
 
     Only while this process has no transaction of ``env`` open (LMDB's rule for growth).
     """
     for _ in range(_MAX_GROWTHS):
         try:
-            write(env, dbs, items, checkpoint)
-            return
+            return write(env, dbs, items, checkpoint)
         except lmdb.MapFullError:
             current: int = env.info()["map_size"]
             batch = sum(len(k) + len(v or b"") + CRC.size for k, v in items)
@@ -96,6 +98,9 @@ class Writer:
         #: The error of a failed write (set by the writer thread), for every later call.
         self.failed: StateError | None = None
         self._reported = False
+        #: How many entries the data held after the last write committed (``None``: no
+        #: write yet).
+        self.entries: int | None = None
 
     def submit(self, items: Items, checkpoint: int | None) -> None:
         """Hand a write over (the previous one must have been waited for: :meth:`wait`)."""
@@ -105,7 +110,7 @@ class Writer:
     def _attempt(self, items: Items, checkpoint: int | None) -> bool:
         """On the writer thread: write; ``False`` if the map is full (nothing written)."""
         try:
-            write(self._env, self._dbs, items, checkpoint)
+            self.entries = write(self._env, self._dbs, items, checkpoint)
         except lmdb.MapFullError:
             return False
         except StateError as exc:

@@ -78,6 +78,11 @@ class StateStore(StateReader, Protocol):
         of one that failed. ``close`` flushes first."""
         ...
 
+    def stored_entries(self) -> int:
+        """How many keys the store held when its last apply was *written* (an apply still
+        being written is not counted): for metrics, without waiting for the writer."""
+        ...
+
     def close(self) -> None:
         """Release the store; further calls raise ``StateError``. Idempotent."""
         ...
@@ -215,6 +220,10 @@ class InMemoryStateStore:
     def flush(self) -> None:
         """Nothing to wait for: every apply is done when it returns."""
         self._live()
+
+    def stored_entries(self) -> int:
+        """How many keys the store holds (every apply is written when it returns)."""
+        return len(self._live().items)
 
     def close(self) -> None:
         """Release the store; further calls raise ``StateError``. Idempotent."""

@@ -159,7 +159,7 @@ class Partitions:
             self._registry, hold_s=s.provisioning_hold_s, max_record_bytes=s.max_record_bytes
         )
         self.ready[number] = Partition(store, processor)
-        self._metrics.state_size(number, store.count(b""))
+        self._metrics.state_size(number, store.stored_entries())
         self._resume.update(tps)
         self.resume(consumer)
 

@@ -632,3 +632,12 @@ def test_lmdb_viewer_detects_a_damaged_value(tmp_path: Path) -> None:
             store.get(b"a")
     finally:
         store.close()
+
+
+def test_flush_then_stored_entries_count_every_apply(store: StateStore) -> None:
+    """Once flushed, the store's cheap key count is its count of every key."""
+    assert store.stored_entries() == 0
+    store.apply({b"a": b"1", b"b": b"1"}, 1)
+    store.apply({b"a": None, b"c": b"2", b"d": b"2"}, 2)
+    store.flush()
+    assert store.stored_entries() == store.count(b"") == 3
