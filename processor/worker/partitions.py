@@ -22,6 +22,7 @@ from typing import Protocol
 import structlog
 
 from processor.config import Settings
+from processor.errors import StateError
 from processor.observability.aggregations import AggregationTracker
 from processor.observability.metrics import Metrics
 from processor.state.store import StateStore, StoreFactory
@@ -185,9 +186,15 @@ class Partitions:
             entry.store.close()
 
     def close_all(self, restorer: Restorer | None) -> None:
-        """Close every store: ready, restoring or waiting to restore."""
-        for number in list(self.ready):
-            self.close(number)
-        if restorer is not None:
-            for store in restorer.stores():
+        """Close every store: ready, restoring or waiting to restore. Each close waits for
+        the store's last apply; the first that failed is raised once all are closed."""
+        stores = [self.ready.pop(number).store for number in list(self.ready)]
+        stores += restorer.stores() if restorer is not None else []
+        failed: StateError | None = None
+        for store in stores:
+            try:
                 store.close()
+            except StateError as exc:
+                failed = failed or exc
+        if failed is not None:
+            raise failed

@@ -5,15 +5,26 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 import processor.state.lmdb_writer as lmdb_writer
 from processor.errors import StateCorruptError, StateError
+from processor.observability.aggregations import AggregationTracker
+from processor.observability.metrics import Metrics
 from processor.runner import Runner
-from processor.state import LmdbStateStore, LmdbStoreFactory, open_store
+from processor.state import (
+    InMemoryStateStore,
+    InMemoryStoreFactory,
+    LmdbStateStore,
+    LmdbStoreFactory,
+    open_store,
+)
 from processor.transport import TP
+from processor.worker.partition import PartitionProcessor
+from processor.worker.partitions import Partition, Partitions
+from processor.worker.registry import SourceRegistry
 from tests.unit.conftest import make_account, make_source
 from tests.unit.memory_worker import MemoryWorker
 
@@ -242,3 +253,26 @@ def test_a_worker_killed_with_applies_in_flight_restores_the_same_state(
         assert store.checkpoint() == worker.broker.end_offset(TP(s.topic_changelog, 0))
     finally:
         store.close()
+
+
+class FailingClose(InMemoryStateStore):
+    """A store whose last write failed: its close raises that failure."""
+
+    def close(self) -> None:
+        super().close()
+        raise StateError("state store failed (apply): No space left on device")
+
+
+def test_the_workers_close_closes_every_store_and_raises_a_failed_write(tmp_path: Path) -> None:
+    """A store whose close reports a failed write does not keep the other stores open: all
+    are closed, then its error is raised."""
+    worker = MemoryWorker(tmp_path)
+    partitions = Partitions(
+        worker.settings, InMemoryStoreFactory(), SourceRegistry(), Metrics(), AggregationTracker()
+    )
+    stores = [InMemoryStateStore(), FailingClose(), InMemoryStateStore()]
+    for number, store in enumerate(stores):
+        partitions.ready[number] = Partition(store, cast(PartitionProcessor, None))
+    with pytest.raises(StateError, match="No space left"):
+        partitions.close_all(None)
+    assert all(store.closed for store in stores) and not partitions.ready
