@@ -203,8 +203,8 @@ class LmdbStateStore:
         (it then points at freed pages), so compared and dropped, never kept (``bytes()`` of
         it is). A key of ``before`` (a batch's pending writes) reads as it says there."""
         txn = self._viewer
-        self._read()  # checked live (and begun, for the viewer's twin)
-        if txn is None:
+        if txn is None or self._writer.failed is not None:
+            self._read()  # the same snapshot as ``get``'s: begun (or checked live) first
             try:
                 txn = self._viewer = self._env.begin(db=self._data, buffers=True)
             except lmdb.Error as exc:
