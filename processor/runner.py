@@ -231,9 +231,6 @@ class Runner:
             raise
         duration_s = self._clock.monotonic() - started
         self._tallies.committed(tally, duration_s=duration_s, commit_s=commit_s)
-        for partition in overlays:
-            store = self._partitions.ready[partition].store
-            self.metrics.state_size(partition, store.stored_entries())
 
     # ------------------------------------------------------------------ start and stop
 

@@ -71,8 +71,8 @@ class Metrics:
         )
         self.state_keys = Gauge(
             "ncd_state_keys",
-            "Keys in the local state store, per partition, as of its last apply written to"
-            " disk (the state of the batch before the last, while the last is being written)",
+            "Keys in the local state store, per partition, as of its last batch written to disk"
+            " (read when scraped; a batch being written is counted once it is)",
             ["partition"],
             registry=r,
         )
@@ -137,9 +137,10 @@ class Metrics:
         for partition, behind in per_partition.items():
             self.consumer_lag.labels(partition=str(partition)).set(behind)
 
-    def state_size(self, partition: int, keys: int) -> None:
-        """Set the key count of a partition's store (as last written)."""
-        self.state_keys.labels(partition=str(partition)).set(keys)
+    def state_size(self, partition: int, keys: Callable[[], float]) -> None:
+        """Count a partition's store keys with ``keys`` whenever scraped (from the scraping
+        thread: ``keys`` must be safe there)."""
+        self.state_keys.labels(partition=str(partition)).set_function(keys)
 
     def restoring(self, partition: int, applied: int, remaining: int) -> None:
         """Count ``applied`` restored records; ``remaining`` offsets are left."""

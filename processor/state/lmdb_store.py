@@ -114,9 +114,10 @@ class LmdbStateStore:
         self._reader: Any = None
         # Its twin whose reads are views of the map (see ``viewer``), begun and ended with it.
         self._viewer: Any = None
-        self._writer = Writer(env, (data, meta), store_id)
-        # The writes of the last apply (and its checkpoint), read over the read snapshot
-        # until the next apply renews it: the writer may not have committed them yet.
+        with mapped_errors("count"), env.begin(db=data) as txn:
+            entries: int = txn.stat(data)["entries"]
+        self._writer = Writer(env, (data, meta), store_id, entries)
+        # The last apply's writes and checkpoint, read first until the next apply (in flight).
         self._pending: dict[bytes, bytes | None] = {}
         self._pending_checkpoint: int | None = None
         self.store_id = store_id
@@ -145,13 +146,16 @@ class LmdbStateStore:
             if key in _open_paths:
                 raise StateError(f"state store {store_id} is already open in this process")
             _open_paths.add(key)
+        env = None
         try:
             env, data, meta = open_env(directory, map_size_bytes, store_id, verify)
+            return cls(env, data, meta, key, store_id)
         except BaseException:
+            if env is not None:
+                env.close()
             with _open_lock:
                 _open_paths.discard(key)
             raise
-        return cls(env, data, meta, key, store_id)
 
     def _live(self) -> Any:
         if self._closed:
@@ -287,10 +291,8 @@ class LmdbStateStore:
         return entries
 
     def stored_entries(self) -> int:
-        """How many keys the store held when its last apply was written (cheap: no wait)."""
-        self._live()
-        entries = self._writer.entries
-        return self.count(b"") if entries is None else entries
+        """How many keys the store held when its last apply was written (any thread)."""
+        return self._writer.entries
 
     def apply(self, writes: Mapping[bytes, bytes | None], checkpoint: int | None) -> None:
         """Atomically apply puts (``bytes``), deletes (``None``) and, if given, the checkpoint.
@@ -312,9 +314,8 @@ class LmdbStateStore:
         self._settle_reads()
 
     def _settle(self) -> bool:
-        """Wait for the apply in flight, if any (whether there was one); one that did not
-        fit in the map is written here, the map grown first, with no read open (LMDB's
-        rule for growth)."""
+        """Wait for the apply in flight, if any (whether there was one); one too big for the
+        map is written here, the map grown first with no read open (LMDB's rule)."""
         written = self._writer.wait()
         if written is False:
             self._end_read()
@@ -329,9 +330,8 @@ class LmdbStateStore:
         return written is not None
 
     def _settle_reads(self) -> None:
-        """:meth:`_settle`; after an apply in flight, the reads of values that are copied
-        (``get``, scans, counts) go on in a snapshot that has it. The viewer's snapshot,
-        whose views may still be held, stays until the next apply."""
+        """:meth:`_settle`; then the copying reads (``get``, scans, counts) go on in a
+        snapshot that has it; the viewer's (its views may be held) stays to the next apply."""
         if self._settle() and self._reader is not None:
             self._reader.abort()
             self._reader = None

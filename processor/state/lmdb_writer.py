@@ -89,7 +89,7 @@ def write_growing(env: Any, dbs: tuple[Any, Any], items: Items, checkpoint: int 
 class Writer:
     """The write transactions of one environment, one at a time on a thread of its own."""
 
-    def __init__(self, env: Any, dbs: tuple[Any, Any], name: str) -> None:
+    def __init__(self, env: Any, dbs: tuple[Any, Any], name: str, entries: int) -> None:
         self._env = env
         self._dbs = dbs
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"state-{name}")
@@ -98,9 +98,9 @@ class Writer:
         #: The error of a failed write (set by the writer thread), for every later call.
         self.failed: StateError | None = None
         self._reported = False
-        #: How many entries the data held after the last write committed (``None``: no
-        #: write yet).
-        self.entries: int | None = None
+        #: How many entries the data held after the last write committed (read by any
+        #: thread: an int, replaced whole).
+        self.entries = entries
 
     def submit(self, items: Items, checkpoint: int | None) -> None:
         """Hand a write over (the previous one must have been waited for: :meth:`wait`)."""

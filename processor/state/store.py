@@ -80,7 +80,8 @@ class StateStore(StateReader, Protocol):
 
     def stored_entries(self) -> int:
         """How many keys the store held when its last apply was *written* (an apply still
-        being written is not counted): for metrics, without waiting for the writer."""
+        being written is not counted yet): for metrics, so it never waits and may be asked
+        from another thread, also after the close (the last figure)."""
         ...
 
     def close(self) -> None:
@@ -223,7 +224,7 @@ class InMemoryStateStore:
 
     def stored_entries(self) -> int:
         """How many keys the store holds (every apply is written when it returns)."""
-        return len(self._live().items)
+        return len(self._table.items)
 
     def close(self) -> None:
         """Release the store; further calls raise ``StateError``. Idempotent."""

@@ -159,8 +159,9 @@ class Partitions:
         processor = PartitionProcessor(
             self._registry, hold_s=s.provisioning_hold_s, max_record_bytes=s.max_record_bytes
         )
-        self.ready[number] = Partition(store, processor)
-        self._metrics.state_size(number, store.stored_entries())
+        entry = self.ready[number] = Partition(store, processor)
+        # Read when scraped: the store as it is then (a rebuild may replace it).
+        self._metrics.state_size(number, lambda: entry.store.stored_entries())
         self._resume.update(tps)
         self.resume(consumer)
 

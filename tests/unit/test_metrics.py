@@ -96,7 +96,7 @@ def test_lag_adds_both_input_topics_per_partition_and_forget_drops_series() -> N
     """Lag of co-partitioned topics adds up per partition; a revoked partition's series go."""
     metrics = Metrics()
     metrics.lag({TP("aggs", 0): 5, TP("prov", 0): 2, TP("aggs", 1): 0})
-    metrics.state_size(0, 9)
+    metrics.state_size(0, lambda: 9)
     metrics.restoring(0, 3, 4)
     assert value(metrics, "ncd_consumer_lag", partition="0") == 7
     assert value(metrics, "ncd_consumer_lag", partition="1") == 0
