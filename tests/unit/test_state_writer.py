@@ -111,6 +111,30 @@ def test_reads_see_an_apply_still_in_flight(store: LmdbStateStore, gate: Gate) -
     assert (store.count(b""), store.count(b"c"), store.stored_entries()) == (4, 1, 4)
 
 
+def test_the_key_gauge_counts_what_the_writer_wrote_when_scraped(
+    store: LmdbStateStore, gate: Gate
+) -> None:
+    """ncd_state_keys is read at the scrape: the keys of the last write transaction, an
+    apply in flight counted once written, without the worker setting it again."""
+    metrics = Metrics()
+    metrics.state_size(0, store.stored_entries)
+
+    def scraped() -> float | None:
+        return metrics.registry.get_sample_value("ncd_state_keys", {"partition": "0"})
+
+    assert scraped() == 0
+    store.apply({b"a": b"1", b"b": b"1"}, 1)
+    store.flush()
+    assert scraped() == 2
+    gate.close()
+    store.apply({b"c": b"2"}, 2)
+    assert gate.entered.wait(timeout=60)
+    assert scraped() == 2
+    gate.open()
+    store.flush()
+    assert scraped() == 3
+
+
 def test_flush_and_close_wait_for_the_apply_in_flight(tmp_path: Path, gate: Gate) -> None:
     """flush returns, and close closes the file, only once the writer has written."""
     store = open_store(tmp_path, "acc", 0)
