@@ -127,12 +127,15 @@ def test_a_carried_read_is_used_only_for_its_source_and_key() -> None:
 _HEADS = st.fixed_dictionaries(
     {"nativeIdentity": st.sampled_from(["CN=a", "cn=\u00e9"])},
     optional={
+        "id": st.sampled_from([None, "a-1", ""]),
         "uuid": st.sampled_from([None, "u-1"]),
         "name": st.sampled_from([None, "A", ""]),
         "correlated": st.sampled_from([True, False, None, 1, 0, "true"]),
         "identity": st.sampled_from(
             [None, {"id": "i1"}, {"id": "i1", "email": ""}, {"id": "i1", "email": None}]
         ),
+        "disabled": st.sampled_from([True, False, None, 1]),
+        "locked": st.sampled_from([True, None, 0]),
         "extra": st.sampled_from([None, 1, "x"]),
     },
 )
