@@ -97,6 +97,31 @@ _KEPT_AS_GIVEN = {
     "locked": bool,
     "attributes": dict,
 }
+#: The text members of an identity and of its manager (``email`` defaults to ``""``: it must
+#: be given for the block to dump as it came).
+_IDENTITY_TEXTS = frozenset({"id", "name", "alias", "email"})
+_MANAGER_TEXTS = frozenset({"id", "name", "email"})
+
+
+def _kept_as_given(name: str, value: Any) -> bool:
+    """Whether validation keeps the member ``name: value`` of an account as it came."""
+    if _KEPT_AS_GIVEN.get(name) is type(value):
+        return True
+    return name == "identity" and _texts_only(value, _IDENTITY_TEXTS, manager=True)
+
+
+def _texts_only(block: Any, texts: frozenset[str], *, manager: bool = False) -> bool:
+    """Whether ``block`` is an object of text members among ``texts`` with ``email`` given
+    (and, when ``manager``, a manager of the same kind)."""
+    if type(block) is not dict or "email" not in block:
+        return False
+    for name, value in block.items():
+        if name == "manager" and manager:
+            if not _texts_only(value, _MANAGER_TEXTS):
+                return False
+        elif name not in texts or type(value) is not str:
+            return False
+    return True
 
 
 def _dumps_as_given(account: Account, given: dict[str, Any]) -> bool:
@@ -105,12 +130,11 @@ def _dumps_as_given(account: Account, given: dict[str, Any]) -> bool:
     Validation keeps attribute values as they are (strict JSON scalars and lists of them),
     so only the rest can differ (defaults filled in, ``null`` and unknown members dropped,
     lax coercions). Mostly the rest holds only members of the kinds validation keeps
-    (:data:`_KEPT_AS_GIVEN`): then nothing differs; else that small rest is compared, as
+    (:func:`_kept_as_given`): then nothing differs; else that small rest is compared, as
     canonical JSON (``True == 1`` in Python, never in JSON), not the whole account (a model
     dump of ~3 KB of attributes costs 6 us).
     """
-    kept = _KEPT_AS_GIVEN
-    if all(kept.get(name) is type(value) for name, value in given.items()):
+    if all(_kept_as_given(name, value) for name, value in given.items()):
         return True
     head = account.model_dump(mode="json", exclude_none=True, exclude=_ATTRIBUTES)
     rest = {name: value for name, value in given.items() if name != "attributes"}
