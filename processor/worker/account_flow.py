@@ -103,11 +103,15 @@ _IDENTITY_TEXTS = frozenset({"id", "name", "alias", "email"})
 _MANAGER_TEXTS = frozenset({"id", "name", "email"})
 
 
-def _kept_as_given(name: str, value: Any) -> bool:
-    """Whether validation keeps the member ``name: value`` of an account as it came."""
-    if _KEPT_AS_GIVEN.get(name) is type(value):
-        return True
-    return name == "identity" and _texts_only(value, _IDENTITY_TEXTS, manager=True)
+def _kept_as_given(given: dict[str, Any]) -> bool:
+    """Whether validation keeps every member of the account ``given`` as it came."""
+    kept = _KEPT_AS_GIVEN
+    for name, value in given.items():
+        if kept.get(name) is not type(value) and not (
+            name == "identity" and _texts_only(value, _IDENTITY_TEXTS, manager=True)
+        ):
+            return False
+    return True
 
 
 def _texts_only(block: Any, texts: frozenset[str], *, manager: bool = False) -> bool:
@@ -134,7 +138,7 @@ def _dumps_as_given(account: Account, given: dict[str, Any]) -> bool:
     canonical JSON (``True == 1`` in Python, never in JSON), not the whole account (a model
     dump of ~3 KB of attributes costs 6 us).
     """
-    if all(_kept_as_given(name, value) for name, value in given.items()):
+    if _kept_as_given(given):
         return True
     head = account.model_dump(mode="json", exclude_none=True, exclude=_ATTRIBUTES)
     rest = {name: value for name, value in given.items() if name != "attributes"}
