@@ -148,6 +148,25 @@ def _dumps_as_given(account: Account, given: dict[str, Any]) -> bool:
 class AccountFlow(Flow):
     """Decides account records of one partition against its state."""
 
+    #: The R1 lookup of the record being decided ((source, uuid, identity key), what it
+    #: found): its paths ask for the same account, and none writes before the last one read.
+    _lookup: tuple[tuple[str, str | None, str], tuple[str, bytes | None]] | None = None
+
+    def new_record(self) -> None:
+        """Forget the lookup of the record decided before (called before each record)."""
+        self._lookup = None
+
+    def _looked_up(
+        self, asked: tuple[str, str | None, str], state: BatchOverlay, looked: Looked | None
+    ) -> tuple[str, bytes | None]:
+        """:func:`accounts.lookup` of ``asked`` (source, uuid, identity key), once a record."""
+        known = self._lookup
+        if known is not None and known[0] == asked:
+            return known[1]
+        found = accounts.lookup(*asked, state, looked)
+        self._lookup = (asked, found)
+        return found
+
     # ----------------------------------------------------------------- fast paths
 
     def unchanged_compact(
@@ -275,7 +294,7 @@ class AccountFlow(Flow):
             return None
         policy, agg = found
         native, uuid = identity
-        key, raw = accounts.lookup(source_id, uuid, policy.identity_key(native), state, looked)
+        key, raw = self._looked_up((source_id, uuid, policy.identity_key(native)), state, looked)
         return None if raw is None else (key, raw, agg)
 
     # ----------------------------------------------------------------- the full path
@@ -299,7 +318,9 @@ class AccountFlow(Flow):
                 return Outcome(Verdict.STALE, source_id=source_id)
             raise InputError("no aggregation.started for this aggregation in this partition")
         identity = policy.identity_key(record.account.nativeIdentity)
-        key, stored_raw = accounts.lookup(source_id, record.account.uuid, identity, state, looked)
+        asked = (source_id, record.account.uuid, identity)
+        key, stored_raw = self._looked_up(asked, state, looked)
+        self._lookup = None  # (it writes from here on)
         self._memory.saw(source_id, record.aggregationId, key)
         if record.deleted:
             return self._flag_deleted(record, agg, key, stored_raw is not None, state)

@@ -155,6 +155,7 @@ class PartitionProcessor:
         # decision's own reads.
         handed, self._unchanged.looked = self._unchanged.looked, None
         self._decoded = None
+        self._accounts.new_record()
         self._memory.savepoint(state)
         if value is None:
             return dead("tombstone on the aggregations topic")

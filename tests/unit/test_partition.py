@@ -106,6 +106,22 @@ def test_changes_emit_updated_and_created_as_records_arrive() -> None:
     assert outcomes[1].verdict == Verdict.UNCHANGED
 
 
+def test_an_account_changed_twice_in_a_batch_is_compared_with_its_first_change() -> None:
+    """Each record of one account in a batch reads the state the one before it wrote."""
+    p = Partition()
+    p.aggregation("a1", "2026-01-01T00:00:00Z", ACCOUNTS)
+    twice = [acct(3, title="Lead"), acct(3, title="Boss"), acct(3, title="Boss")]
+    outcomes = p.aggregation("a2", "2026-01-02T00:00:00Z", [*ACCOUNTS, *twice])
+    changes = [
+        (c.oldValue, c.newValue)
+        for o in outcomes
+        for e in o.events
+        for c in event_model(e).singleValueAttributeChanges
+    ]
+    assert changes == [("Engineer", "Lead"), ("Lead", "Boss")]
+    assert outcomes[-2].verdict == Verdict.UNCHANGED
+
+
 def test_unchanged_accounts_cost_no_state_write() -> None:
     """An aggregation of unchanged accounts writes only its seen chunk and metadata."""
     p = Partition()
