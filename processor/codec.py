@@ -4,6 +4,7 @@ orjson is the codec (docs/decisions.md: it decodes 3 KB account records 2-3x fas
 the standard library). It turns integers outside 64 bits into floats when decoding and
 refuses them when encoding, so both directions keep a standard-library path for them:
 integers of any size come out digit for digit (docs/decisions.md, "Integers of any size").
+State the worker wrote itself is decoded by msgspec (:func:`loads_trusted`), exact for them.
 Error reasons built here never contain input values: account attributes are personal data
 and reasons end up in logs, on stderr and in dead-letter headers.
 """
