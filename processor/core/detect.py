@@ -107,10 +107,8 @@ def detect_changes(
             if single_key(old, normalise) != single_key(new, normalise):
                 single.append({"name": name, "oldValue": _own(old), "newValue": _own(new)})
             continue
-        # Lists of ASCII strings compared exactly: their sets' differences (none when they
-        # hold the same items); anything else: the same items are no change (R5).
         plain = exact_text_changes(old, new) if fold is False else None
-        if plain is None and same_items(old, new):
+        if plain is None and same_items(old, new):  # (plain: none when the same items)
             continue
         if plain is not None:
             added, removed = plain
