@@ -25,8 +25,9 @@ process with SIGBUS), a foreign environment (no metadata), a wrong magic, format
 checksum scheme or store id, and any damage inside committed pages. LMDB has no checksums
 of its own and, given random bytes over a page, may read garbage silently or crash the
 process with SIGSEGV (both seen in tests/reliability/test_state_faults.py). So every value
-(and the checkpoint) is stored behind a CRC32C of its key and value, checked on every read,
-and an existing store is *verified before the worker maps it*: a child process
+(and the checkpoint) is stored behind a CRC32C of its key and value, checked on every read
+whose value is used (``viewer(checked=False)`` skips it for a comparison of a value's head
+alone, see there), and an existing store is *verified before the worker maps it*: a child process
 (:func:`~processor.state.lmdb_format.verify_directory`) walks every entry, checks its CRC,
 the key order and the entry count. A child that finds damage, crashes or hangs means
 "rebuild from the changelog"; the worker itself never maps a damaged file. The walk costs
@@ -176,13 +177,29 @@ class LmdbStateStore:
         return None if stored is None else unseal(key, stored)
 
     def viewer(
-        self, before: Mapping[bytes, bytes | None] = MappingProxyType({})
+        self, before: Mapping[bytes, bytes | None] = MappingProxyType({}), *, checked: bool = True
     ) -> Callable[[bytes], bytes | memoryview | None]:
         """:meth:`get` for a loop of reads with no write between them (a run of unchanged
         records), with the same checks (the key's, the value's checksum) and errors, but each
         value a view of LMDB's map, not a copy: valid only until the next write or the close
         (it then points at freed pages), so compared and dropped, never kept (``bytes()`` of
-        it is). A key of ``before`` (a batch's pending writes) reads as it says there."""
+        it is). A key of ``before`` (a batch's pending writes) reads as it says there.
+
+        ``checked=False``: the value's checksum is not checked (a value too short to hold one
+        reads as empty), for one use alone: comparing a few bytes of its head with what they
+        must be for a verdict that uses nothing else of it (an unchanged record:
+        ``StoredAccount.matches_bytes``, its version byte, as-of and bytes digest). The
+        checksum runs over the whole value (~3.4 KB of an account), so checking it reads every
+        cold page of a value of which the comparison needs one cache line. It keeps what the
+        checksum guarantees: damage in the compared bytes can only make them differ from the
+        16-byte digest of the record's own bytes and the version they must hold, and the
+        caller then reads the value again with :meth:`get` (checked) before it uses it, which
+        reports the damage as every read does. (Damage confined to the 8 as-of bytes that
+        turned a later as-of into one no later than the limit could count a record of these
+        very bytes as unchanged where the checked way says stale: both note the account seen
+        and neither writes or sends anything.) Damage elsewhere in the value takes no part in
+        the verdict, and is reported by the next checked read of it and by the verify of
+        every open. A value that is kept or decoded must come from a checked read."""
         txn = self._viewer
         if txn is None:
             self._read()  # the same snapshot as ``get``'s: begun (or checked live) first
@@ -201,7 +218,9 @@ class LmdbStateStore:
                 stored: memoryview | None = txn_get(key)
             except lmdb.Error as exc:
                 raise state_error(exc, "get") from exc
-            return None if stored is None else unseal(key, stored)
+            if stored is None:
+                return None
+            return unseal(key, stored) if checked else stored[CRC.size :]
 
         return view
 
