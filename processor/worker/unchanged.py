@@ -116,7 +116,8 @@ class UnchangedRuns(Flow):
         self.looked = found
         if not uuids:
             return None if found is None else Run(source_id, 0)
-        keys = ["u:" + uuid.decode() for uuid in uuids]
+        # Their state keys "u:<uuid>", made in one decode (a uuid here holds no '"').
+        keys = ("u:" + b'"u:'.join(uuids).decode()).split('"')
         self._memory.saw_decided(source_id, aggregation_id, keys)
         return Run(source_id, len(keys))
 
