@@ -207,7 +207,7 @@ class LmdbStateStore:
                 txn = self._viewer = self._env.begin(db=self._data, buffers=True)
             except lmdb.Error as exc:
                 raise state_error(exc, "read") from exc
-        txn_get = txn.get
+        txn_get, skip = txn.get, CRC.size
 
         def view(key: bytes) -> bytes | memoryview | None:
             if key in before:
@@ -220,7 +220,7 @@ class LmdbStateStore:
                 raise state_error(exc, "get") from exc
             if stored is None:
                 return None
-            return unseal(key, stored) if checked else stored[CRC.size :]
+            return unseal(key, stored) if checked else stored[skip:]
 
         return view
 
