@@ -185,21 +185,16 @@ class LmdbStateStore:
         (it then points at freed pages), so compared and dropped, never kept (``bytes()`` of
         it is). A key of ``before`` (a batch's pending writes) reads as it says there.
 
-        ``checked=False``: the value's checksum is not checked (a value too short to hold one
-        reads as empty), for one use alone: comparing a few bytes of its head with what they
-        must be for a verdict that uses nothing else of it (an unchanged record:
-        ``StoredAccount.matches_bytes``, its version byte, as-of and bytes digest). The
-        checksum runs over the whole value (~3.4 KB of an account), so checking it reads every
-        cold page of a value of which the comparison needs one cache line. It keeps what the
-        checksum guarantees: damage in the compared bytes can only make them differ from the
-        16-byte digest of the record's own bytes and the version they must hold, and the
-        caller then reads the value again with :meth:`get` (checked) before it uses it, which
-        reports the damage as every read does. (Damage confined to the 8 as-of bytes that
-        turned a later as-of into one no later than the limit could count a record of these
-        very bytes as unchanged where the checked way says stale: both note the account seen
-        and neither writes or sends anything.) Damage elsewhere in the value takes no part in
-        the verdict, and is reported by the next checked read of it and by the verify of
-        every open. A value that is kept or decoded must come from a checked read."""
+        ``checked=False``: the checksum (over the whole value: every cold page of it read) is
+        not checked, for one use: comparing a value's head for a verdict that uses nothing else
+        of it (an unchanged record: ``StoredAccount.matches_bytes``). The guarantee holds:
+        damage in the compared bytes makes them differ from the 16-byte digest of the record's
+        bytes (or the version), and the caller reads a value that does not match again with
+        :meth:`get`, checked, before using it, so the damage is reported as by every read
+        (damage confined to the 8 as-of bytes could count a record of the very stored bytes
+        unchanged, not stale: both note it seen and write nothing). Damage elsewhere takes no
+        part in the verdict and is reported by the next checked read and every open's verify.
+        A too short value reads as empty."""
         txn = self._viewer
         if txn is None:
             self._read()  # the same snapshot as ``get``'s: begun (or checked live) first
