@@ -25,8 +25,9 @@ process with SIGBUS), a foreign environment (no metadata), a wrong magic, format
 checksum scheme or store id, and any damage inside committed pages. LMDB has no checksums
 of its own and, given random bytes over a page, may read garbage silently or crash the
 process with SIGSEGV (both seen in tests/reliability/test_state_faults.py). So every value
-(and the checkpoint) is stored behind a CRC32C of its key and value, checked on every read,
-and an existing store is *verified before the worker maps it*: a child process
+(and the checkpoint) is stored behind a CRC32C of its key and value, checked on every read
+whose value is used (``viewer(checked=False)`` skips it for a comparison of a value's head
+alone, see there), and an existing store is *verified before the worker maps it*: a child process
 (:func:`~processor.state.lmdb_format.verify_directory`) walks every entry, checks its CRC,
 the key order and the entry count. A child that finds damage, crashes or hangs means
 "rebuild from the changelog"; the worker itself never maps a damaged file. The walk costs
@@ -176,13 +177,24 @@ class LmdbStateStore:
         return None if stored is None else unseal(key, stored)
 
     def viewer(
-        self, before: Mapping[bytes, bytes | None] = MappingProxyType({})
+        self, before: Mapping[bytes, bytes | None] = MappingProxyType({}), *, checked: bool = True
     ) -> Callable[[bytes], bytes | memoryview | None]:
         """:meth:`get` for a loop of reads with no write between them (a run of unchanged
         records), with the same checks (the key's, the value's checksum) and errors, but each
         value a view of LMDB's map, not a copy: valid only until the next write or the close
         (it then points at freed pages), so compared and dropped, never kept (``bytes()`` of
-        it is). A key of ``before`` (a batch's pending writes) reads as it says there."""
+        it is). A key of ``before`` (a batch's pending writes) reads as it says there.
+
+        ``checked=False``: the checksum (over the whole value: every cold page of it read) is
+        not checked, for one use: comparing a value's head for a verdict that uses nothing else
+        of it (an unchanged record: ``StoredAccount.matches_bytes``). The guarantee holds:
+        damage in the compared bytes makes them differ from the 16-byte digest of the record's
+        bytes (or the version), and the caller reads a value that does not match again with
+        :meth:`get`, checked, before using it, so the damage is reported as by every read
+        (damage confined to the 8 as-of bytes could count a record of the very stored bytes
+        unchanged, not stale: both note it seen and write nothing). Damage elsewhere takes no
+        part in the verdict and is reported by the next checked read and every open's verify.
+        A too short value reads as empty."""
         txn = self._viewer
         if txn is None:
             self._read()  # the same snapshot as ``get``'s: begun (or checked live) first
@@ -190,7 +202,7 @@ class LmdbStateStore:
                 txn = self._viewer = self._env.begin(db=self._data, buffers=True)
             except lmdb.Error as exc:
                 raise state_error(exc, "read") from exc
-        txn_get = txn.get
+        txn_get, skip = txn.get, CRC.size
 
         def view(key: bytes) -> bytes | memoryview | None:
             if key in before:
@@ -201,7 +213,9 @@ class LmdbStateStore:
                 stored: memoryview | None = txn_get(key)
             except lmdb.Error as exc:
                 raise state_error(exc, "get") from exc
-            return None if stored is None else unseal(key, stored)
+            if stored is None:
+                return None
+            return unseal(key, stored) if checked else stored[skip:]
 
         return view
 
