@@ -181,8 +181,9 @@ def measure_batch(
 def measure_parts(accounts: int, limit: int, passes: int, lmdb: int) -> dict[str, float]:
     """CPU ns per record of a run of ``limit`` unchanged records (``unchanged_run`` from the
     first) and of its parts each timed alone over the same records: the head's and uuid's
-    byte checks (``compact_span``), the state read (``viewer()`` where the checkout has it,
-    else ``get``) and the digest; the rest is the loop around them (best pass of each)."""
+    byte checks (``compact_span``), the state read (``viewer(checked=False)``, or
+    ``viewer()``, where the checkout has it, else ``get``) and the digest; the rest is the
+    loop around them (best pass of each)."""
     from processor.state.overlay import BatchOverlay
     from processor.worker.envelope import COMPACT_HEAD, compact_span
     from processor.worker.state import bytes_digest, k_account
@@ -205,7 +206,10 @@ def measure_parts(accounts: int, limit: int, passes: int, lmdb: int) -> dict[str
 
     def read() -> None:
         overlay = BatchOverlay(store)
-        get = overlay.viewer() if hasattr(overlay, "viewer") else overlay.get
+        try:  # the run's read: unchecked where the checkout has it
+            get = overlay.viewer(checked=False)
+        except TypeError:
+            get = overlay.viewer() if hasattr(overlay, "viewer") else overlay.get
         for key in keys:
             get(key)
 

@@ -107,9 +107,9 @@ def detect_changes(
             if single_key(old, normalise) != single_key(new, normalise):
                 single.append({"name": name, "oldValue": _own(old), "newValue": _own(new)})
             continue
-        if same_items(old, new):
-            continue
         plain = exact_text_changes(old, new) if fold is False else None
+        if plain is None and same_items(old, new):  # (plain: none when the same items)
+            continue
         if plain is not None:
             added, removed = plain
         else:

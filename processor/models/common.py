@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, TypeGuard
 
 from pydantic import (
     AwareDatetime,
@@ -26,6 +26,34 @@ from pydantic import (
 Scalar = StrictStr | StrictBool | StrictInt | StrictFloat | None
 #: An attribute value: a scalar or a list of scalars.
 AttributeValue = Scalar | list[Scalar]
+
+#: The exact types :data:`Scalar`'s strict union returns as they are (never a subclass).
+_PLAIN_SCALARS = frozenset({str, bool, int, float, type(None)})
+
+
+def plain_attributes(attributes: object) -> TypeGuard[dict[str, AttributeValue]]:
+    """Whether ``attributes`` is an attribute map that ``dict[str, AttributeValue]`` takes as
+    it is: a dict of ``str`` keys to values of the exact types ``str``, ``bool``, ``int``,
+    ``float`` or ``None``, or lists of them (what JSON decoding gives). The strict union
+    accepts each of these and returns it unchanged, so validating them is only a copy;
+    ``False`` proves nothing (the full validation decides, and gives the reason).
+    A property test checks it against the validation (``tests/unit/test_plain_attributes.py``).
+    """
+    if type(attributes) is not dict:
+        return False
+    plain = _PLAIN_SCALARS
+    for name, value in attributes.items():
+        if type(name) is not str:
+            return False
+        kind = type(value)
+        if kind is list:
+            for item in value:
+                if type(item) not in plain:
+                    return False
+        elif kind not in plain:
+            return False
+    return True
+
 
 #: Longest source id, in characters.
 MAX_SOURCE_ID_CHARS = 128

@@ -6,7 +6,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import Field, StrictStr
+from pydantic import Field, StrictStr, ValidatorFunctionWrapHandler, field_validator
 
 from processor.models.common import (
     AggregationId,
@@ -17,6 +17,7 @@ from processor.models.common import (
     Instant,
     Operation,
     SourceId,
+    plain_attributes,
 )
 
 # --------------------------------------------------------------------------- source
@@ -119,6 +120,16 @@ class Account(InputModel):
     disabled: bool | None = None
     locked: bool | None = None
     attributes: dict[str, AttributeValue]
+
+    @field_validator("attributes", mode="wrap")
+    @classmethod
+    def _plain_as_given(cls, value: object, handler: ValidatorFunctionWrapHandler) -> object:
+        """Attributes as JSON decoding gives them are taken as they are (copied), without a
+        step of the union per value (issue 14): the validation would return the same values;
+        anything else is validated (and rejected with the same reasons)."""
+        if plain_attributes(value):
+            return dict(value)
+        return handler(value)
 
 
 # --------------------------------------------------------------------------- catalog

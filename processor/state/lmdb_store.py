@@ -6,20 +6,15 @@ metadata record with a magic string, the format version and the store id, plus t
 checkpoint as 8 big-endian bytes). Puts, deletes and the checkpoint of one ``apply`` are one
 LMDB write transaction, so a crash leaves all or none of them.
 
-Applies are written on a thread of the store's own (:mod:`processor.state.lmdb_writer`):
-``apply`` validates the writes, waits for the previous apply, hands this one over and
-returns; LMDB writes and fsyncs (without the GIL) while the worker decides its next batch.
-``flush``, ``close``, scans, walks and counts wait for it. A write that fails there raises
-its error from the store's next call, and every later call but ``close`` refuses (the
-worker stops, as on any failed apply). A crash with an apply in flight loses it whole,
-checkpoint included: the worker commits a batch in Kafka before applying its state, so the
-changelog from the store's checkpoint holds what was lost (up to two batches: the one in
-flight and the one committed meanwhile), and the restore reads it again.
+Applies are written on the store's own thread (:mod:`processor.state.lmdb_writer`): ``apply``
+returns once the previous one is written and this one handed over; a failed write raises from
+the next call. A crash loses the apply in flight whole, with its checkpoint: the changelog
+from there holds it (Kafka commits first; up to two batches), and the restore reads it again.
 
 Durability flags, and why: ``sync=True, metasync=False`` (fsync the data pages on every
 commit, the meta page only with the next one). ``apply`` runs once per committed Kafka
-transaction (a batch), so the fsync cost is paid per batch, not per record, and on the
-writer thread, beside the next batch's work. ``sync=False`` would allow a machine crash to
+transaction (a batch), so the fsync cost is paid per batch (on the writer thread, beside the
+next batch's work), not per record. ``sync=False`` would allow a machine crash to
 *corrupt* the file (LMDB's own warning), forcing a full rebuild of millions of 3 KB values
 from the changelog; ``metasync=False`` can only lose the last commit, and the checkpoint goes
 with it, so the restore reads that batch again from the changelog. It halves the fsyncs of a
@@ -35,8 +30,9 @@ process with SIGBUS), a foreign environment (no metadata), a wrong magic, format
 checksum scheme or store id, and any damage inside committed pages. LMDB has no checksums
 of its own and, given random bytes over a page, may read garbage silently or crash the
 process with SIGSEGV (both seen in tests/reliability/test_state_faults.py). So every value
-(and the checkpoint) is stored behind a CRC32C of its key and value, checked on every read,
-and an existing store is *verified before the worker maps it*: a child process
+(and the checkpoint) is stored behind a CRC32C of its key and value, checked on every read
+whose value is used (``viewer(checked=False)`` skips it for a comparison of a value's head
+alone, see there), and an existing store is *verified before the worker maps it*: a child process
 (:func:`~processor.state.lmdb_format.verify_directory`) walks every entry, checks its CRC,
 the key order and the entry count. A child that finds damage, crashes or hangs means
 "rebuild from the changelog"; the worker itself never maps a damaged file. The walk costs
@@ -47,16 +43,12 @@ Reads share one read transaction: the first read after the open or an apply begi
 every read uses it until the next ``apply`` (which ends it before handing its writes over,
 so that no reader pins the pages that write frees for longer than a batch) or the close.
 A get is then a lookup and a checksum, not a transaction per call. The snapshot may predate
-the last apply (in flight), so its writes are kept and read first (``get``, the viewer,
-``checkpoint``): every read sees the state as of the last apply. Scans, walks and counts,
-after waiting, read a new snapshot; the viewer's stays until the next apply (its views may
-be held until then). An apply too big for the map is aborted on the writer thread and
-written by the next call that waits for it, the map grown first with no read open. Scans
-read in chunks, each whole before it is yielded, so a write between two yields is seen from
-the next chunk on. ``keys`` walks the keys without copying or checking values.
-
-Not thread-safe: use each store from one thread (its writer thread is its own). Opening the
-same directory twice in one process is refused (LMDB forbids it).
+the apply in flight, so its writes are read first (``get``, the viewer, ``checkpoint``);
+scans, walks, counts and ``flush`` wait for the writer and read a new snapshot (the viewer's,
+whose views may be held, stays to the next apply). Scans read in chunks, each whole before
+it is yielded: a write between two yields is seen from the next chunk on. ``keys`` walks the
+keys without copying or checking values. Use each store from one thread (its writer thread
+is its own); opening a directory twice in one process is refused (LMDB forbids it).
 """
 
 from __future__ import annotations
@@ -78,6 +70,7 @@ from processor.errors import StateCorruptError, StateError
 from processor.state.lmdb_format import (
     CHECKPOINT,
     CHECKPOINT_KEY,
+    CRC,
     mapped_errors,
     open_env,
     state_error,
@@ -117,7 +110,7 @@ class LmdbStateStore:
         with mapped_errors("count"), env.begin(db=data) as txn:
             entries: int = txn.stat(data)["entries"]
         self._writer = Writer(env, (data, meta), store_id, entries)
-        # The last apply's writes and checkpoint, read first until the next apply (in flight).
+        # The last apply's writes and checkpoint (maybe in flight), read first until the next.
         self._pending: dict[bytes, bytes | None] = {}
         self._pending_checkpoint: int | None = None
         self.store_id = store_id
@@ -146,16 +139,13 @@ class LmdbStateStore:
             if key in _open_paths:
                 raise StateError(f"state store {store_id} is already open in this process")
             _open_paths.add(key)
-        env = None
         try:
             env, data, meta = open_env(directory, map_size_bytes, store_id, verify)
-            return cls(env, data, meta, key, store_id)
         except BaseException:
-            if env is not None:
-                env.close()
             with _open_lock:
                 _open_paths.discard(key)
             raise
+        return cls(env, data, meta, key, store_id)
 
     def _live(self) -> Any:
         if self._closed:
@@ -199,13 +189,24 @@ class LmdbStateStore:
         return None if stored is None else unseal(key, stored)
 
     def viewer(
-        self, before: Mapping[bytes, bytes | None] = MappingProxyType({})
+        self, before: Mapping[bytes, bytes | None] = MappingProxyType({}), *, checked: bool = True
     ) -> Callable[[bytes], bytes | memoryview | None]:
         """:meth:`get` for a loop of reads with no write between them (a run of unchanged
         records), with the same checks (the key's, the value's checksum) and errors, but each
         value a view of LMDB's map, not a copy: valid only until the next write or the close
         (it then points at freed pages), so compared and dropped, never kept (``bytes()`` of
-        it is). A key of ``before`` (a batch's pending writes) reads as it says there."""
+        it is). A key of ``before`` (a batch's pending writes) reads as it says there.
+
+        ``checked=False``: the checksum (over the whole value: every cold page of it read) is
+        not checked, for one use: comparing a value's head for a verdict that uses nothing else
+        of it (an unchanged record: ``StoredAccount.matches_bytes``). The guarantee holds:
+        damage in the compared bytes makes them differ from the 16-byte digest of the record's
+        bytes (or the version), and the caller reads a value that does not match again with
+        :meth:`get`, checked, before using it, so the damage is reported as by every read
+        (damage confined to the 8 as-of bytes could count a record of the very stored bytes
+        unchanged, not stale: both note it seen and write nothing). Damage elsewhere takes no
+        part in the verdict and is reported by the next checked read and every open's verify.
+        A too short value reads as empty."""
         txn = self._viewer
         if txn is None or self._writer.failed is not None:
             self._read()  # the same snapshot as ``get``'s: begun (or checked live) first
@@ -213,7 +214,7 @@ class LmdbStateStore:
                 txn = self._viewer = self._env.begin(db=self._data, buffers=True)
             except lmdb.Error as exc:
                 raise state_error(exc, "read") from exc
-        txn_get, pending = txn.get, self._pending
+        txn_get, pending, skip = txn.get, self._pending, CRC.size
 
         def view(key: bytes) -> bytes | memoryview | None:
             if key in before:
@@ -226,7 +227,9 @@ class LmdbStateStore:
                 stored: memoryview | None = txn_get(key)
             except lmdb.Error as exc:
                 raise state_error(exc, "get") from exc
-            return None if stored is None else unseal(key, stored)
+            if stored is None:
+                return None
+            return unseal(key, stored) if checked else stored[skip:]
 
         return view
 
@@ -297,10 +300,8 @@ class LmdbStateStore:
     def apply(self, writes: Mapping[bytes, bytes | None], checkpoint: int | None) -> None:
         """Atomically apply puts (``bytes``), deletes (``None``) and, if given, the checkpoint.
 
-        Validated here, then handed to the writer thread (the previous apply waited for
-        first): every read sees them at once, the disk a moment later (see module doc).
-        A map too small is grown and the write retried, invisible to the caller.
-        """
+        Validated here, then written on the writer thread once the previous apply is (see
+        module doc); a map too small is grown, invisible to the caller."""
         self._live()
         items = check_writes(writes, checkpoint)
         self._settle()
@@ -319,10 +320,10 @@ class LmdbStateStore:
         written = self._writer.wait()
         if written is False:
             self._end_read()
-            items = list(self._pending.items())
+            items, dbs = list(self._pending.items()), (self._data, self._meta)
             try:
                 self._writer.entries = write_growing(
-                    self._env, (self._data, self._meta), items, self._pending_checkpoint
+                    self._env, dbs, items, self._pending_checkpoint
                 )
             except StateError as exc:
                 self._writer.fail(exc)
@@ -330,8 +331,7 @@ class LmdbStateStore:
         return written is not None
 
     def _settle_reads(self) -> None:
-        """:meth:`_settle`; then the copying reads (``get``, scans, counts) go on in a
-        snapshot that has it; the viewer's (its views may be held) stays to the next apply."""
+        """:meth:`_settle`; the copying reads then go on in a snapshot that has the apply."""
         if self._settle() and self._reader is not None:
             self._reader.abort()
             self._reader = None

@@ -89,12 +89,13 @@ class BatchOverlay:
             return pending[key]
         return self._store.get(key)
 
-    def viewer(self) -> Callable[[bytes], bytes | memoryview | None]:
+    def viewer(self, *, checked: bool = True) -> Callable[[bytes], bytes | memoryview | None]:
         """:meth:`get` as one function, for a loop of reads with no write between them (a run
         of unchanged records): the pending writes as they are now, then the store's
         (:meth:`StateReader.viewer <processor.state.store.StateReader.viewer>`: a value may be
-        a view, valid until the store's next write: compared and dropped, never kept)."""
-        return self._store.viewer(self._pending)
+        a view, valid until the store's next write: compared and dropped, never kept;
+        ``checked=False``: its checksum unchecked, for a comparison only)."""
+        return self._store.viewer(self._pending, checked=checked)
 
     def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         """Yield the store's entries under ``prefix`` merged with pending writes, sorted."""

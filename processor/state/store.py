@@ -50,11 +50,14 @@ class StateReader(Protocol):
         ...
 
     def viewer(
-        self, before: Mapping[bytes, bytes | None] = ...
+        self, before: Mapping[bytes, bytes | None] = ..., *, checked: bool = True
     ) -> Callable[[bytes], bytes | memoryview | None]:
         """:meth:`get` as one function for a loop of reads with no write between them, a key
         of ``before`` (a batch's pending writes) read as it says there. A value may be a view
-        of the store's memory, valid until its next write: compared and dropped, never kept."""
+        of the store's memory, valid until its next write: compared and dropped, never kept.
+        ``checked=False``: a store that checksums its values may skip the check, for a
+        comparison of a few bytes whose mismatch is then read again with :meth:`get` (see
+        ``LmdbStateStore.viewer``)."""
         ...
 
     def count(self, prefix: bytes) -> int:
@@ -181,9 +184,10 @@ class InMemoryStateStore:
         return iter(self._live().keys_with(prefix))  # a copy: writes cannot break it
 
     def viewer(
-        self, before: Mapping[bytes, bytes | None] = MappingProxyType({})
+        self, before: Mapping[bytes, bytes | None] = MappingProxyType({}), *, checked: bool = True
     ) -> Callable[[bytes], bytes | memoryview | None]:
-        """:meth:`get` as one function, ``before`` read first (values are copies here)."""
+        """:meth:`get` as one function, ``before`` read first (values are copies here, with
+        no checksum: ``checked`` changes nothing)."""
         get = self.get
         if not before:
             return get

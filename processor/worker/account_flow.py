@@ -85,6 +85,47 @@ class Given(NamedTuple):
 
 
 _ATTRIBUTES: set[str] = {"attributes"}  # (a model_dump exclusion: never changed)
+#: Members of an account that validation keeps as they are when they come as this type (an
+#: exact ``str`` or ``bool``, not ``null``), and that dump as they came.
+_KEPT_AS_GIVEN = {
+    "id": str,
+    "nativeIdentity": str,
+    "uuid": str,
+    "name": str,
+    "correlated": bool,
+    "disabled": bool,
+    "locked": bool,
+    "attributes": dict,
+}
+#: The text members of an identity and of its manager (``email`` defaults to ``""``: it must
+#: be given for the block to dump as it came).
+_IDENTITY_TEXTS = frozenset({"id", "name", "alias", "email"})
+_MANAGER_TEXTS = frozenset({"id", "name", "email"})
+
+
+def _kept_as_given(given: dict[str, Any]) -> bool:
+    """Whether validation keeps every member of the account ``given`` as it came."""
+    kept = _KEPT_AS_GIVEN
+    for name, value in given.items():
+        if kept.get(name) is not type(value) and not (
+            name == "identity" and _texts_only(value, _IDENTITY_TEXTS, manager=True)
+        ):
+            return False
+    return True
+
+
+def _texts_only(block: Any, texts: frozenset[str], *, manager: bool = False) -> bool:
+    """Whether ``block`` is an object of text members among ``texts`` with ``email`` given
+    (and, when ``manager``, a manager of the same kind)."""
+    if type(block) is not dict or "email" not in block:
+        return False
+    for name, value in block.items():
+        if name == "manager" and manager:
+            if not _texts_only(value, _MANAGER_TEXTS):
+                return False
+        elif name not in texts or type(value) is not str:
+            return False
+    return True
 
 
 def _dumps_as_given(account: Account, given: dict[str, Any]) -> bool:
@@ -92,9 +133,13 @@ def _dumps_as_given(account: Account, given: dict[str, Any]) -> bool:
 
     Validation keeps attribute values as they are (strict JSON scalars and lists of them),
     so only the rest can differ (defaults filled in, ``null`` and unknown members dropped,
-    lax coercions): that small rest is compared, as canonical JSON (``True == 1`` in Python,
-    never in JSON), not the whole account (a model dump of ~3 KB of attributes costs 6 us).
+    lax coercions). Mostly the rest holds only members of the kinds validation keeps
+    (:func:`_kept_as_given`): then nothing differs; else that small rest is compared, as
+    canonical JSON (``True == 1`` in Python, never in JSON), not the whole account (a model
+    dump of ~3 KB of attributes costs 6 us).
     """
+    if _kept_as_given(given):
+        return True
     head = account.model_dump(mode="json", exclude_none=True, exclude=_ATTRIBUTES)
     rest = {name: value for name, value in given.items() if name != "attributes"}
     return codec.dumps_canonical(head) == codec.dumps_canonical(rest)
@@ -102,6 +147,25 @@ def _dumps_as_given(account: Account, given: dict[str, Any]) -> bool:
 
 class AccountFlow(Flow):
     """Decides account records of one partition against its state."""
+
+    #: The R1 lookup of the record being decided ((source, uuid, identity key), what it
+    #: found): its paths ask for the same account, and none writes before the last one read.
+    _lookup: tuple[tuple[str, str | None, str], tuple[str, bytes | None]] | None = None
+
+    def new_record(self) -> None:
+        """Forget the lookup of the record decided before (called before each record)."""
+        self._lookup = None
+
+    def _looked_up(
+        self, asked: tuple[str, str | None, str], state: BatchOverlay, looked: Looked | None
+    ) -> tuple[str, bytes | None]:
+        """:func:`accounts.lookup` of ``asked`` (source, uuid, identity key), once a record."""
+        known = self._lookup
+        if known is not None and known[0] == asked:
+            return known[1]
+        found = accounts.lookup(*asked, state, looked)
+        self._lookup = (asked, found)
+        return found
 
     # ----------------------------------------------------------------- fast paths
 
@@ -230,7 +294,7 @@ class AccountFlow(Flow):
             return None
         policy, agg = found
         native, uuid = identity
-        key, raw = accounts.lookup(source_id, uuid, policy.identity_key(native), state, looked)
+        key, raw = self._looked_up((source_id, uuid, policy.identity_key(native)), state, looked)
         return None if raw is None else (key, raw, agg)
 
     # ----------------------------------------------------------------- the full path
@@ -254,7 +318,9 @@ class AccountFlow(Flow):
                 return Outcome(Verdict.STALE, source_id=source_id)
             raise InputError("no aggregation.started for this aggregation in this partition")
         identity = policy.identity_key(record.account.nativeIdentity)
-        key, stored_raw = accounts.lookup(source_id, record.account.uuid, identity, state, looked)
+        asked = (source_id, record.account.uuid, identity)
+        key, stored_raw = self._looked_up(asked, state, looked)
+        self._lookup = None  # (it writes from here on)
         self._memory.saw(source_id, record.aggregationId, key)
         if record.deleted:
             return self._flag_deleted(record, agg, key, stored_raw is not None, state)

@@ -87,7 +87,7 @@ def stored_data(stored: StoredAccount) -> dict[str, Any]:
     """The account a stored state holds as the plain JSON data it was stored as: the
     canonical dump of an account validated before it was stored (trusted state), so its
     ``nativeIdentity`` and ``attributes`` are those :func:`stored_account` would give."""
-    data: dict[str, Any] = codec.loads(stored.account_json)
+    data: dict[str, Any] = codec.loads_trusted(stored.account_json)
     return data
 
 

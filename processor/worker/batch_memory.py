@@ -158,7 +158,7 @@ class BatchMemory:
         """Every account an aggregation contained: this batch's and earlier batches' chunks."""
         seen = set(self._seen.get((source_id, aggregation_id), ()))
         for _, chunk in state.scan(k_seen(source_id, aggregation_id)):
-            seen.update(codec.loads(chunk))
+            seen.update(codec.loads_trusted(chunk))
         return seen
 
     def forget(self, source_id: str, aggregation_id: str, state: BatchOverlay) -> None:

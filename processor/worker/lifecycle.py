@@ -9,6 +9,7 @@ the baseline: its deletions are dropped silently. FAILED and TERMINATED delete n
 
 from __future__ import annotations
 
+from itertools import filterfalse
 from operator import itemgetter
 
 from processor.core import SourcePolicy, decide_event, delete_guard
@@ -118,7 +119,7 @@ class AggregationLifecycle(Flow):
             map(bytes.decode, map(itemgetter(slice(len(prefix), None)), state.keys(prefix)))
         )
         doomed = []
-        for key in [key for key in stored if key not in seen]:
+        for key in filterfalse(seen.__contains__, stored):  # (no Python step per seen key)
             value = state.get(prefix + key.encode())
             if value is not None and StoredAccount.as_of(value) <= agg.started_ms:
                 doomed.append(key)

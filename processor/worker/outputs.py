@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 
 from processor import codec
 from processor.core import Event
@@ -29,22 +30,40 @@ CE_TYPE_PREFIX = "dev.ncd-processor."
 REMEDIATION_CE_TYPE = CE_TYPE_PREFIX + "remediation.proposed"
 
 
+@lru_cache(maxsize=64)
 def ce_type(event_type: str) -> str:
     """The CloudEvents type of an event type (``ACCOUNT_UPDATED`` -> ``...account.updated``)."""
     return CE_TYPE_PREFIX + event_type.lower().replace("_", ".", 1)
+
+
+# The header values a batch repeats, made once (issue 14): a few sources and types, and the
+# records of a batch were mostly written within a few milliseconds of each other.
+@lru_cache(maxsize=64)
+def _ce_type_header(type_: str) -> bytes:
+    return type_.encode()
+
+
+@lru_cache(maxsize=256)
+def _ce_source(source_id: str) -> bytes:
+    return f"/sources/{source_id}".encode()
+
+
+@lru_cache(maxsize=1024)
+def _ce_time(timestamp_ms: int) -> bytes:
+    when = datetime.fromtimestamp(timestamp_ms / 1000, tz=UTC).isoformat()
+    return when.replace("+00:00", "Z").encode()
 
 
 def cloud_event_headers(
     record_id: str, source_id: str, type_: str, timestamp_ms: int
 ) -> tuple[tuple[str, bytes], ...]:
     """CloudEvents binary-mode headers of a JSON record."""
-    when = datetime.fromtimestamp(timestamp_ms / 1000, tz=UTC).isoformat().replace("+00:00", "Z")
     return (
         ("ce_specversion", CE_SPECVERSION),
         ("ce_id", record_id.encode()),
-        ("ce_source", f"/sources/{source_id}".encode()),
-        ("ce_type", type_.encode()),
-        ("ce_time", when.encode()),
+        ("ce_source", _ce_source(source_id)),
+        ("ce_type", _ce_type_header(type_)),
+        ("ce_time", _ce_time(timestamp_ms)),
         ("content-type", b"application/json"),
     )
 

@@ -96,6 +96,9 @@ class PartitionProcessor:
         self._lifecycle = AggregationLifecycle(registry, self._memory, own)
         self._provisioning = ProvisioningFlow(registry, self._memory, own)
         self._unchanged = UnchangedRuns(registry, self._memory, own)
+        #: The record being decided and its JSON, once decoded: ``abandon`` reads it again
+        #: only for a record it does not hold.
+        self._decoded: tuple[bytes, Any] | None = None
 
     # ----------------------------------------------------------------- batch bracket
 
@@ -120,7 +123,10 @@ class PartitionProcessor:
         """
         self._memory.rollback(state)
         obj = None
-        if value is not None:
+        decoded, self._decoded = self._decoded, None
+        if decoded is not None and decoded[0] is value:
+            obj = decoded[1]
+        elif value is not None:
             with contextlib.suppress(InputError):
                 obj = codec.loads(value)
         source_id = obj.get("sourceId") if isinstance(obj, dict) else None
@@ -148,6 +154,8 @@ class PartitionProcessor:
         # What a run of none found of this very record (its compact way, done already): this
         # decision's own reads.
         handed, self._unchanged.looked = self._unchanged.looked, None
+        self._decoded = None
+        self._accounts.new_record()
         self._memory.savepoint(state)
         if value is None:
             return dead("tombstone on the aggregations topic")
@@ -169,6 +177,7 @@ class PartitionProcessor:
 
     def process_provisioning(self, value: bytes | None, state: BatchOverlay) -> Outcome:
         """Decide one provisioning record (R15; :mod:`~processor.worker.provisioning_flow`)."""
+        self._decoded = None
         self._memory.savepoint(state)
         if value is None:
             return dead("tombstone on the provisioning topic")
@@ -194,6 +203,7 @@ class PartitionProcessor:
                 if fast is not None:
                     return fast
         obj = codec.loads(value)
+        self._decoded = (value, obj)
         if (too_big := self._too_big(value)) is not None:
             self._reject(obj, state)
             return too_big

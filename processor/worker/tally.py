@@ -145,27 +145,32 @@ class Tallies:
 def summarize(aggregations: AggregationTracker, decided: Iterable[Decided]) -> None:
     """Tally committed decisions per aggregation; log the summary of each completed one.
 
-    A run of decisions without events or markers (mostly ``unchanged``) of one partition,
-    source and verdict is counted in one call, not one per record.
+    The decisions between two markers are counted in one call per partition, source, verdict
+    and event types (in the order each first came, so every summary lists its verdicts and
+    events as one call per decision would), not one per decision: a batch of ~2,000 records
+    holds a few such groups, and a hundred or more decisions or runs. A marker (it opens or
+    closes an aggregation's tally) is observed alone, after everything before it.
     """
-    run: tuple[int, str | None, str] | None = None
-    count = 0
+    between: dict[tuple[int, str | None, str, tuple[str, ...]], int] = {}
     for one in decided:
-        if one.verdict not in (Verdict.MARKER, Verdict.EMITTED) and not one.event_types:
-            here = (one.partition, one.source_id, one.verdict)
-            if here != run:
-                if run is not None:
-                    aggregations.observe(*run, count=count)
-                run, count = here, 0
-            count += one.count
+        if one.verdict != Verdict.MARKER and one.completed is None:
+            group = (one.partition, one.source_id, one.verdict, one.event_types)
+            between[group] = between.get(group, 0) + one.count
             continue
-        if run is not None:
-            aggregations.observe(*run, count=count)
-            run = None
+        _observe(aggregations, between)
         summary = aggregations.observe(
             one.partition, one.source_id, one.verdict, one.event_types, one.completed
         )
         if summary is not None:
             log.info("aggregation_summary", **summary)
-    if run is not None:
-        aggregations.observe(*run, count=count)
+    _observe(aggregations, between)
+
+
+def _observe(
+    aggregations: AggregationTracker,
+    between: dict[tuple[int, str | None, str, tuple[str, ...]], int],
+) -> None:
+    """Count the groups of decisions ``between`` two markers, and forget them."""
+    for (partition, source_id, verdict, event_types), count in between.items():
+        aggregations.observe(partition, source_id, verdict, event_types, count=count)
+    between.clear()

@@ -116,7 +116,8 @@ class UnchangedRuns(Flow):
         self.looked = found
         if not uuids:
             return None if found is None else Run(source_id, 0)
-        keys = ["u:" + uuid.decode() for uuid in uuids]
+        # Their state keys "u:<uuid>", made in one decode (a uuid here holds no '"').
+        keys = ("u:" + b'"u:'.join(uuids).decode()).split('"')
         self._memory.saw_decided(source_id, aggregation_id, keys)
         return Run(source_id, len(keys))
 
@@ -143,7 +144,9 @@ def _unchanged(
     key_prefix, state_prefix = f"{source_id}/".encode(), k_account(source_id, "u:")
     started_ms, max_bytes = limits
     opens = len(head) - 1  # the account's "{"
-    view, matches = state.viewer(), StoredAccount.matches_bytes
+    # Unchecked: only the head of a value is compared, and one that does not match is read
+    # again, checked, before it is handed on (see ``LmdbStateStore.viewer``).
+    view, matches = state.viewer(checked=False), StoredAccount.matches_bytes
     uuids: list[bytes] = []
     for record in islice(records, start, None):
         value = record.value
@@ -170,10 +173,11 @@ def _unchanged(
                 and ((uuid[0] == _OPEN_BRACE and uuid.islower()) or _own_key(uuid))
             ):
                 break
-            raw = view(state_prefix + uuid)  # (a view: dropped, or copied to be kept)
+            state_key = state_prefix + uuid
+            raw = view(state_key)  # (a view: compared and dropped)
             digest = bytes_digest(memoryview(value)[opens:stop])
             if raw is None or not matches(raw, started_ms, digest):
-                key, kept = "u:" + uuid.decode(), None if raw is None else bytes(raw)
+                key, kept = "u:" + uuid.decode(), None if raw is None else state.get(state_key)
                 return uuids, Looked(value, opens, stop, digest, source_id, key, kept)
         except NOT_THE_RECORDS_FAULT:
             raise

@@ -127,18 +127,32 @@ def test_a_carried_read_is_used_only_for_its_source_and_key() -> None:
 _HEADS = st.fixed_dictionaries(
     {"nativeIdentity": st.sampled_from(["CN=a", "cn=\u00e9"])},
     optional={
+        "id": st.sampled_from([None, "a-1", ""]),
         "uuid": st.sampled_from([None, "u-1"]),
         "name": st.sampled_from([None, "A", ""]),
         "correlated": st.sampled_from([True, False, None, 1, 0, "true"]),
         "identity": st.sampled_from(
-            [None, {"id": "i1"}, {"id": "i1", "email": ""}, {"id": "i1", "email": None}]
+            [
+                None,
+                {"id": "i1"},
+                {"id": "i1", "email": ""},
+                {"id": "i1", "email": None},
+                {"id": "i1", "email": "e", "manager": {"id": "m", "email": "f"}},
+                {"id": "i1", "email": "e", "manager": {"id": "m"}},
+                {"id": "i1", "email": "e", "manager": {"id": "m", "email": "f", "type": "x"}},
+                {"id": "i1", "email": "e", "manager": None},
+                {"id": "i1", "email": "e", "alias": "a", "name": "n", "x": "y"},
+                {"email": "e", "name": "n", "alias": "a"},
+            ]
         ),
+        "disabled": st.sampled_from([True, False, None, 1]),
+        "locked": st.sampled_from([True, None, 0]),
         "extra": st.sampled_from([None, 1, "x"]),
     },
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(head=_HEADS, attributes=st.sampled_from([{}, {"title": "T", "n": [1, 1.5, None, True]}]))
 def test_an_account_stores_its_model_s_canonical_json(
     head: dict[str, Any], attributes: dict[str, Any]

@@ -9,6 +9,7 @@ import pytest
 
 from processor.models import SourceDescriptor
 from processor.state import BatchOverlay, InMemoryStateStore
+from processor.worker import partition
 from processor.worker.partition import Outcome, PartitionProcessor, Verdict
 from processor.worker.registry import SourceRegistry
 from tests.helpers import event_model, small_source
@@ -103,6 +104,22 @@ def test_changes_emit_updated_and_created_as_records_arrive() -> None:
         ("ACCOUNT_CREATED", "CN=user99,DC=example"),
     ]
     assert outcomes[1].verdict == Verdict.UNCHANGED
+
+
+def test_an_account_changed_twice_in_a_batch_is_compared_with_its_first_change() -> None:
+    """Each record of one account in a batch reads the state the one before it wrote."""
+    p = Partition()
+    p.aggregation("a1", "2026-01-01T00:00:00Z", ACCOUNTS)
+    twice = [acct(3, title="Lead"), acct(3, title="Boss"), acct(3, title="Boss")]
+    outcomes = p.aggregation("a2", "2026-01-02T00:00:00Z", [*ACCOUNTS, *twice])
+    changes = [
+        (c.oldValue, c.newValue)
+        for o in outcomes
+        for e in o.events
+        for c in event_model(e).singleValueAttributeChanges
+    ]
+    assert changes == [("Engineer", "Lead"), ("Lead", "Boss")]
+    assert outcomes[-2].verdict == Verdict.UNCHANGED
 
 
 def test_unchanged_accounts_cost_no_state_write() -> None:
@@ -270,6 +287,25 @@ def test_a_full_aggregation_that_lost_records_deletes_nothing() -> None:
     # The next clean aggregation deletes what is really gone.
     outcomes = p.aggregation("a3", "2026-01-03T00:00:00Z", ACCOUNTS[:19])
     assert events(outcomes) == [("ACCOUNT_DELETED", "CN=user19,DC=example")]
+
+
+def test_a_dead_lettered_record_is_decoded_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Abandoning a record the full path decoded reuses that JSON (it still counts as lost)."""
+    p = Partition()
+    p.aggregation("a1", "2026-01-01T00:00:00Z", ACCOUNTS)
+    broken = {**ACCOUNTS[5], "attributes": "not an object"}
+    decoded: list[bytes] = []
+    loads = partition.codec.loads
+
+    def counting(data: bytes) -> Any:
+        decoded.append(data)
+        return loads(data)
+
+    monkeypatch.setattr(partition.codec, "loads", counting)
+    outcomes = p.aggregation("a2", "2026-01-02T00:00:00Z", [*ACCOUNTS[:5], broken])
+    assert outcomes[6].verdict == Verdict.DEAD_LETTERED
+    assert len([d for d in decoded if b"not an object" in d]) == 1
+    assert outcomes[-1].deletes_suppressed == 15
 
 
 def test_delete_guard_counts_the_previous_snapshot_only() -> None:

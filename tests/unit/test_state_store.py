@@ -609,20 +609,27 @@ def test_lmdb_viewer_reads_as_get_until_the_next_apply(tmp_path: Path) -> None:
         store.close()
 
 
-def test_lmdb_viewer_detects_a_damaged_value(tmp_path: Path) -> None:
-    """A value whose bytes were changed on disk fails its checksum when viewed, as when read
-    with get()."""
+def _damaged(tmp_path: Path, raw: dict[bytes, bytes]) -> LmdbStateStore:
+    """A store of ``a`` (5,000 bytes) and ``b`` whose ``a`` then had its last byte changed on
+    disk, and whose entries in ``raw`` were then put as they are (no checksum), reopened."""
     store = open_store(tmp_path, "acc", 0, map_size_bytes=SMALL_MAP, verify=False)
     store.apply({b"a": b"x" * 5000, b"b": b"fine"}, 1)
     store.close()
     env = lmdb.open(str(tmp_path / "acc-0"), max_dbs=2)
     try:
         with env.begin(write=True, db=env.open_db(DATA_DB)) as txn:
-            stored = txn.get(b"a")
-            txn.put(b"a", stored[:-1] + b"y")
+            txn.put(b"a", txn.get(b"a")[:-1] + b"y")
+            for key, value in raw.items():
+                txn.put(key, value)
     finally:
         env.close()
-    store = open_store(tmp_path, "acc", 0, map_size_bytes=SMALL_MAP, verify=False)
+    return open_store(tmp_path, "acc", 0, map_size_bytes=SMALL_MAP, verify=False)
+
+
+def test_lmdb_viewer_detects_a_damaged_value(tmp_path: Path) -> None:
+    """A value whose bytes were changed on disk fails its checksum when viewed, as when read
+    with get()."""
+    store = _damaged(tmp_path, {})
     try:
         view = store.viewer()
         assert bytes(view(b"b") or b"") == b"fine"
@@ -630,6 +637,26 @@ def test_lmdb_viewer_detects_a_damaged_value(tmp_path: Path) -> None:
             view(b"a")
         with pytest.raises(StateCorruptError, match="checksum"):
             store.get(b"a")
+    finally:
+        store.close()
+
+
+def test_lmdb_unchecked_viewer_reads_a_damaged_value_that_checked_reads_refuse(
+    tmp_path: Path,
+) -> None:
+    """viewer(checked=False) gives a value damaged on disk as it lies, and one too short for
+    its checksum as empty, while get() and the checked viewer report both."""
+    store = _damaged(tmp_path, {b"b": b"ab"})
+    try:
+        unchecked, checked = store.viewer(checked=False), store.viewer()
+        assert bytes(unchecked(b"a") or b"") == b"x" * 4999 + b"y"
+        short = unchecked(b"b")
+        assert short is not None and bytes(short) == b"" and unchecked(b"c") is None
+        for key in (b"a", b"b"):
+            with pytest.raises(StateCorruptError):
+                checked(key)
+            with pytest.raises(StateCorruptError):
+                store.get(key)
     finally:
         store.close()
 

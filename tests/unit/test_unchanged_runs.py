@@ -214,27 +214,59 @@ def test_runs_on_lmdb_decide_as_one_record_at_a_time_in_memory(
     assert on_disk == _second(kinds, split, runs=False)
 
 
-def test_a_damaged_stored_account_fails_a_run_on_lmdb(tmp_path: Path) -> None:
-    """A stored account damaged on disk (a byte of its JSON, not of its digests) fails its
-    checksum when a run reads it: the batch fails, nothing is decided unchanged."""
+#: Where the stored form of an account holds (after its 4-byte checksum) a byte of its bytes
+#: digest, the last bytes of the header a run compares, and a byte of its JSON.
+_IN_BYTES_DIGEST, _IN_JSON = 4 + 41 + 7, -2
+
+
+def _damaged(tmp_path: Path, at: int) -> tuple[Worker, bytes]:
+    """A worker on LMDB after a first aggregation, the stored state of ``ACCOUNTS[3]`` then
+    damaged on disk at byte ``at`` of its stored form (checksum first), and that state key."""
     store = open_store(tmp_path, "acc", 0, map_size_bytes=1 << 22, verify=False)
     worker = Worker(store)
     worker.aggregation("a1", T1, ACCOUNTS)
     store.close()
+    key = k_account(SRC, f"u:{ACCOUNTS[3]['uuid']}")
     env = lmdb.open(str(tmp_path / "acc-0"), max_dbs=2)
     try:
         with env.begin(write=True, db=env.open_db(DATA_DB)) as txn:
-            key = k_account(SRC, f"u:{ACCOUNTS[3]['uuid']}")
-            stored = txn.get(key)
-            txn.put(key, stored[:-2] + bytes([stored[-2] ^ 1]) + stored[-1:])
+            stored = bytearray(txn.get(key))
+            stored[at] ^= 1
+            txn.put(key, bytes(stored))
     finally:
         env.close()
     worker.store = worker.partitions[0].store = open_store(tmp_path, "acc", 0, verify=False)
+    return worker, key
+
+
+def test_a_damaged_stored_header_fails_a_run_on_lmdb(tmp_path: Path) -> None:
+    """A stored account whose compared header is damaged on disk matches no record, and the
+    checked read that follows reports the damage: the batch fails, nothing is decided."""
+    worker, _ = _damaged(tmp_path, _IN_BYTES_DIGEST)
     try:
         with pytest.raises(StateCorruptError, match="checksum"):
             worker.aggregation("a2", T2, ACCOUNTS)
+        assert worker.tallies == [worker.tallies[0]]  # the first aggregation's alone
     finally:
         worker.store.close()
+
+
+def test_a_damaged_stored_body_is_unchanged_and_found_by_the_next_checked_read(
+    tmp_path: Path,
+) -> None:
+    """A stored account damaged on disk in its JSON alone (its header intact) is unchanged
+    for a record of its very bytes, and the next checked read and the next verified open
+    report the damage."""
+    worker, key = _damaged(tmp_path, _IN_JSON)
+    try:
+        tally = worker.aggregation("a2", T2, ACCOUNTS)
+        assert tally.verdicts == {Verdict.MARKER: 2, Verdict.UNCHANGED: len(ACCOUNTS)}
+        with pytest.raises(StateCorruptError, match="checksum"):
+            worker.store.get(key)
+    finally:
+        worker.store.close()
+    with pytest.raises(StateCorruptError):
+        open_store(tmp_path, "acc", 0)
 
 
 def test_unchanged_records_are_decided_in_one_run_without_the_per_record_path() -> None:
