@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from processor.state.store import InMemoryStoreFactory
 from processor.transport import TP, InRecord
 from processor.transport.memory import MemoryGroupConsumer, MemoryPartitionReader
 from tests.unit.conftest import make_account, make_source
-from tests.unit.fake_clock import FakeClock
+from tests.unit.fake_clock import DEFAULT_WALL_MS, FakeClock
 from tests.unit.memory_worker import HookedFactory, MemoryWorker
 
 #: Changelog records per restore step in these tests: a restore takes several steps.
@@ -170,7 +171,10 @@ def test_a_retriable_failure_backs_off_on_the_injected_clock(tmp_path: Path) -> 
     """Commits failing twice in a row make the worker wait the first backoff, then twice it,
     on its clock; the batch then commits."""
     worker = MemoryWorker(tmp_path)
-    worker.publish(make_source(), [make_account("CN=a")])
+    # Started at the fake clock's wall time: a real "now" would lie in its future, and a
+    # startedAt more than NCD_FUTURE_ALLOWANCE_S after the worker's clock is dead-lettered.
+    started = datetime.fromtimestamp(DEFAULT_WALL_MS / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    worker.publish(make_source(), [make_account("CN=a")], started_at=started)
     failure = TransportError("broker away", retriable=True)
 
     class Failing(FakeClock):
