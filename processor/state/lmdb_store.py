@@ -141,11 +141,11 @@ class LmdbStateStore:
             _open_paths.add(key)
         try:
             env, data, meta = open_env(directory, map_size_bytes, store_id, verify)
+            return cls(env, data, meta, key, store_id)  # (its count may fail: still released)
         except BaseException:
             with _open_lock:
                 _open_paths.discard(key)
             raise
-        return cls(env, data, meta, key, store_id)
 
     def _live(self) -> Any:
         if self._closed:

@@ -300,3 +300,20 @@ def test_the_workers_close_closes_every_store_and_raises_a_failed_write(tmp_path
     with pytest.raises(StateError, match="No space left"):
         partitions.close_all(None)
     assert all(store.closed for store in stores) and not partitions.ready
+
+
+def test_a_store_whose_start_fails_after_its_open_can_be_opened_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failure after LMDB opened (starting the writer) releases the directory: the next
+    open in this process is not refused as "already open"."""
+    LmdbStateStore.open(tmp_path / "s").close()
+
+    def refuse(*_args: object) -> None:
+        raise StateError("writer could not start")
+
+    monkeypatch.setattr("processor.state.lmdb_store.Writer", refuse)
+    with pytest.raises(StateError, match="could not start"):
+        LmdbStateStore.open(tmp_path / "s")
+    monkeypatch.undo()
+    LmdbStateStore.open(tmp_path / "s").close()
