@@ -23,7 +23,10 @@ import os, signal, sys, time
 from pathlib import Path
 out = Path(sys.argv[1])
 def on_stop(signum, frame):
-    out.with_suffix(".signal").write_text(str(signum))
+    # Written whole, then renamed: a reader never sees the file empty.
+    part = out.with_suffix(".signal-part")
+    part.write_text(str(signum))
+    os.replace(part, out.with_suffix(".signal"))
     sys.exit(0)
 signal.signal(signal.SIGTERM, on_stop)
 signal.signal(signal.SIGINT, on_stop)
@@ -156,7 +159,9 @@ from pathlib import Path
 from processor.supervisor import die_with_parent
 out = Path(sys.argv[1])
 def on_term(signum, frame):
-    out.with_suffix(".signal").write_text(str(signum))
+    part = out.with_suffix(".signal-part")  # written whole, then renamed (as CHILD does)
+    part.write_text(str(signum))
+    os.replace(part, out.with_suffix(".signal"))
     sys.exit(0)
 signal.signal(signal.SIGTERM, on_term)
 signal.alarm(60)
