@@ -38,14 +38,9 @@ def ce_type(event_type: str) -> str:
 
 # The header values a batch repeats, made once (issue 14): a few sources and types, and the
 # records of a batch were mostly written within a few milliseconds of each other.
-@lru_cache(maxsize=64)
-def _ce_type_header(type_: str) -> bytes:
-    return type_.encode()
-
-
 @lru_cache(maxsize=256)
-def _ce_source(source_id: str) -> bytes:
-    return f"/sources/{source_id}".encode()
+def _ce_source_and_type(source_id: str, type_: str) -> tuple[tuple[str, bytes], ...]:
+    return (("ce_source", f"/sources/{source_id}".encode()), ("ce_type", type_.encode()))
 
 
 @lru_cache(maxsize=1024)
@@ -61,8 +56,7 @@ def cloud_event_headers(
     return (
         ("ce_specversion", CE_SPECVERSION),
         ("ce_id", record_id.encode()),
-        ("ce_source", _ce_source(source_id)),
-        ("ce_type", _ce_type_header(type_)),
+        *_ce_source_and_type(source_id, type_),
         ("ce_time", _ce_time(timestamp_ms)),
         ("content-type", b"application/json"),
     )
